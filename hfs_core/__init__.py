@@ -1,0 +1,83 @@
+"""hfs providers: rotating, rate-limited Agno models from many providers, one pool of keys each.
+
+    from hfs_core import get_model
+    model = get_model("groq")                      # or "groq:openai/gpt-oss-20b"
+    Agent(model=model).run("hi")
+
+Importing this package is cheap: agno, keycycle and the provider SDKs load only when a
+provider's pool is first needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from hfs_core.config import Config, ProviderConfig, load_config
+from hfs_core.env import EnvReport, Problem
+from hfs_core.errors import ConfigError, HFSError, ProviderNotFoundError, ProviderUnavailableError
+from hfs_core.hookspecs import hookimpl
+from hfs_core.registry import (
+    PluginInfo,
+    ProviderManager,
+    Registry,
+    get_model,
+    get_provider_manager,
+    get_registry,
+    is_provider_healthy,
+    list_available_providers,
+    shutdown,
+)
+from hfs_core.spec import ProviderSpec
+
+__version__ = "0.1.0"
+
+logging.getLogger("hfs_core").addHandler(logging.NullHandler())
+
+__all__ = [
+    "CallOptions",
+    "Config",
+    "ConfigError",
+    "EnvReport",
+    "HFSError",
+    "KeyPool",
+    "NoAvailableKeyError",
+    "PluginInfo",
+    "Problem",
+    "ProviderConfig",
+    "ProviderManager",
+    "ProviderNotFoundError",
+    "ProviderSpec",
+    "ProviderUnavailableError",
+    "Registry",
+    "get_model",
+    "get_provider_manager",
+    "get_registry",
+    "hookimpl",
+    "is_provider_healthy",
+    "list_available_providers",
+    "load_config",
+    "shutdown",
+]
+
+_FROM_POOL = {"NoAvailableKeyError", "CallOptions", "KeyPool"}
+
+
+def __getattr__(name: str) -> Any:
+    """Load pool classes on first use, and serve ``get_<provider>_model`` for installed providers."""
+    if name in _FROM_POOL:
+        from hfs_core import pool
+
+        return getattr(pool, name)
+    match = re.fullmatch(r"get_(\w+)_model", name)
+    if match and match.group(1) in get_registry().specs:
+        provider = match.group(1)
+
+        def get_provider_model(model_id: str | None = None, **kwargs: Any) -> Any:
+            return get_model(provider, model_id, **kwargs)
+
+        get_provider_model.__name__ = name
+        get_provider_model.__doc__ = f"A rotating {provider} model; see `get_model`."
+        return get_provider_model
+    raise AttributeError(f"module 'hfs_core' has no attribute {name!r}")

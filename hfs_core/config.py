@@ -1,0 +1,157 @@
+"""The TOML configuration: ``hfs.toml``, ``[tool.hfs]`` in ``pyproject.toml``, or ``$HFS_CONFIG``.
+
+Example ``hfs.toml``::
+
+    plugins = ["groq", "gemini"]          # load only these plugins (default: all installed)
+    usage_db_url = "mysql+pymysql://user:pass@host/db"   # TIDB_DB_URL wins when set
+    track_usage = true
+
+    [providers.groq]
+    enabled = true
+    default_model = "openai/gpt-oss-20b"
+    expected_keys = 16
+    base_url = "http://127.0.0.1:8000"     # a proxy or a local stand-in
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hfs_core.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+CONFIG_ENV = "HFS_CONFIG"
+_TOP_KEYS = {"plugins", "usage_db_url", "track_usage", "providers"}
+_PROVIDER_KEYS = {"enabled", "default_model", "expected_keys", "base_url"}
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """Per-provider settings; None means "use the plugin's default"."""
+
+    enabled: bool = True
+    default_model: str | None = None
+    expected_keys: int | None = None
+    base_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything read from the configuration file (all defaults when there is none)."""
+
+    source: Path | None = None
+    plugins: tuple[str, ...] | None = None
+    usage_db_url: str | None = None
+    track_usage: bool = True
+    providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
+
+    def provider(self, name: str) -> ProviderConfig:
+        """The settings for `name` (defaults if the file says nothing about it)."""
+        return self.providers.get(name, ProviderConfig())
+
+    @property
+    def source_name(self) -> str:
+        """The file's name as shown in messages."""
+        return str(self.source) if self.source else "(no config file)"
+
+
+def find_config(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> tuple[Path, bool] | None:
+    """The config file to read and whether it is a pyproject.toml, or None if there is none."""
+    env = os.environ if env is None else env
+    explicit = env.get(CONFIG_ENV)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_ENV}={explicit}: no such file; point {CONFIG_ENV} at an hfs.toml")
+        return path, path.name == "pyproject.toml"
+    base = Path.cwd() if cwd is None else cwd
+    if (base / "hfs.toml").is_file():
+        return base / "hfs.toml", False
+    pyproject = base / "pyproject.toml"
+    if pyproject.is_file() and b"[tool.hfs" in pyproject.read_bytes():
+        return pyproject, True
+    return None
+
+
+def load_config(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Find and read the configuration; raise ConfigError naming the file on any problem."""
+    found = find_config(cwd, env)
+    if found is None:
+        return Config()
+    path, is_pyproject = found
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+    if is_pyproject:
+        data = data.get("tool", {}).get("hfs", {})
+        where = "[tool.hfs]"
+    else:
+        where = ""
+    return parse_config(data, path, where)
+
+
+def _fail(path: Path, where: str, message: str) -> ConfigError:
+    return ConfigError(f"{path}: {where + ' ' if where else ''}{message}")
+
+
+def _check_keys(table: Mapping[str, Any], known: set[str], path: Path, where: str) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise _fail(path, where, f"unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
+
+
+def parse_config(data: Mapping[str, Any], path: Path, where: str = "") -> Config:
+    """Validate the parsed TOML and build a Config."""
+    _check_keys(data, _TOP_KEYS, path, where)
+    plugins = data.get("plugins")
+    if plugins is not None and not (isinstance(plugins, list) and all(isinstance(p, str) for p in plugins)):
+        raise _fail(path, where, "plugins must be a list of plugin names, e.g. plugins = [\"groq\"]")
+    db_url = data.get("usage_db_url")
+    if db_url is not None and not isinstance(db_url, str):
+        raise _fail(path, where, "usage_db_url must be a string (a SQLAlchemy database URL)")
+    track = data.get("track_usage", True)
+    if not isinstance(track, bool):
+        raise _fail(path, where, "track_usage must be true or false")
+    tables = data.get("providers", {})
+    if not isinstance(tables, dict):
+        raise _fail(path, where, "providers must be a table of [providers.<name>] tables")
+    providers = {name: _provider(name, table, path, where) for name, table in tables.items()}
+    return Config(
+        source=path,
+        plugins=tuple(plugins) if plugins is not None else None,
+        usage_db_url=db_url or None,
+        track_usage=track,
+        providers=providers,
+    )
+
+
+def _provider(name: str, table: Any, path: Path, where: str) -> ProviderConfig:
+    section = f"{where} [providers.{name}]".strip()
+    if not isinstance(table, dict):
+        raise _fail(path, "", f"{section} must be a table")
+    _check_keys(table, _PROVIDER_KEYS, path, section)
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise _fail(path, section, "enabled must be true or false")
+    model = table.get("default_model")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise _fail(path, section, "default_model must be a non-empty string")
+    expected = table.get("expected_keys")
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int) or expected < 1):
+        raise _fail(path, section, f"expected_keys must be a whole number of at least 1, got {expected!r}")
+    base_url = table.get("base_url")
+    if base_url is not None and (not isinstance(base_url, str) or "://" not in base_url):
+        raise _fail(path, section, f"base_url must be a URL like http://127.0.0.1:8000, got {base_url!r}")
+    return ProviderConfig(enabled=enabled, default_model=model, expected_keys=expected, base_url=base_url)

@@ -1,0 +1,272 @@
+"""Reading and checking the environment: key counts, keys, and what is wrong with them.
+
+Nothing here imports agno, keycycle or a provider SDK, so it is cheap to run at start-up
+and in `hfs check`. A key's value never appears in a Problem: only its variable name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from hfs_core.spec import ProviderSpec
+
+Severity = Literal["error", "warning"]
+
+MIN_KEY_LENGTH = 20
+"""Shorter values are not API keys (and their 8-character usage suffix would be most of the key)."""
+
+KEY_PREFIXES: dict[str, str] = {}
+"""Key prefix of every loaded provider (name -> prefix), filled by the registry as plugins load."""
+
+_PLACEHOLDER = re.compile(
+    r"your[_-]?(api[_-]?)?key|api[_-]?key[_-]?here|placeholder|changeme|change[_-]me|insert[_-]?key|"
+    r"replace[_-]?me|^<.*>$|^x{6,}$|xxxx|\.\.\.|^todo$|^none$|^null$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the environment or configuration.
+
+    `variable` names the variable or file concerned; `hint` says what to do.
+    """
+
+    severity: Severity
+    variable: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.severity}: {self.variable}: {self.message}"
+        return f"{text} ({self.hint})" if self.hint else text
+
+    def to_dict(self) -> dict[str, str]:
+        """A JSON-ready view."""
+        return {"severity": self.severity, "variable": self.variable, "message": self.message, "hint": self.hint}
+
+
+@dataclass(frozen=True)
+class EnvReport:
+    """What the environment gives one provider."""
+
+    provider: str
+    enabled: bool
+    keys_found: int
+    expected: int
+    problems: tuple[Problem, ...] = field(default_factory=tuple)
+
+    @property
+    def configured(self) -> bool:
+        """At least one usable key is present."""
+        return self.keys_found > 0
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        """The problems of severity "error"."""
+        return tuple(p for p in self.problems if p.severity == "error")
+
+    @property
+    def healthy(self) -> bool:
+        """Enabled, configured, and free of errors."""
+        return self.enabled and self.configured and not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "provider": self.provider,
+            "enabled": self.enabled,
+            "configured": self.configured,
+            "healthy": self.healthy,
+            "keys_found": self.keys_found,
+            "expected": self.expected,
+            "problems": [p.to_dict() for p in self.problems],
+        }
+
+
+def mask_key(key: str) -> str:
+    """Show a key as its last 4 characters, e.g. ``…a1b2``."""
+    return "…" + key[-4:] if len(key) >= 8 else "…"
+
+
+def redact_url(url: str) -> str:
+    """A database URL with its password replaced by ``***``."""
+    return re.sub(r"^([A-Za-z0-9+.\-]+://[^:/@?#]*):[^@/?#]*@", r"\1:***@", url)
+
+
+def looks_like_db_url(url: str) -> bool:
+    """True for ``scheme://...`` URLs of the kind SQLAlchemy takes."""
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://\S*$", url) is not None
+
+
+def load_env(dotenv_path: Path | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The process environment over the `.env` file (the real environment wins).
+
+    keycycle's own loader lets `.env` override the real environment; the registry
+    never calls it and never writes to `os.environ`.
+    """
+    real = dict(os.environ if environ is None else environ)
+    path = Path.cwd() / ".env" if dotenv_path is None else dotenv_path
+    if not path.is_file():
+        return real
+    from dotenv import dotenv_values
+
+    file_values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+    return {**file_values, **real}
+
+
+def _describe_count(raw: str) -> str:
+    return repr(raw) if len(raw) <= 12 else f"a {len(raw)}-character value"
+
+
+def parse_key_count(spec: ProviderSpec, env: Mapping[str, str]) -> tuple[int | None, Problem | None]:
+    """Read ``NUM_<PREFIX>``: the count, or the problem that stops it being read."""
+    var = spec.count_var
+    raw = env.get(var)
+    first_key = spec.key_var(1)
+    if raw is None:
+        found = len(_indexed_keys(spec, env))
+        if found:
+            return None, Problem(
+                "error", var, f"is not set, but {found} {spec.env_prefix}_API_KEY_<i> variable(s) are",
+                f"set {var}={found}",
+            )
+        hint = f"set {var}=<count> and {first_key} ... {spec.env_prefix}_API_KEY_<count>"
+        if env.get(f"{spec.env_prefix}_API_KEY"):
+            hint = f"rename {spec.env_prefix}_API_KEY to {first_key} and set {var}=1"
+        return None, Problem("error", var, "is not set, so no keys are loaded", hint)
+    text = raw.strip()
+    if not text:
+        return None, Problem("error", var, "is empty", f"set {var} to the number of keys, e.g. {var}=3")
+    if not re.fullmatch(r"[+-]?\d+", text):
+        return None, Problem(
+            "error", var, f"must be a whole number of keys, got {_describe_count(raw)}", f"e.g. {var}=3"
+        )
+    count = int(text)
+    if count < 1:
+        return None, Problem("error", var, f"must be at least 1, got {count}", f"e.g. {var}=3")
+    return count, None
+
+
+def _indexed_keys(spec: ProviderSpec, env: Mapping[str, str]) -> dict[int, str]:
+    pattern = re.compile(rf"^{re.escape(spec.env_prefix)}_API_KEY_(\d+)$")
+    found: dict[int, str] = {}
+    for name, value in env.items():
+        match = pattern.match(name)
+        if match:
+            found[int(match.group(1))] = value
+    return found
+
+
+def declared_keys(spec: ProviderSpec, env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(variable, stripped value) for each non-empty key among 1..NUM, without judging them."""
+    count, _ = parse_key_count(spec, env)
+    if count is None:
+        return []
+    pairs = []
+    for index in range(1, count + 1):
+        value = env.get(spec.key_var(index), "").strip()
+        if value:
+            pairs.append((spec.key_var(index), value))
+    return pairs
+
+
+def check_provider_env(
+    spec: ProviderSpec, env: Mapping[str, str], expected: int
+) -> tuple[list[str], list[Problem]]:
+    """The core's checks for one provider: the usable keys, and every problem found.
+
+    A bad key is skipped with a warning and never stops the others; a provider with
+    no usable key gets an error.
+    """
+    count, problem = parse_key_count(spec, env)
+    if count is None:
+        return [], [problem] if problem else []
+    problems: list[Problem] = []
+    keys: list[str] = []
+    seen: dict[str, str] = {}
+    for index in range(1, count + 1):
+        var = spec.key_var(index)
+        raw = env.get(var)
+        if raw is None:
+            problems.append(
+                Problem("warning", var, f"is missing ({spec.count_var}={count})",
+                        f"add {var} or lower {spec.count_var}")
+            )
+            continue
+        value = raw.strip()
+        if value != raw and value:
+            problems.append(Problem("warning", var, "has white space around it; it was removed",
+                                    "remove the spaces or newline in the file that sets it"))
+        reason = _unusable(value)
+        if reason:
+            problems.append(Problem("warning", var, f"{reason}; this key is skipped", f"put a real key in {var}"))
+            continue
+        if value in seen:
+            problems.append(Problem("warning", var, f"is the same key as {seen[value]}; it is used once",
+                                    f"remove {var} or replace it with another key"))
+            continue
+        seen[value] = var
+        problems.extend(_prefix_problems(spec, var, value))
+        keys.append(value)
+    parked = sorted(i for i in _indexed_keys(spec, env) if i > count)
+    if parked:
+        names = ", ".join(spec.key_var(i) for i in parked[:3]) + (", ..." if len(parked) > 3 else "")
+        problems.append(Problem("warning", names, f"ignored: beyond {spec.count_var}={count}",
+                                f"raise {spec.count_var} to use them"))
+    if not keys:
+        problems.append(Problem("error", spec.count_var, f"none of the {count} declared keys is usable",
+                                f"set {spec.key_var(1)}..{spec.key_var(count)} to real keys"))
+    if count != expected:
+        problems.append(Problem(
+            "warning", spec.count_var, f"is {count}, but {expected} keys are expected for {spec.name}",
+            f"set expected_keys = {count} under [providers.{spec.name}] in hfs.toml if {count} is right",
+        ))
+    return keys, problems
+
+
+def _unusable(value: str) -> str:
+    if not value:
+        return "is empty"
+    if _PLACEHOLDER.search(value):
+        return "is a placeholder, not a key"
+    if any(ch.isspace() for ch in value) or not value.isprintable():
+        return "contains spaces or control characters"
+    if len(value) < MIN_KEY_LENGTH:
+        return f"is only {len(value)} characters long, too short for an API key"
+    return ""
+
+
+def _prefix_problems(spec: ProviderSpec, var: str, value: str) -> list[Problem]:
+    own = spec.key_prefix
+    if not own or value.startswith(own):
+        return []
+    for other, prefix in KEY_PREFIXES.items():
+        if other != spec.name and value.startswith(prefix):
+            return [Problem(
+                "warning", var,
+                f"starts with {prefix!r} like a {other} key, not {own!r} like a {spec.name} key",
+                f"move it to {other.upper()}_API_KEY_<i> if it is a {other} key",
+            )]
+    return [Problem("warning", var, f"does not start with {own!r} as {spec.name} keys do",
+                    "check that it is a key for this provider")]
+
+
+def key_shape_problems(spec: ProviderSpec, env: Mapping[str, str], shape: str, description: str) -> list[Problem]:
+    """Warn about keys that carry the provider's prefix but not its full shape (truncated, padded).
+
+    For a plugin's `validate_env`: `shape` is a regular expression a whole key must match.
+    """
+    pattern = re.compile(shape)
+    return [
+        Problem("warning", var, f"does not look like a whole {spec.name} key ({description}); it may be "
+                "truncated or have extra characters", f"copy the key again into {var}")
+        for var, value in declared_keys(spec, env)
+        if (not spec.key_prefix or value.startswith(spec.key_prefix)) and not pattern.fullmatch(value)
+    ]

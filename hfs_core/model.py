@@ -1,0 +1,230 @@
+"""Rotating Agno models: an Agno model class whose every call runs on a leased key.
+
+`rotating_class(Groq)` is ``RotatingGroq``: the provider's own Agno class with the four
+invoke methods wrapped. Each attempt leases a key from the pool, runs the provider's
+own code with that key's SDK client (one per key, reused), and on failure cools the key,
+marks it dead or backs off before trying another. The model object holds no key and no
+per-call state, so one instance can serve many threads and tasks at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import random
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, cast
+
+from hfs_core.pool import CallOptions, Failure, KeyPool, Lease, Outcome
+
+_LEASE: contextvars.ContextVar[Lease | None] = contextvars.ContextVar("hfs_lease", default=None)
+_CLIENT_FIELDS = ("base_url", "timeout", "max_retries", "default_headers", "default_query", "client_params",
+                  "http_client", "vertexai", "project_id", "location")
+_BACKOFF_FIRST = 0.25
+_BACKOFF_MAX = 4.0
+
+
+def _tokens(response: Any) -> int | None:
+    usage = getattr(response, "response_usage", None)
+    total = getattr(usage, "total_tokens", None)
+    return int(total) if total else None
+
+
+class _Call:
+    """One model call: its wait budget, its retry count, and what each failure costs."""
+
+    def __init__(self, pool: KeyPool, model_id: str, options: CallOptions) -> None:
+        self.pool = pool
+        self.model_id = model_id
+        self.options = options
+        self.budget = options.timeout
+        self.retries = 0
+        self.transient_failures = 0
+
+    def lease(self) -> Lease:
+        lease, waited = self.pool.acquire(self.model_id, self.options, self.budget)
+        self.budget -= waited
+        return lease
+
+    async def alease(self) -> Lease:
+        lease, waited = await self.pool.acquire_async(self.model_id, self.options, self.budget)
+        self.budget -= waited
+        return lease
+
+    def after_failure(self, lease: Lease, exc: BaseException) -> float:
+        """Decide on a failed attempt: re-raise it, or return the back-off before the next one."""
+        failure: Failure = self.pool.failed(lease, exc)
+        if failure.outcome is Outcome.FATAL:
+            raise exc
+        if failure.outcome is Outcome.DEAD:
+            return 0.0
+        if self.retries >= self.options.max_retries:
+            raise exc
+        self.retries += 1
+        if failure.outcome is Outcome.RATE_LIMITED:
+            return 0.0
+        delay = failure.retry_after
+        if delay is None:
+            step = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2**self.transient_failures)
+            delay = step / 2 + random.uniform(0, step / 2)
+        self.transient_failures += 1
+        if delay > self.budget:
+            raise exc
+        self.budget -= delay
+        return delay
+
+
+class RotatingModel:
+    """Mixin placed before an Agno model class; see `rotating_class`."""
+
+    _hfs_pool: KeyPool
+    _hfs_options: CallOptions
+    _hfs_signature: str
+
+    def _hfs_attach(self, pool: KeyPool, options: CallOptions) -> None:
+        self._hfs_pool = pool
+        self._hfs_options = options
+        self._hfs_signature = repr(tuple(getattr(self, f, None) for f in _CLIENT_FIELDS))
+
+    @property
+    def pool(self) -> KeyPool:
+        """The key pool this model draws from."""
+        return self._hfs_pool
+
+    @property
+    def call_options(self) -> CallOptions:
+        """How this model's calls wait and retry."""
+        return self._hfs_options
+
+    def __repr__(self) -> str:
+        model = cast(Any, self)
+        return (f"{type(self).__name__}(id={model.id!r}, provider={self._hfs_pool.provider!r}, "
+                f"keys={self._hfs_pool.size}, options={self._hfs_options})")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        memo[id(self._hfs_pool)] = self._hfs_pool
+        return cast(Any, super()).__deepcopy__(memo)
+
+    def get_client(self) -> Any:
+        """The SDK client of the key leased for the current attempt."""
+        return self._hfs_pool.client(_LEASE.get(), self, False, self._hfs_signature)
+
+    def get_async_client(self) -> Any:
+        """The async SDK client of the key leased for the current attempt."""
+        return self._hfs_pool.client(_LEASE.get(), self, True, self._hfs_signature)
+
+    def _hfs_call(self) -> _Call:
+        return _Call(self._hfs_pool, cast(Any, self).id, self._hfs_options)
+
+    def invoke(self, *args: Any, **kwargs: Any) -> Any:
+        """Agno's invoke on a leased key, rotating keys on failure."""
+        call = self._hfs_call()
+        while True:
+            lease = call.lease()
+            token = _LEASE.set(lease)
+            try:
+                response = cast(Any, super()).invoke(*args, **kwargs)
+            except Exception as exc:
+                time.sleep(call.after_failure(lease, exc))
+                continue
+            finally:
+                _LEASE.reset(token)
+            self._hfs_pool.succeeded(lease, _tokens(response))
+            return response
+
+    async def ainvoke(self, *args: Any, **kwargs: Any) -> Any:
+        """Agno's ainvoke on a leased key; waits for keys and backs off with ``await``."""
+        call = self._hfs_call()
+        while True:
+            lease = await call.alease()
+            token = _LEASE.set(lease)
+            try:
+                response = await cast(Any, super()).ainvoke(*args, **kwargs)
+            except Exception as exc:
+                await asyncio.sleep(call.after_failure(lease, exc))
+                continue
+            finally:
+                _LEASE.reset(token)
+            self._hfs_pool.succeeded(lease, _tokens(response))
+            return response
+
+    def invoke_stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """Agno's invoke_stream on a leased key. A failure before the first chunk rotates to
+        another key; a failure after chunks were yielded reaches the caller."""
+        call = self._hfs_call()
+        while True:
+            lease = call.lease()
+            stream = cast(Any, super()).invoke_stream(*args, **kwargs)
+            started = False
+            usage: int | None = None
+            try:
+                while True:
+                    token = _LEASE.set(lease)
+                    try:
+                        chunk = next(stream)
+                    except StopIteration:
+                        break
+                    finally:
+                        _LEASE.reset(token)
+                    started = True
+                    usage = _tokens(chunk) or usage
+                    yield chunk
+            except GeneratorExit:
+                self._hfs_pool.succeeded(lease, usage)
+                raise
+            except Exception as exc:
+                if started:
+                    self._hfs_pool.failed(lease, exc)
+                    raise
+                time.sleep(call.after_failure(lease, exc))
+                continue
+            self._hfs_pool.succeeded(lease, usage)
+            return
+
+    async def ainvoke_stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        """Async `invoke_stream`."""
+        call = self._hfs_call()
+        while True:
+            lease = await call.alease()
+            stream = cast(Any, super()).ainvoke_stream(*args, **kwargs)
+            started = False
+            usage: int | None = None
+            try:
+                while True:
+                    token = _LEASE.set(lease)
+                    try:
+                        chunk = await stream.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        _LEASE.reset(token)
+                    started = True
+                    usage = _tokens(chunk) or usage
+                    yield chunk
+            except GeneratorExit:
+                self._hfs_pool.succeeded(lease, usage)
+                raise
+            except Exception as exc:
+                if started:
+                    self._hfs_pool.failed(lease, exc)
+                    raise
+                await asyncio.sleep(call.after_failure(lease, exc))
+                continue
+            self._hfs_pool.succeeded(lease, usage)
+            return
+
+
+@functools.cache
+def rotating_class(model_class: type) -> type:
+    """The rotating subclass of an Agno model class (built once per class)."""
+    return type(f"Rotating{model_class.__name__}", (RotatingModel, model_class), {"__module__": __name__})
+
+
+def build_model(pool: KeyPool, model_id: str, options: CallOptions, kwargs: dict[str, Any]) -> Any:
+    """A rotating model of the pool's provider, with `kwargs` passed to the Agno class."""
+    cls = rotating_class(pool.model_class)
+    model = cls(id=model_id, **kwargs)
+    model._hfs_attach(pool, options)
+    return model

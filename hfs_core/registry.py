@@ -1,0 +1,452 @@
+"""The registry: finds provider plugins, checks their environment, and hands out rotating models.
+
+Discovery and environment checks import neither agno, keycycle nor any provider SDK;
+a provider's pool (and with it those packages) is built the first time it is needed.
+One plugin that fails to import, raises in a hook or returns the wrong thing is
+recorded as a failed plugin and never stops the others.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import importlib.metadata
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
+
+import pluggy
+
+from hfs_core import catalog, hookspecs
+from hfs_core.config import Config, load_config
+from hfs_core.env import KEY_PREFIXES, EnvReport, Problem, check_provider_env, load_env, looks_like_db_url
+from hfs_core.errors import HFSError, ProviderNotFoundError, ProviderUnavailableError
+from hfs_core.spec import ProviderSpec
+
+if TYPE_CHECKING:
+    from hfs_core.pool import KeyPool
+    from hfs_core.usage import UsageHealth, UsageStore
+
+log = logging.getLogger("hfs_core")
+
+ENTRY_POINT_GROUP = "hfs.providers"
+PLUGINS_ENV = "HFS_PLUGINS"
+DB_URL_ENV = "TIDB_DB_URL"
+CALL_DEFAULTS: Mapping[str, Any] = {"estimated_tokens": 1000, "wait": True, "timeout": 10.0, "max_retries": 5}
+HISTORY_SECONDS = 86400
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One discovered plugin: where it comes from and whether it loaded."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    state: Literal["loaded", "failed", "skipped"]
+    provider: str | None = None
+    hooks: tuple[str, ...] = ()
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {**self.__dict__, "hooks": list(self.hooks)}
+
+
+def default_usage_url() -> str:
+    """The SQLite file used when no database URL is configured (in the user data directory)."""
+    import platformdirs
+
+    directory = Path(platformdirs.user_data_dir("hfs-providers", appauthor=False))
+    directory.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{directory / 'usage.sqlite3'}"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+class Registry:
+    """Provider plugins, their environment, and their key pools.
+
+    Args:
+        env: variables to read instead of ``.env`` plus the process environment.
+        config: configuration to use instead of the one found on disk.
+        plugins: names of the only plugins to load (else ``$HFS_PLUGINS``, else config).
+    """
+
+    def __init__(
+        self,
+        *,
+        env: Mapping[str, str] | None = None,
+        config: Config | None = None,
+        plugins: Sequence[str] | None = None,
+    ) -> None:
+        self.env: dict[str, str] = load_env() if env is None else dict(env)
+        self.config = load_config(env=self.env) if config is None else config
+        self._lock = threading.RLock()
+        self._manager = pluggy.PluginManager("hfs")
+        self._manager.add_hookspecs(hookspecs)
+        self._plugins: list[PluginInfo] = []
+        self._modules: dict[str, ModuleType] = {}
+        self._specs: dict[str, ProviderSpec] = {}
+        self._keys: dict[str, list[str]] = {}
+        self._reports: dict[str, EnvReport] = {}
+        self._pools: dict[str, KeyPool] = {}
+        self._pool_errors: dict[str, str] = {}
+        self._usage: UsageStore | None = None
+        self._usage_ready = False
+        self._warned_models: set[tuple[str, str]] = set()
+        self._closed = False
+        self.problems: list[Problem] = []
+        self._load_plugins(self._plugin_filter(plugins))
+        self._check_environment()
+        self._log_start()
+
+    def __repr__(self) -> str:
+        return (f"Registry(providers={sorted(self._specs)}, available={self.available_providers}, "
+                f"failed_plugins={[p.name for p in self._plugins if p.state == 'failed']})")
+
+    # -- discovery -----------------------------------------------------------------------
+
+    def _plugin_filter(self, plugins: Sequence[str] | None) -> set[str] | None:
+        if plugins is not None:
+            return set(plugins)
+        raw = self.env.get(PLUGINS_ENV)
+        if raw is not None:
+            return {p.strip() for p in raw.split(",") if p.strip()}
+        return set(self.config.plugins) if self.config.plugins is not None else None
+
+    def _load_plugins(self, only: set[str] | None) -> None:
+        found = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+        for ep in found:
+            dist = getattr(ep, "dist", None)
+            dist_name = dist.metadata["Name"] if dist is not None else None
+            version = dist.version if dist is not None else None
+            if only is not None and ep.name not in only:
+                self._plugins.append(PluginInfo(ep.name, dist_name, version, "skipped"))
+                continue
+            info = self._load_one(ep, dist_name, version)
+            self._plugins.append(info)
+            if info.state == "failed":
+                log.warning("plugin %s (%s) failed to load: %s", ep.name, dist_name or "?", info.error)
+        if only is not None:
+            missing = sorted(only - {ep.name for ep in found})
+            source = PLUGINS_ENV if self.env.get(PLUGINS_ENV) is not None else self.config.source_name
+            for name in missing:
+                self.problems.append(Problem("warning", source, f"names plugin {name!r}, which is not installed",
+                                             f"pip install hfs-provider-{name}"))
+
+    def _load_one(self, ep: importlib.metadata.EntryPoint, dist: str | None, version: str | None) -> PluginInfo:
+        def failed(error: str, hooks: tuple[str, ...] = ()) -> PluginInfo:
+            return PluginInfo(ep.name, dist, version, "failed", hooks=hooks, error=error)
+
+        try:
+            module = ep.load()
+        except Exception as exc:
+            return failed(f"import failed: {_describe(exc)}")
+        try:
+            self._manager.register(module, name=f"{ep.name}:{dist}")
+        except Exception as exc:
+            return failed(f"not a valid hfs plugin: {_describe(exc)}")
+        hooks = tuple(sorted(h.name for h in self._manager.get_hookcallers(module) or []))
+        try:
+            spec = self._call(module, "register_provider")
+        except Exception as exc:
+            self._manager.unregister(module)
+            return failed(f"register_provider raised {_describe(exc)}", hooks)
+        if spec is None:
+            self._manager.unregister(module)
+            return failed("does not implement register_provider", hooks)
+        if not isinstance(spec, ProviderSpec):
+            self._manager.unregister(module)
+            return failed(f"register_provider returned {type(spec).__name__}, not a ProviderSpec", hooks)
+        if spec.name in self._specs:
+            self._manager.unregister(module)
+            owner = next(p for p in self._plugins if p.provider == spec.name)
+            return failed(f"provider {spec.name!r} is already provided by {owner.distribution} "
+                          f"{owner.version}; uninstall one of them", hooks)
+        self._specs[spec.name] = spec
+        self._modules[spec.name] = module
+        if spec.key_prefix:
+            KEY_PREFIXES[spec.name] = spec.key_prefix
+        return PluginInfo(ep.name, dist, version, "loaded", provider=spec.name, hooks=hooks)
+
+    def _call(self, module: ModuleType, hook: str, **kwargs: Any) -> Any:
+        """Call one plugin's implementation of `hook` (None if it has none)."""
+        for impl in getattr(self._manager.hook, hook).get_hookimpls():
+            if impl.plugin is module:
+                return impl.function(**kwargs)
+        return None
+
+    # -- environment ---------------------------------------------------------------------
+
+    def _check_environment(self) -> None:
+        for name, spec in sorted(self._specs.items()):
+            settings = self.config.provider(name)
+            expected = settings.expected_keys or spec.expected_keys
+            keys, problems = check_provider_env(spec, self.env, expected)
+            problems.extend(self._plugin_problems(spec))
+            model = settings.default_model or spec.default_model
+            if catalog.is_known_model(spec.keycycle_name, model) is False:
+                where = (f"{self.config.source_name} [providers.{name}] default_model" if settings.default_model
+                         else f"plugin {name} default_model")
+                problems.append(Problem("warning", where, f"{model!r} is not in keycycle's {name} table; its "
+                                        "limits fall back to the provider's default row",
+                                        f"see `hfs models {name}` for the models keycycle knows"))
+            self._keys[name] = keys
+            self._reports[name] = EnvReport(name, settings.enabled, len(keys), expected, tuple(problems))
+        installed = sorted(self._specs)
+        for name in sorted(set(self.config.providers) - set(self._specs)):
+            self.problems.append(Problem(
+                "warning", self.config.source_name, f"[providers.{name}] names no installed provider "
+                f"(installed: {', '.join(installed) or 'none'})", f"pip install hfs-provider-{name} or remove it"))
+        url = self.env.get(DB_URL_ENV)
+        if url is not None and not looks_like_db_url(url.strip()):
+            self.problems.append(Problem(
+                "error", DB_URL_ENV, "is not a database URL; usage goes to the SQLite default instead",
+                "use a SQLAlchemy URL such as mysql+pymysql://user:password@host:4000/db"))
+
+    def _plugin_problems(self, spec: ProviderSpec) -> list[Problem]:
+        module = self._modules[spec.name]
+        try:
+            found = self._call(module, "validate_env", spec=spec, env=self.env) or []
+        except Exception as exc:
+            return [Problem("warning", f"plugin {spec.name}", f"validate_env raised {_describe(exc)}",
+                            "report it to the plugin's authors")]
+        if not isinstance(found, list) or not all(isinstance(p, Problem) for p in found):
+            return [Problem("warning", f"plugin {spec.name}", "validate_env did not return a list of Problem",
+                            "report it to the plugin's authors")]
+        return found
+
+    def _log_start(self) -> None:
+        for problem in self.problems:
+            log.warning("%s", problem)
+        enabled = [r for r in self._reports.values() if r.enabled]
+        for report in self._reports.values():
+            if not report.enabled:
+                log.info("%s: disabled in %s", report.provider, self.config.source_name)
+                continue
+            if report.configured:
+                log.info("%s: %d API keys (expected %d)", report.provider, report.keys_found, report.expected)
+            for problem in report.problems:
+                log.warning("%s: %s", report.provider, problem)
+        log.info("%d/%d providers healthy", sum(r.healthy for r in enabled), len(enabled))
+
+    # -- what is available ----------------------------------------------------------------
+
+    @property
+    def plugins(self) -> list[PluginInfo]:
+        """Every discovered plugin, loaded, failed or skipped."""
+        return list(self._plugins)
+
+    @property
+    def specs(self) -> dict[str, ProviderSpec]:
+        """The loaded providers' specs by name."""
+        return dict(self._specs)
+
+    @property
+    def environment_status(self) -> dict[str, EnvReport]:
+        """Per provider: enabled, configured, keys found, keys expected, problems."""
+        return dict(self._reports)
+
+    @property
+    def available_providers(self) -> list[str]:
+        """Providers that can serve a call now."""
+        return [name for name in sorted(self._specs) if self.is_provider_healthy(name)]
+
+    def is_provider_healthy(self, name: str) -> bool:
+        """Installed, enabled, configured without errors, pool buildable, and some key not dead."""
+        report = self._reports.get(name)
+        if report is None or not report.healthy or name in self._pool_errors:
+            return False
+        pool = self._pools.get(name)
+        return pool is None or pool.status().live > 0
+
+    def _require(self, name: str) -> ProviderSpec:
+        spec = self._specs.get(name)
+        available = ", ".join(self.available_providers) or "none"
+        if spec is None:
+            failed = next((p for p in self._plugins if p.name == name and p.state == "failed"), None)
+            if failed is not None:
+                raise ProviderUnavailableError(
+                    f"provider {name!r}: plugin {failed.distribution} failed to load ({failed.error}); "
+                    f"available: {available}")
+            skipped = any(p.name == name and p.state == "skipped" for p in self._plugins)
+            hint = (f"it is installed but not loaded: add it to {PLUGINS_ENV} or plugins in the config"
+                    if skipped else f"install its plugin: pip install hfs-provider-{name}")
+            raise ProviderNotFoundError(f"unknown provider {name!r}; available: {available}; {hint}")
+        report = self._reports[name]
+        if not report.enabled:
+            raise ProviderUnavailableError(
+                f"provider {name!r} is disabled in {self.config.source_name} ([providers.{name}] enabled = false)")
+        if not report.configured:
+            problem = report.errors[0] if report.errors else None
+            detail = f"{problem.variable} {problem.message} ({problem.hint})" if problem else "no usable keys"
+            raise ProviderUnavailableError(f"provider {name!r} is not configured: {detail}; available: {available}")
+        if name in self._pool_errors:
+            raise ProviderUnavailableError(f"provider {name!r} cannot start: {self._pool_errors[name]}")
+        return spec
+
+    # -- pools and models ---------------------------------------------------------------------
+
+    def usage_url(self) -> str | None:
+        """The usage database URL in effect (None when usage tracking is off)."""
+        if not self.config.track_usage:
+            return None
+        url = (self.env.get(DB_URL_ENV) or "").strip() or self.config.usage_db_url
+        return url if url and looks_like_db_url(url) else default_usage_url()
+
+    def usage_store(self) -> UsageStore | None:
+        """The usage store, connected on first use (None when tracking is off)."""
+        with self._lock:
+            if not self._usage_ready:
+                self._usage_ready = True
+                url = self.usage_url()
+                if url is not None:
+                    from hfs_core.usage import UsageStore
+
+                    self._usage = UsageStore(url)
+            return self._usage
+
+    def usage_health(self) -> UsageHealth | None:
+        """Rows written, waiting and lost so far (None before any pool was built or with tracking off)."""
+        return self._usage.health() if self._usage is not None else None
+
+    def pool(self, name: str) -> KeyPool:
+        """The key pool of provider `name`, built on first use (this imports agno, keycycle and the SDK)."""
+        spec = self._require(name)
+        with self._lock:
+            if self._closed:
+                raise HFSError("the registry has been shut down")
+            pool = self._pools.get(name)
+            if pool is None:
+                pool = self._build_pool(spec)
+            return pool
+
+    def _build_pool(self, spec: ProviderSpec) -> KeyPool:
+        default_model = self.config.provider(spec.name).default_model or spec.default_model
+        try:
+            from hfs_core.pool import KeyPool, LocalPoolState
+
+            module_name, _, class_name = spec.model_class.partition(":")
+            model_class = getattr(importlib.import_module(module_name), class_name)
+            keys = self._keys[spec.name]
+            wrapper = spec.wrapper_factory(spec, keys, default_model)
+            state = LocalPoolState(wrapper, default_model)
+            usage = self.usage_store()
+            pool = KeyPool(spec, keys, wrapper, state, usage, model_class)
+        except Exception as exc:
+            hint = f"; reinstall it: pip install hfs-provider-{spec.name}" if isinstance(exc, ImportError) else ""
+            self._pool_errors[spec.name] = _describe(exc) + hint
+            log.error("%s: cannot build the key pool: %s", spec.name, self._pool_errors[spec.name])
+            raise ProviderUnavailableError(f"provider {spec.name!r} cannot start: {self._pool_errors[spec.name]}") \
+                from exc
+        if usage is not None:
+            rows = usage.history(spec.name, HISTORY_SECONDS)
+            used = state.load_history(rows, [pool.suffix(i) for i in range(pool.size)])
+            if used:
+                log.info("%s: replayed %d usage rows of the last 24 h into the rate windows", spec.name, used)
+        self._pools[spec.name] = pool
+        return pool
+
+    def get_model(self, provider: str, model_id: str | None = None, **kwargs: Any) -> Any:
+        """A rotating Agno model for `provider` (or ``"provider:model"``).
+
+        Keyword arguments `estimated_tokens` (1000), `wait` (True), `timeout` (10.0 s of
+        waiting in all) and `max_retries` (5) shape how calls wait and retry; every other
+        keyword goes to the provider's Agno model class (``base_url``, ``temperature``...).
+        """
+        from hfs_core.pool import CallOptions
+
+        name, _, inline = provider.partition(":")
+        name = name.strip().lower()
+        model_id = model_id or kwargs.pop("id", None) or inline or None
+        pool = self.pool(name)
+        options = CallOptions(**{k: kwargs.pop(k, v) for k, v in CALL_DEFAULTS.items()})
+        settings = self.config.provider(name)
+        model_id = model_id or settings.default_model or pool.spec.default_model
+        self._warn_unknown_model(name, model_id)
+        base_url = kwargs.pop("base_url", None) or settings.base_url
+        model_kwargs = {**pool.spec.sdk_options(base_url), **kwargs}
+        from hfs_core.model import build_model
+
+        try:
+            return build_model(pool, model_id, options, model_kwargs)
+        except TypeError as exc:
+            raise TypeError(f"get_model({provider!r}): {exc}") from None
+
+    def _warn_unknown_model(self, provider: str, model_id: str) -> None:
+        spec = self._specs[provider]
+        if (provider, model_id) in self._warned_models:
+            return
+        self._warned_models.add((provider, model_id))
+        if catalog.is_known_model(spec.keycycle_name, model_id) is False:
+            log.warning("%s: model %r is not in keycycle's table; its limits fall back to the provider's "
+                        "default row", provider, model_id)
+
+    def shutdown(self) -> None:
+        """Close every pool (SDK clients, keycycle threads) and flush usage. Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.close()
+        if self._usage is not None:
+            self._usage.close()
+
+
+ProviderManager = Registry
+"""The name HFS code already uses for the registry."""
+
+_registry: Registry | None = None
+_registry_lock = threading.Lock()
+_atexit_registered = False
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, created once even when many threads ask at the same moment."""
+    global _registry, _atexit_registered
+    registry = _registry
+    if registry is None:
+        with _registry_lock:
+            if _registry is None:
+                _registry = Registry()
+                if not _atexit_registered:
+                    atexit.register(shutdown)
+                    _atexit_registered = True
+            registry = _registry
+    return registry
+
+
+def get_provider_manager() -> Registry:
+    """The older name of `get_registry`."""
+    return get_registry()
+
+
+def get_model(provider: str, model_id: str | None = None, **kwargs: Any) -> Any:
+    """A rotating Agno model from the process-wide registry; see `Registry.get_model`."""
+    return get_registry().get_model(provider, model_id, **kwargs)
+
+
+def list_available_providers() -> list[str]:
+    """Providers of the process-wide registry that can serve a call now."""
+    return get_registry().available_providers
+
+
+def is_provider_healthy(name: str) -> bool:
+    """Whether provider `name` of the process-wide registry can serve a call now."""
+    return get_registry().is_provider_healthy(name)
+
+
+def shutdown() -> None:
+    """Shut the process-wide registry down (registered with atexit; safe to call twice)."""
+    if _registry is not None:
+        _registry.shutdown()
