@@ -1,0 +1,118 @@
+"""Cold-start cost of the ``hfs`` command, measured as a user would see it.
+
+Run with ``uv run python benchmarks/cold_start.py [--runs 15]``. In one run it times the
+wall clock of fresh processes (median of `--runs` after one warm-up each):
+
+  (a) ``python -c "import pluggy"``: the floor, an interpreter and the plugin library;
+  (b) ``hfs providers`` with all four plugins installed and 3 keys set for each;
+  (c) the same listing in a process that first imports every plugin's heavy modules
+      (agno's Groq, Cerebras, Gemini and OpenRouter models, and keycycle), i.e. what the
+      listing would cost if discovery imported what a call needs;
+
+plus ``hfs --help`` and ``hfs check --skip-db`` for reference, and prints absolute times
+and the ratios b/a and b/c. Goal: (b) <= 0.3 s and (b) <= (c) / 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import secrets
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+HFS = str(BIN / "hfs")
+HEAVY = (
+    "import agno.models.groq, agno.models.cerebras, agno.models.google, agno.models.openrouter; "
+    "import hfs_core.pool  # keycycle, imported as the registry does (without its logging set-up)\n"
+    "import sys; from hfs_core.cli import main; sys.exit(main(['providers']))"
+)
+GOAL_SECONDS = 0.3
+GOAL_RATIO = 1 / 3
+
+
+def fake_env(keys: int = 3) -> dict[str, str]:
+    """NUM_<P> and <P>_API_KEY_<i> with realistic random keys for the four providers."""
+    alnum = string.ascii_letters + string.digits
+    shapes = {
+        "GROQ": lambda: "gsk_" + "".join(secrets.choice(alnum) for _ in range(52)),
+        "CEREBRAS": lambda: "csk-" + "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(48)),
+        "GEMINI": lambda: "AIza" + "".join(secrets.choice(alnum + "_-") for _ in range(35)),
+        "OPENROUTER": lambda: "sk-or-v1-" + secrets.token_hex(32),
+    }
+    env: dict[str, str] = {}
+    for prefix, make in shapes.items():
+        env[f"NUM_{prefix}"] = str(keys)
+        for index in range(1, keys + 1):
+            env[f"{prefix}_API_KEY_{index}"] = make()
+    return env
+
+
+def clean_environ() -> dict[str, str]:
+    """The current environment without keys or hfs settings."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("NUM_", "HFS_")) and "_API_KEY" not in k and k != "TIDB_DB_URL"}
+
+
+def time_command(argv: Sequence[str], env: Mapping[str, str], cwd: str, runs: int) -> list[float]:
+    """Wall-clock seconds of `runs` fresh runs of `argv`, after one warm-up run."""
+    samples = []
+    for attempt in range(runs + 1):
+        start = time.perf_counter()
+        done = subprocess.run(list(argv), env=dict(env), cwd=cwd, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, check=False)
+        elapsed = time.perf_counter() - start
+        if done.returncode not in (0, 1):
+            raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.decode()[-500:]}")
+        if attempt:
+            samples.append(elapsed)
+    return samples
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Time the cases and print the table; exit 1 if a goal is missed."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=15, help="timed runs per case (default 15)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="hfs-cold-start-") as tmp:
+        env = {**clean_environ(), **fake_env(), "XDG_DATA_HOME": str(Path(tmp) / "data"),
+               "AGNO_TELEMETRY": "false"}
+        cases = {
+            "a": ("python -c 'import pluggy'", [sys.executable, "-c", "import pluggy"]),
+            "b": ("hfs providers", [HFS, "providers"]),
+            "c": ("providers after heavy imports", [sys.executable, "-c", HEAVY]),
+            "help": ("hfs --help", [HFS, "--help"]),
+            "check": ("hfs check --skip-db", [HFS, "check", "--skip-db"]),
+        }
+        medians: dict[str, float] = {}
+        spreads: dict[str, tuple[float, float]] = {}
+        for name, (_, command) in cases.items():
+            samples = time_command(command, env, tmp, args.runs)
+            medians[name] = statistics.median(samples)
+            spreads[name] = (min(samples), max(samples))
+    print(f"hfs cold start: {platform.python_implementation()} {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs, {platform.machine()}; median of {args.runs} runs after a warm-up")
+    print(f"{'case':<6} {'command':<34} {'median':>8} {'min':>8} {'max':>8}")
+    for name, (label, _) in cases.items():
+        low, high = spreads[name]
+        print(f"{name:<6} {label:<34} {medians[name]:>7.3f}s {low:>7.3f}s {high:>7.3f}s")
+    b_a = medians["b"] / medians["a"]
+    b_c = medians["b"] / medians["c"]
+    print(f"b/a = {b_a:.2f}   b/c = {b_c:.2f}")
+    ok_abs = medians["b"] <= GOAL_SECONDS
+    ok_ratio = b_c <= GOAL_RATIO
+    print(f"goal (b) <= {GOAL_SECONDS:.1f}s: {'met' if ok_abs else 'MISSED'}; "
+          f"goal b/c <= {GOAL_RATIO:.2f}: {'met' if ok_ratio else 'MISSED'}")
+    return 0 if ok_abs and ok_ratio else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
