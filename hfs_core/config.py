@@ -89,14 +89,21 @@ def load_config(cwd: Path | None = None, env: Mapping[str, str] | None = None) -
         return Config()
     path, is_pyproject = found
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        detail = str(exc)
+        if "(at line" not in detail:  # tomllib says "at end of document" for unclosed arrays and strings
+            detail += f" (line {len(text.splitlines()) or 1} is the last)"
+        raise ConfigError(f"{path}: not valid TOML: {detail}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read: {exc}") from None
     if is_pyproject:
-        data = data.get("tool", {}).get("hfs", {})
+        tool = data.get("tool", {})
+        data = tool.get("hfs", {}) if isinstance(tool, dict) else {}
         where = "[tool.hfs]"
+        if not isinstance(data, dict):
+            raise _fail(path, where, "must be a table of settings")
     else:
         where = ""
     return parse_config(data, path, where)

@@ -21,14 +21,18 @@ Severity = Literal["error", "warning"]
 MIN_KEY_LENGTH = 20
 """Shorter values are not API keys (and their 8-character usage suffix would be most of the key)."""
 
+MAX_KEY_COUNT = 10_000
+"""A larger ``NUM_<PREFIX>`` is a typo (and checking that many variables would stall start-up)."""
+
 KEY_PREFIXES: dict[str, str] = {}
 """Key prefix of every loaded provider (name -> prefix), filled by the registry as plugins load."""
 
 _PLACEHOLDER = re.compile(
     r"your[_-]?(api[_-]?)?key|api[_-]?key[_-]?here|placeholder|changeme|change[_-]me|insert[_-]?key|"
-    r"replace[_-]?me|^<.*>$|^x{6,}$|xxxx|\.\.\.|^todo$|^none$|^null$",
+    r"replace[_-]?me|^<.*>$|^x{6,}$|x{8,}|\.\.\.|^todo$|^none$|^null$",
     re.IGNORECASE,
 )
+"""Placeholder values. Runs of x must be long: a real random key holds "Xxxx" now and then."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,9 @@ def parse_key_count(spec: ProviderSpec, env: Mapping[str, str]) -> tuple[int | N
     count = int(text)
     if count < 1:
         return None, Problem("error", var, f"must be at least 1, got {count}", f"e.g. {var}=3")
+    if count > MAX_KEY_COUNT:
+        return None, Problem("error", var, f"must be at most {MAX_KEY_COUNT}, got {_describe_count(text)}",
+                             f"set {var} to the number of keys, e.g. {var}=3")
     return count, None
 
 
@@ -191,14 +198,12 @@ def check_provider_env(
     problems: list[Problem] = []
     keys: list[str] = []
     seen: dict[str, str] = {}
+    missing: list[str] = []
     for index in range(1, count + 1):
         var = spec.key_var(index)
         raw = env.get(var)
         if raw is None:
-            problems.append(
-                Problem("warning", var, f"is missing ({spec.count_var}={count})",
-                        f"add {var} or lower {spec.count_var}")
-            )
+            missing.append(var)
             continue
         value = raw.strip()
         if value != raw and value:
@@ -215,6 +220,13 @@ def check_provider_env(
         seen[value] = var
         problems.extend(_prefix_problems(spec, var, value))
         keys.append(value)
+    if len(missing) <= 3:
+        problems.extend(Problem("warning", var, f"is missing ({spec.count_var}={count})",
+                                f"add {var} or lower {spec.count_var}") for var in missing)
+    else:
+        problems.append(Problem("warning", ", ".join(missing[:3]) + ", ...",
+                                f"{len(missing)} of the {count} declared keys are missing",
+                                f"add them or lower {spec.count_var}"))
     parked = sorted(i for i in _indexed_keys(spec, env) if i > count)
     if parked:
         names = ", ".join(spec.key_var(i) for i in parked[:3]) + (", ..." if len(parked) > 3 else "")
@@ -262,11 +274,13 @@ def key_shape_problems(spec: ProviderSpec, env: Mapping[str, str], shape: str, d
     """Warn about keys that carry the provider's prefix but not its full shape (truncated, padded).
 
     For a plugin's `validate_env`: `shape` is a regular expression a whole key must match.
+    Keys the core already skips (placeholders, too short...) get no second warning here.
     """
     pattern = re.compile(shape)
     return [
         Problem("warning", var, f"does not look like a whole {spec.name} key ({description}); it may be "
                 "truncated or have extra characters", f"copy the key again into {var}")
         for var, value in declared_keys(spec, env)
-        if (not spec.key_prefix or value.startswith(spec.key_prefix)) and not pattern.fullmatch(value)
+        if (not spec.key_prefix or value.startswith(spec.key_prefix)) and not _unusable(value)
+        and not pattern.fullmatch(value)
     ]

@@ -71,6 +71,35 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def _shown(name: str) -> str:
+    """A plugin or provider name for messages; one too long to be a name (a key pasted in the wrong
+    place, say) is not echoed."""
+    return name if len(name) <= 40 else f"<a {len(name)}-character name>"
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` updated with `override`, nested dicts merged (a caller's ``client_params`` keeps
+    the plugin's retry and base URL settings it does not name)."""
+    merged = dict(base)
+    for key, value in override.items():
+        old = merged.get(key)
+        merged[key] = _merge(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+    return merged
+
+
+def _check_options(provider: str, options: Any) -> None:
+    """Reject call options of the wrong type or range at `get_model`, not at the first call."""
+    numbers = {"estimated_tokens": options.estimated_tokens, "timeout": options.timeout,
+               "max_retries": options.max_retries}
+    for name, value in numbers.items():
+        whole = name != "timeout"
+        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or value < 0:
+            kind = "a whole number" if whole else "a number of seconds"
+            raise TypeError(f"get_model({provider!r}): {name} must be {kind} of at least 0, got {value!r}")
+    if not isinstance(options.wait, bool):
+        raise TypeError(f"get_model({provider!r}): wait must be True or False, got {options.wait!r}")
+
+
 class Registry:
     """Provider plugins, their environment, and their key pools.
 
@@ -139,8 +168,8 @@ class Registry:
             missing = sorted(only - {ep.name for ep in found})
             source = PLUGINS_ENV if self.env.get(PLUGINS_ENV) is not None else self.config.source_name
             for name in missing:
-                self.problems.append(Problem("warning", source, f"names plugin {name!r}, which is not installed",
-                                             f"pip install hfs-provider-{name}"))
+                self.problems.append(Problem("warning", source, f"names plugin {_shown(name)!r}, which is not "
+                                             "installed", f"pip install hfs-provider-{_shown(name)}"))
 
     def _load_one(self, ep: importlib.metadata.EntryPoint, dist: str | None, version: str | None) -> PluginInfo:
         def failed(error: str, hooks: tuple[str, ...] = ()) -> PluginInfo:
@@ -178,10 +207,13 @@ class Registry:
         return PluginInfo(ep.name, dist, version, "loaded", provider=spec.name, hooks=hooks)
 
     def _call(self, module: ModuleType, hook: str, **kwargs: Any) -> Any:
-        """Call one plugin's implementation of `hook` (None if it has none)."""
+        """Call one plugin's implementation of `hook` (None if it has none).
+
+        As pluggy does, pass only the arguments the implementation names.
+        """
         for impl in getattr(self._manager.hook, hook).get_hookimpls():
             if impl.plugin is module:
-                return impl.function(**kwargs)
+                return impl.function(**{name: kwargs[name] for name in impl.argnames})
         return None
 
     # -- environment ---------------------------------------------------------------------
@@ -232,8 +264,7 @@ class Registry:
             if not report.enabled:
                 log.info("%s: disabled in %s", report.provider, self.config.source_name)
                 continue
-            if report.configured:
-                log.info("%s: %d API keys (expected %d)", report.provider, report.keys_found, report.expected)
+            log.info("%s: %d API keys (expected %d)", report.provider, report.keys_found, report.expected)
             for problem in report.problems:
                 log.warning("%s: %s", report.provider, problem)
         log.info("%d/%d providers healthy", sum(r.healthy for r in enabled), len(enabled))
@@ -279,8 +310,8 @@ class Registry:
                     f"available: {available}")
             skipped = any(p.name == name and p.state == "skipped" for p in self._plugins)
             hint = (f"it is installed but not loaded: add it to {PLUGINS_ENV} or plugins in the config"
-                    if skipped else f"install its plugin: pip install hfs-provider-{name}")
-            raise ProviderNotFoundError(f"unknown provider {name!r}; available: {available}; {hint}")
+                    if skipped else f"install its plugin: pip install hfs-provider-{_shown(name)}")
+            raise ProviderNotFoundError(f"unknown provider {_shown(name)!r}; available: {available}; {hint}")
         report = self._reports[name]
         if not report.enabled:
             raise ProviderUnavailableError(
@@ -321,6 +352,9 @@ class Registry:
     def pool(self, name: str) -> KeyPool:
         """The key pool of provider `name`, built on first use (this imports agno, keycycle and the SDK)."""
         spec = self._require(name)
+        pool = self._pools.get(name)
+        if pool is not None and not self._closed:  # built: no wait behind another provider's build
+            return pool
         with self._lock:
             if self._closed:
                 raise HFSError("the registry has been shut down")
@@ -366,14 +400,15 @@ class Registry:
 
         name, _, inline = provider.partition(":")
         name = name.strip().lower()
-        model_id = model_id or kwargs.pop("id", None) or inline or None
+        model_id = model_id or kwargs.pop("id", None) or inline.strip() or None
         pool = self.pool(name)
         options = CallOptions(**{k: kwargs.pop(k, v) for k, v in CALL_DEFAULTS.items()})
+        _check_options(provider, options)
         settings = self.config.provider(name)
         model_id = model_id or settings.default_model or pool.spec.default_model
         self._warn_unknown_model(name, model_id)
         base_url = kwargs.pop("base_url", None) or settings.base_url
-        model_kwargs = {**pool.spec.sdk_options(base_url), **kwargs}
+        model_kwargs = _merge(pool.spec.sdk_options(base_url), kwargs)
         from hfs_core.model import build_model
 
         try:
@@ -407,18 +442,26 @@ ProviderManager = Registry
 """The name HFS code already uses for the registry."""
 
 _registry: Registry | None = None
-_registry_lock = threading.Lock()
+_registry_lock = threading.RLock()
+_creating = False
 _atexit_registered = False
 
 
 def get_registry() -> Registry:
     """The process-wide registry, created once even when many threads ask at the same moment."""
-    global _registry, _atexit_registered
+    global _registry, _atexit_registered, _creating
     registry = _registry
     if registry is None:
         with _registry_lock:
             if _registry is None:
-                _registry = Registry()
+                if _creating:  # the same thread, from inside Registry(): a plugin calling in at import
+                    raise HFSError("get_registry() was called while the registry is being created (by a "
+                                   "plugin at import time?); call it after the import instead")
+                _creating = True
+                try:
+                    _registry = Registry()
+                finally:
+                    _creating = False
                 if not _atexit_registered:
                     atexit.register(shutdown)
                     _atexit_registered = True

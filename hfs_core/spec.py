@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -68,10 +69,16 @@ class ProviderSpec:
     docs_url: str = ""
 
     def __post_init__(self) -> None:
-        if not self.name or not self.name.replace("_", "").isalnum() or self.name != self.name.lower():
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
             raise ValueError(f"provider name must be lower-case letters, digits or '_', got {self.name!r}")
         if not self.env_prefix:
             object.__setattr__(self, "env_prefix", self.name.upper())
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", self.env_prefix):
+            raise ValueError(f"env_prefix must be upper-case letters, digits or '_', got {self.env_prefix!r}")
+        if not isinstance(self.expected_keys, int) or isinstance(self.expected_keys, bool) or self.expected_keys < 1:
+            raise ValueError(f"expected_keys must be a whole number of at least 1, got {self.expected_keys!r}")
+        if not self.default_model or not self.default_model.strip():
+            raise ValueError("default_model must name a model")
         if not self.keycycle_name:
             object.__setattr__(self, "keycycle_name", self.name)
         if ":" not in self.model_class:
