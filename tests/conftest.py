@@ -13,8 +13,8 @@ import pytest
 
 os.environ["AGNO_TELEMETRY"] = "false"  # Agno would otherwise report runs over the internet
 
-from hfs_core import Registry  # noqa: E402
-from hfs_core.testing.standin import StandIn  # noqa: E402
+from hfs_core import Registry
+from hfs_core.testing.standin import StandIn
 
 PROVIDERS = ("cerebras", "gemini", "groq", "openrouter")
 _ALNUM = string.ascii_letters + string.digits
