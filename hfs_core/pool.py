@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import inspect
 import logging
 import logging.config
 import math
@@ -160,9 +161,15 @@ class LocalPoolState:
         self._default_model = default_model
         self.size = len(self._keys)
         self._cool_until = [0.0] * self.size
+        # A key no call has succeeded on yet takes one call at a time, so a dead key is tried
+        # once, not once per concurrent caller, before its 401/402/403 marks it dead.
+        self._proven = [False] * self.size
+        self._probing: set[int] = set()
         self._in_flight: dict[tuple[int, str], int] = {}
         self._limits: dict[str, RateLimits] = {}
         self._random = random.Random()
+        # id(token window) -> (its first entry, bucket.total_tokens, its sum) at the last check
+        self._token_sums: dict[int, tuple[Any, int, int]] = {}
 
     def limits(self, model_id: str) -> RateLimits:
         """keycycle's limits for `model_id` (its provider default row for unknown models)."""
@@ -178,20 +185,50 @@ class LocalPoolState:
         return key.global_bucket if self._global else key.buckets[model_id]
 
     def _fits(self, index: int, model_id: str, tokens: int, limits: RateLimits, now: float) -> bool:
+        """keycycle's limit check (``UsageBucket.check_limits``) with calls in flight counted,
+        in O(1): keycycle sums its token windows on every check, which costs O(calls in the
+        last day) per key; here each window's sum is carried over between checks (`_window_tokens`)."""
         key = self._keys[index]
-        if key.dead or self._cool_until[index] > now:
+        if key.dead or self._cool_until[index] > now or index in self._probing:
             return False
-        flying = self._in_flight.get((index, self._bucket_name(model_id)), 0)
-        if flying:
-            limits = RateLimits(
-                limits.requests_per_minute - flying,
-                limits.requests_per_hour - flying,
-                limits.requests_per_day - flying,
-                limits.tokens_per_minute,
-                limits.tokens_per_hour,
-                limits.tokens_per_day,
-            )
-        return bool(key.can_use_model(model_id, limits, tokens))
+        bucket = key.global_bucket if self._global else key.buckets[model_id]
+        flying = self._in_flight.get((index, "*" if self._global else model_id), 0)
+        for (seconds, _), stamps, limit in zip(_WINDOWS, (bucket.requests_minute, bucket.requests_hour,
+                                                          bucket.requests_day),
+                                               (limits.requests_per_minute, limits.requests_per_hour,
+                                                limits.requests_per_day), strict=True):
+            cutoff = now - seconds
+            while stamps and stamps[0] <= cutoff:
+                stamps.popleft()
+            if len(stamps) + flying >= limit:
+                return False
+        wanted = bucket.pending_tokens + tokens
+        for (seconds, _), entries, token_limit in zip(_WINDOWS, (bucket.tokens_minute, bucket.tokens_hour,
+                                                                 bucket.tokens_day),
+                                                      (limits.tokens_per_minute, limits.tokens_per_hour,
+                                                       limits.tokens_per_day), strict=True):
+            if token_limit and self._window_tokens(bucket, entries, now - seconds) + wanted > token_limit:
+                return False
+        return True
+
+    def _window_tokens(self, bucket: Any, entries: Any, cutoff: float) -> int:
+        """Tokens in one of `bucket`'s token windows after dropping entries older than `cutoff`.
+
+        Entries only ever join a window at its end, through keycycle's ``UsageBucket.add``,
+        which also adds their tokens to ``bucket.total_tokens``; so the sum at the last check
+        plus the growth of ``total_tokens`` since, minus what is dropped here, is the sum now.
+        If something else dropped entries meanwhile (keycycle's cleanup thread, its stats),
+        the window's first entry has changed and the sum is taken afresh.
+        """
+        seen = self._token_sums.get(id(entries))
+        if seen is not None and entries and entries[0] is seen[0]:
+            total = seen[2] + bucket.total_tokens - seen[1]
+        else:
+            total = sum(used for _, used in entries)
+        while entries and entries[0][0] <= cutoff:
+            total -= entries.popleft()[1]
+        self._token_sums[id(entries)] = (entries[0] if entries else None, bucket.total_tokens, total)
+        return int(total)
 
     def _load(self, index: int, model_id: str) -> int:
         bucket = self._bucket(self._keys[index], model_id)
@@ -208,6 +245,8 @@ class LocalPoolState:
             key.reserve(model_id, tokens)
             slot = (chosen, self._bucket_name(model_id))
             self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
+            if not self._proven[chosen]:
+                self._probing.add(chosen)
             return Lease(chosen, model_id, tokens)
 
     def _choose(self, model_id: str, tokens: int, limits: RateLimits, now: float) -> int | None:
@@ -225,9 +264,16 @@ class LocalPoolState:
 
     def _seconds_until_free(self, model_id: str, tokens: int, limits: RateLimits, now: float) -> float:
         soonest = math.inf
+        busy = {i for (i, _), n in self._in_flight.items() if n}
         for index, key in enumerate(self._keys):
-            if not key.dead:
-                soonest = min(soonest, self._free_at(index, key, model_id, tokens, limits))
+            if key.dead:
+                continue
+            at = math.inf if index in self._probing else self._free_at(index, key, model_id, tokens, limits)
+            if math.isinf(at) and index in busy:
+                # Full only because of calls in flight (a first call, reserved tokens): it may free
+                # as soon as one of them ends, which wakes the waiters, so no fixed wait applies.
+                return math.inf
+            soonest = min(soonest, at)
         return max(0.0, soonest - now)
 
     def _free_at(self, index: int, key: KeyUsage, model_id: str, tokens: int, limits: RateLimits) -> float:
@@ -258,6 +304,8 @@ class LocalPoolState:
             need = sum(t for _, t in entries) + bucket.pending_tokens + tokens - token_limit
             if need <= 0:
                 continue
+            if need <= bucket.pending_tokens:
+                return math.inf  # full only by the estimates reserved for calls in flight: frees when one ends
             dropped = 0
             for stamp, used in entries:
                 dropped += used
@@ -273,6 +321,9 @@ class LocalPoolState:
         with self._lock:
             slot = (lease.index, self._bucket_name(lease.model_id))
             self._in_flight[slot] = max(0, self._in_flight.get(slot, 0) - 1)
+            self._probing.discard(lease.index)
+            if tokens is not None:
+                self._proven[lease.index] = True
             if tokens is None:
                 buckets = [key.buckets[lease.model_id]] + ([key.global_bucket] if self._global else [])
                 for bucket in buckets:
@@ -283,6 +334,8 @@ class LocalPoolState:
     def cool_down(self, index: int, seconds: float) -> None:
         with self._lock:
             self._cool_until[index] = max(self._cool_until[index], time.time() + seconds)
+            # When the cooldown ends, one call probes the key before the waiting callers pile on it.
+            self._proven[index] = False
 
     def mark_dead(self, index: int) -> None:
         with self._lock:
@@ -422,7 +475,12 @@ class KeyPool:
         self._generation = 0
         self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
         self._waiters_lock = threading.Lock()
-        self._clients: dict[tuple[int, bool, str], Any] = {}
+        # SDK clients by (key index, async, client settings, event loop or None). An async client's
+        # connections belong to the event loop that opened them, so each loop gets its own.
+        self._clients: dict[tuple[int, bool, str, asyncio.AbstractEventLoop | None], Any] = {}
+        # The first client built for some settings (and loop): the others are its copies with
+        # another key, sharing its HTTP connection pool (see `_build_client`).
+        self._templates: dict[tuple[bool, str, asyncio.AbstractEventLoop | None], Any] = {}
         self._clients_lock = threading.Lock()
         self._closed = False
 
@@ -544,18 +602,28 @@ class KeyPool:
     # -- SDK clients ---------------------------------------------------------------------
 
     def client(self, lease: Lease | None, model: Any, is_async: bool, signature: str) -> Any:
-        """The SDK client for the lease's key, built once per key and client settings."""
+        """The SDK client for the lease's key, built once per key, client settings and event loop."""
         index = lease.index if lease is not None else self._any_live_index()
-        slot = (index, is_async, signature)
+        loop = _running_loop() if is_async else None
+        slot = (index, is_async, signature, loop)
         client = self._clients.get(slot)
         if client is not None and not _is_closed(client):
             return client
         with self._clients_lock:
             client = self._clients.get(slot)
             if client is None or _is_closed(client):
-                client = self._build_client(index, model, is_async)
+                if loop is not None:
+                    self._forget_closed_loops()
+                client = self._build_client(index, model, is_async, (is_async, signature, loop))
                 self._clients[slot] = client
         return client
+
+    def _forget_closed_loops(self) -> None:
+        """Drop async clients of event loops that have closed (their connections died with them)."""
+        for slot in [s for s in self._clients if s[3] is not None and s[3].is_closed()]:
+            del self._clients[slot]
+        for kind in [k for k in self._templates if k[2] is not None and k[2].is_closed()]:
+            del self._templates[kind]
 
     def _any_live_index(self) -> int:
         status = self.state.status()
@@ -563,7 +631,21 @@ class KeyPool:
             raise self._unavailable(self.spec.default_model, CallOptions(wait=False), math.inf)
         return random.randrange(self.size)
 
-    def _build_client(self, index: int, model: Any, is_async: bool) -> Any:
+    def _build_client(self, index: int, model: Any, is_async: bool,
+                      kind: tuple[bool, str, asyncio.AbstractEventLoop | None]) -> Any:
+        """Key `index`'s SDK client: a copy of the template for these settings when the SDK can
+        copy a client with another key (groq, openai, cerebras: ``client.copy(api_key=...)``,
+        which shares the template's HTTP connection pool and costs microseconds), else one built
+        by the Agno class as it would build its own (tens of milliseconds: a new HTTP client)."""
+        template = self._templates.get(kind)
+        if template is not None and not _is_closed(template):
+            copier = getattr(template, "copy", None)
+            if callable(copier):
+                # cerebras warms a connection for each new client (a blocking request, with a
+                # throwaway sync client even for the async one); a copy uses the template's.
+                extra = {"warm_tcp_connection": False} if _accepts(copier, "warm_tcp_connection") else {}
+                with contextlib.suppress(TypeError):
+                    return copier(api_key=self._keys[index], **extra)
         proto = copy.copy(model)
         proto.api_key = self._keys[index]
         for attr in ("client", "async_client"):
@@ -571,7 +653,9 @@ class KeyPool:
                 setattr(proto, attr, None)
         build: Callable[[Any], Any] = self.model_class.get_async_client if is_async else \
             self.model_class.get_client
-        return build(proto)
+        client = build(proto)
+        self._templates[kind] = client
+        return client
 
     def close(self) -> None:
         """Close every SDK client and stop keycycle's cleanup thread. Safe to call twice."""
@@ -579,10 +663,16 @@ class KeyPool:
             return
         self._closed = True
         with self._clients_lock:
-            clients = list(self._clients.values())
+            clients = list(self._clients.items())
             self._clients.clear()
-        for client in clients:
-            _close_client(client)
+            self._templates.clear()
+        closed: set[int] = set()
+        for (_, _, _, loop), client in clients:
+            # Copies of one template share its HTTP client: close that once.
+            shared = id(getattr(client, "_client", client))
+            if shared not in closed:
+                closed.add(shared)
+                _close_client(client, loop)
         self.wrapper.manager.stop()
         self._wake()
 
@@ -592,16 +682,50 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+def _accepts(function: Callable[..., Any], name: str) -> bool:
+    try:
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _is_closed(client: Any) -> bool:
     check = getattr(client, "is_closed", None)
     return bool(check()) if callable(check) else False
 
 
-def _close_client(client: Any) -> None:
+_closing: set[asyncio.Task[Any]] = set()
+
+
+def _close_client(client: Any, loop: asyncio.AbstractEventLoop | None) -> None:
+    """Close an SDK client; an async one on the event loop its connections belong to."""
     close = getattr(client, "close", None)
     try:
         result = close() if callable(close) else None
-        if asyncio.iscoroutine(result):
-            asyncio.run(result)
+        if not asyncio.iscoroutine(result):
+            return
+        current = _running_loop()
+        if loop is None or loop.is_closed():
+            if current is None and loop is None:
+                asyncio.run(result)
+            else:
+                result.close()  # its loop is gone, and its connections with it
+        elif loop is current:
+            task = loop.create_task(result)  # shutdown() called from a coroutine on this loop
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+        elif loop.is_running():
+            asyncio.run_coroutine_threadsafe(result, loop)
+        elif current is None:
+            loop.run_until_complete(result)
+        else:
+            result.close()
     except Exception as exc:  # closing is best effort at shutdown
         log.debug("closing %s failed: %s", type(client).__name__, exc)

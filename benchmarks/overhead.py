@@ -1,0 +1,145 @@
+"""Per-call overhead of a rotating model, with no rate limit in play.
+
+Run with ``uv run python benchmarks/overhead.py`` (``--quick`` for a shorter run,
+``--profile`` to print a cProfile of the registry's calls after the figures).
+
+Each call is Agno's ``model.response(messages=[Message(role="user", content="hi")])``: the
+call an Agent makes for one turn, without the Agent's own bookkeeping, so the figures show
+the model layer alone. The stand-in runs as its own process on 127.0.0.1 with no request
+limit and no latency (``--latency`` to change it), so a call costs what the client side costs.
+110 Groq keys. Measured side by side in one process:
+
+  (a) a direct Agno ``Groq`` model on one key, its SDK client built once and reused (baseline);
+  (b) keycycle as it comes: ``MultiProviderWrapper(...).get_model()``, which drops the SDK
+      client on every call, so every call builds a new one;
+  (c) the registry's rotating model, usage tracking off (like (b), which keeps usage in memory);
+  (d) the registry's rotating model with usage tracking on (rows to a SQLite file), its default;
+  (e) as (c), with each key's day window holding 900 earlier calls (replayed as a restart
+      replays the usage database), which is what a pool looks like after a busy day.
+
+The variants run in interleaved rounds (the order rotates each round) so load from other
+processes hits them alike; the table gives the median over rounds of the wall time and of the
+process CPU time per call (CPU includes background threads such as the usage writer), and
+the median over rounds of each variant's time divided by (a)'s in the same round.
+The registry builds each key's SDK client on the key's first call; that one-off cost is
+shown separately ("first pass": the warm-up calls, which reach every key). keycycle's limits
+for the model (30 requests per minute per key) are respected: no variant makes more than
+~2,000 calls a minute over 110 keys. Goal: (c)/(a) <= 1.2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import _common as common
+
+GOAL = 1.2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (figures less steady)")
+    parser.add_argument("--keys", type=int, default=110)
+    parser.add_argument("--latency", type=float, default=0.0, help="stand-in latency per answer, seconds")
+    parser.add_argument("--profile", action="store_true", help="cProfile 300 registry calls afterwards")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    rounds, batch, kc_batch, warmup = (5, 40, 5, 3 * args.keys) if args.quick else (15, 100, 10, 3 * args.keys)
+    settings = {"keys": args.keys, "rounds": rounds, "calls_per_round": batch, "keycycle_calls_per_round": kc_batch,
+                "standin_latency_s": args.latency, "warmup_calls": warmup}
+    facts = common.print_header("Per-call overhead: model.response(), no limits hit", settings)
+    common.quiet()
+
+    from agno.models.groq import Groq
+
+    with common.StandInProcess(latency=args.latency) as standin:
+        keys = common.groq_keys(args.keys)
+        direct = Groq(id=common.GROQ_MODEL, api_key=keys[0], base_url=standin.url)
+        wrapper = common.keycycle_wrapper(keys)
+        keycycle_model = common.keycycle_model(wrapper, standin.url)
+        plain = common.registry(keys, standin.url, track_usage=False)
+        tracked = common.registry(keys, standin.url, track_usage=True)
+        busy = common.registry(keys, standin.url, track_usage=False)
+        replay_day(busy.pool("groq"), per_key=900)
+        variants: dict[str, tuple[Any, int]] = {
+            "(a) direct Agno client, reused": (direct, batch),
+            "(b) keycycle rotating model": (keycycle_model, kc_batch),
+            "(c) registry rotating model": (plain.get_model("groq", common.GROQ_MODEL), batch),
+            "(d) registry, usage tracking on": (tracked.get_model("groq", common.GROQ_MODEL), batch),
+            "(e) registry, 900 calls/key in the day window": (busy.get_model("groq", common.GROQ_MODEL), batch),
+        }
+        names = list(variants)
+
+        def run(model: Any, n: int) -> tuple[float, float]:
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(n):
+                model.response(messages=common.messages())
+            return (time.perf_counter() - wall) / n * 1000, (time.process_time() - cpu) / n * 1000
+
+        first_pass = {name: run(model, warmup if "registry" in name else 5)[0] for name, (model, _) in variants.items()}
+        walls: dict[str, list[float]] = {n: [] for n in names}
+        cpus: dict[str, list[float]] = {n: [] for n in names}
+        for r in range(rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for name in order:
+                model, n = variants[name]
+                wall, cpu = run(model, n)
+                walls[name].append(wall)
+                cpus[name].append(cpu)
+        status = {"keycycle_get_key_index": wrapper.manager.current_index,
+                  "registry_clients": len(plain.pool("groq")._clients),
+                  "usage": tracked.usage_health().to_dict() if tracked.usage_health() else None}
+        if args.profile:
+            profile(lambda: variants[names[2]][0].response(messages=common.messages()))
+        for made in (plain, tracked, busy):
+            made.shutdown()
+        wrapper.manager.stop()
+        stats = standin.stats()
+
+    base = names[0]
+    rows = []
+    results: dict[str, Any] = {}
+    for name in names:
+        ratio = statistics.median(w / b for w, b in zip(walls[name], walls[base], strict=True))
+        results[name] = {"ms_per_call": statistics.median(walls[name]), "ratio_to_a": ratio,
+                         "cpu_ms_per_call": statistics.median(cpus[name]), "first_pass_ms": first_pass[name]}
+        rows.append([name, f"{results[name]['ms_per_call']:.3f}", f"{results[name]['cpu_ms_per_call']:.3f}",
+                     f"{ratio:.2f}x", f"{first_pass[name]:.2f}"])
+    common.print_table(["variant", "ms/call", "CPU ms/call", "vs (a)", "first pass ms/call"], rows)
+    ratio_c = results[names[2]]["ratio_to_a"]
+    print(f"goal (c)/(a) <= {GOAL}: {'met' if ratio_c <= GOAL else 'MISSED'} ({ratio_c:.2f})")
+    print(f"stand-in: {stats['total']} requests, {stats['rate_limited']} answered 429; "
+          f"registry SDK clients built: {status['registry_clients']}; usage rows: {status['usage']}")
+    common.save_json(args.json, {"benchmark": "overhead", **facts, "settings": settings, "results": results,
+                                 "standin": {k: stats[k] for k in ("total", "accepted", "rate_limited")},
+                                 "status": status})
+
+
+def replay_day(pool: Any, per_key: int) -> None:
+    """Put `per_key` calls of 200 tokens into each key's day window (between 23 h and 1 h ago)."""
+    now = time.time()
+    span = 22 * 3600
+    rows = [(pool.suffix(i), common.GROQ_MODEL, now - 3700 - span * j / per_key, 200)
+            for i in range(pool.size) for j in range(per_key)]
+    pool.state.load_history(rows, [pool.suffix(i) for i in range(pool.size)])
+
+
+def profile(call: Callable[[], Any]) -> None:
+    """Print where 300 registry calls spend their time (cProfile, by own time)."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(300):
+        call()
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+
+
+if __name__ == "__main__":
+    main()

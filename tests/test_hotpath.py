@@ -1,0 +1,282 @@
+"""The path every model call takes: SDK clients, SDK retries, 429s, waiting, spreading, shutdown.
+
+Behaviour only, no timings beyond "well under the budget": the figures live in the benchmarks
+(docs/performance.md). Every call goes through the real Groq SDK and Agno's ``model.response``
+to the provider stand-in on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import groq
+import pytest
+from agno.models.message import Message
+from conftest import fake_key, keys_of, provider_env
+
+from hfs_core import NoAvailableKeyError, Registry
+from hfs_core.config import Config
+from hfs_core.pool import KeyPool, LocalPoolState, keycycle_module
+from hfs_core.testing.standin import StandIn
+
+MODEL = "openai/gpt-oss-20b"  # keycycle's groq table: 30 requests/min, 1000/h, 1000/day, 8000 tokens/min
+
+
+def ask(model: Any) -> Any:
+    return model.response(messages=[Message(role="user", content="hi")])
+
+
+async def aask(model: Any) -> Any:
+    return await model.aresponse(messages=[Message(role="user", content="hi")])
+
+
+def groq_model(make_registry: Callable[..., Registry], standin: StandIn, keys: int,
+               **kwargs: Any) -> tuple[Registry, Any, list[str]]:
+    env = provider_env({"groq": keys})
+    registry = make_registry(env=env, plugins=["groq"], config=Config(track_usage=False))
+    return registry, registry.get_model("groq", MODEL, base_url=standin.url, **kwargs), keys_of(env, "groq")
+
+
+def requests_by_key(standin: StandIn, keys: list[str]) -> list[int]:
+    return [standin.requests_for(key) for key in keys]
+
+
+def sync_clients(pool: KeyPool) -> dict[int, Any]:
+    return {index: client for (index, is_async, _, _), client in pool._clients.items() if not is_async}
+
+
+# ---------------------------------------------------------------------- SDK clients
+
+
+def test_one_sdk_client_per_key_reused_across_calls(make_registry: Any, standin: StandIn,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[str] = []
+    original = groq.Groq.__init__
+
+    def counting_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        built.append(self.api_key)
+
+    monkeypatch.setattr(groq.Groq, "__init__", counting_init)
+    _, model, keys = groq_model(make_registry, standin, 3)
+    for _ in range(30):
+        ask(model)
+    used = [key for key in keys if standin.requests_for(key)]
+    assert sorted(built) == sorted(used)  # one client per key that served a call, never another
+    first = sync_clients(model.pool)
+    for _ in range(9):
+        ask(model)
+    assert sync_clients(model.pool).items() >= first.items()  # the same objects, not rebuilt
+    assert len(built) == len(sync_clients(model.pool)) <= 3
+
+
+def test_each_key_has_its_own_client_sharing_one_connection_pool(make_registry: Any, standin: StandIn) -> None:
+    _, model, keys = groq_model(make_registry, standin, 4)
+    pool: KeyPool = model.pool
+    clients = [pool.client(pool.state.try_acquire(MODEL, 10), model, False, model._hfs_signature)
+               for _ in range(4)]
+    by_key = {client.api_key: client for client in clients}
+    assert set(by_key) <= set(keys) and len(by_key) == 4  # a first call on a key goes alone: 4 keys
+    assert {client.max_retries for client in clients} == {0}
+    assert len({id(client._client) for client in clients}) == 1  # copies of one client: one HTTP pool
+
+
+def test_cerebras_copies_do_not_warm_a_connection_each(make_registry: Any, standin: StandIn) -> None:
+    """The cerebras SDK opens and warms a connection for every new client (a blocking request);
+    a key's client is a copy of the first one and uses its connections instead."""
+    env = provider_env({"cerebras": 4})
+    registry = make_registry(env=env, plugins=["cerebras"], config=Config(track_usage=False))
+    model = registry.get_model("cerebras", base_url=standin.url)
+    for _ in range(12):
+        ask(model)
+    assert len(sync_clients(model.pool)) >= 2
+    assert standin.stats()["warmups"] == 1
+
+
+# ---------------------------------------------------------------------- 429s
+
+
+def test_sdk_retries_are_off_a_429_is_one_request(make_registry: Any, standin: StandIn) -> None:
+    """The SDK would re-send a 429 itself after Retry-After (groq: twice); with its retries
+    off the 429 reaches the registry at once. With the registry's own retries off too, it
+    reaches the caller: one request, no waiting."""
+    _, model, _ = groq_model(make_registry, standin, 1, max_retries=0)
+    standin.fail_next(1, status=429, message="Rate limit reached for requests", retry_after=2)
+    started = time.monotonic()
+    with pytest.raises(Exception) as caught:
+        ask(model)
+    assert time.monotonic() - started < 1.5
+    assert getattr(caught.value, "status_code", None) == 429
+    assert standin.total == 1 and standin.count(429) == 1
+
+
+def test_429_cools_the_key_for_retry_after_and_moves_on_at_once(make_registry: Any, standin: StandIn) -> None:
+    _, model, keys = groq_model(make_registry, standin, 2)
+    standin.fail_next(1, status=429, message="Rate limit reached for requests", retry_after=30)
+    started = time.monotonic()
+    assert ask(model).content
+    assert time.monotonic() - started < 1.5  # no waiting: the other key took the retry
+    limited = [key for key in keys if standin.requests_for(key, 429)]
+    assert len(limited) == 1 and standin.total == 2 and standin.accepted == 1
+    cooled, other = limited[0], next(key for key in keys if key != limited[0])
+    assert model.pool.status().cooling == 1
+    for _ in range(6):
+        ask(model)
+    assert standin.requests_for(cooled) == 1 and standin.requests_for(other) == 7
+    # it stays out for the Retry-After: with the other key out too, the next frees in ~30 s
+    standin.fail_next(1, status=429, message="Rate limit reached for requests", retry_after=60)
+    with pytest.raises(NoAvailableKeyError) as caught:
+        ask(model)
+    assert caught.value.next_free_in is not None and 27 <= caught.value.next_free_in <= 30
+
+
+def test_no_key_within_the_budget_fails_at_once_and_says_when(make_registry: Any, standin: StandIn) -> None:
+    _, model, _ = groq_model(make_registry, standin, 2, timeout=5)
+    standin.fail_next(2, status=429, message="Rate limit reached for requests", retry_after=60)
+    started = time.monotonic()
+    with pytest.raises(NoAvailableKeyError) as caught:
+        ask(model)
+    assert time.monotonic() - started < 2  # not the 5 s budget, not the 60 s Retry-After
+    assert standin.total == 2  # each key tried once
+    error = caught.value
+    assert error.next_free_in is not None and 55 <= error.next_free_in <= 60
+    assert "frees in" in str(error) and "5s wait budget" in str(error) and "2 cooling down" in str(error)
+    started = time.monotonic()
+    with pytest.raises(NoAvailableKeyError):
+        ask(model)
+    assert time.monotonic() - started < 0.5 and standin.total == 2  # known to be out: no request sent
+
+
+def test_a_wait_within_the_budget_waits_for_the_key(make_registry: Any, standin: StandIn) -> None:
+    _, model, _ = groq_model(make_registry, standin, 1, timeout=5)
+    standin.fail_next(1, status=429, message="Rate limit reached for requests", retry_after=0.5)
+    started = time.monotonic()
+    assert ask(model).content
+    assert 0.4 <= time.monotonic() - started < 3
+    assert standin.total == 2 and standin.count(429) == 1
+
+
+# ---------------------------------------------------------------------- async
+
+
+async def test_async_waiting_does_not_block_the_event_loop(make_registry: Any, standin: StandIn) -> None:
+    _, model, _ = groq_model(make_registry, standin, 1, timeout=5)
+    standin.fail_next(1, status=429, message="Rate limit reached for requests", retry_after=0.8)
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    beat = asyncio.create_task(heartbeat())
+    started = time.monotonic()
+    answer = await aask(model)  # 429, then waits ~0.8 s for the only key
+    waited = time.monotonic() - started
+    stop.set()
+    await beat
+    assert answer.content and waited >= 0.6
+    assert ticks >= 20  # ~80 if nothing blocked; a blocking sleep would leave ~1
+
+
+def test_async_clients_follow_the_event_loop(make_registry: Any, standin: StandIn) -> None:
+    """An async client's connections belong to its event loop: a second asyncio.run gets
+    fresh clients instead of failing on dead connections and retrying."""
+    _, model, _ = groq_model(make_registry, standin, 1, max_retries=0)
+    for _ in range(3):
+        assert asyncio.run(aask(model)).content
+    assert standin.total == 3 and standin.accepted == 3
+
+
+# ---------------------------------------------------------------------- spreading
+
+
+def test_concurrent_callers_spread_over_the_keys(make_registry: Any, standin: StandIn) -> None:
+    """keycycle as it comes fills key 1 first; the pool picks the less loaded of two keys."""
+    standin.latency = 0.02
+    _, model, keys = groq_model(make_registry, standin, 8)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        for _ in range(5):
+            try:
+                ask(model)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    counts = requests_by_key(standin, keys)
+    assert sum(counts) == 40
+    assert max(counts) <= 5 + 3, counts  # a fair share is 5
+
+
+# ---------------------------------------------------------------------- shutdown
+
+
+async def test_shutdown_closes_the_clients(make_registry: Any, standin: StandIn) -> None:
+    registry, model, _ = groq_model(make_registry, standin, 3)
+    for _ in range(4):
+        await asyncio.to_thread(ask, model)
+        await aask(model)
+    clients = list(model.pool._clients.values())
+    assert clients and any(isinstance(c, groq.AsyncGroq) for c in clients)
+    assert not any(c.is_closed() for c in clients)
+    registry.shutdown()
+    await asyncio.sleep(0.05)  # async clients close in a task on their loop
+    assert all(c.is_closed() for c in clients)
+    assert not model.pool._clients
+
+
+# ---------------------------------------------------------------------- the limit check
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_limit_check_agrees_with_keycycle(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool's O(1) check gives keycycle's ``check_limits`` answer (calls in flight
+    counted as keycycle would count them once finished), whatever keycycle's own cleaning
+    does to the windows in between."""
+    rng = random.Random(seed)
+    clock = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    keycycle = keycycle_module()
+    wrapper = keycycle.MultiProviderWrapper("groq", [fake_key("groq") for _ in range(2)], MODEL,
+                                            model_class=None, track_usage=False)
+    try:
+        state = LocalPoolState(wrapper, MODEL)
+        limits = keycycle.RateLimits(4, 30, 200, 150, 1200, 8000)  # each limit binds now and then
+        keys = wrapper.manager.keys
+        for _ in range(3000):
+            index = rng.randrange(2)
+            key = keys[index]
+            action = rng.random()
+            if action < 0.3:
+                key.commit(MODEL, rng.choice([0, 10, 40, 90]), 0)
+            elif action < 0.6:
+                clock[0] += rng.choice([0.5, 3.0, 20.0, 61.0, 400.0, 3000.0, 20000.0])
+            elif action < 0.65:
+                key.buckets[MODEL].clean()  # what keycycle's cleanup thread does now and then
+            else:
+                tokens = rng.choice([1, 50, 200])
+                flying = rng.randrange(3)
+                state._in_flight[(index, MODEL)] = flying
+                ours = state._fits(index, MODEL, tokens, limits, clock[0])
+                theirs = key.can_use_model(MODEL, keycycle.RateLimits(
+                    limits.requests_per_minute - flying, limits.requests_per_hour - flying,
+                    limits.requests_per_day - flying, limits.tokens_per_minute, limits.tokens_per_hour,
+                    limits.tokens_per_day), tokens)
+                assert ours == theirs
+    finally:
+        wrapper.manager.stop()
+
