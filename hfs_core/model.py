@@ -42,6 +42,7 @@ class _Call:
         self.budget = options.timeout
         self.retries = 0
         self.transient_failures = 0
+        self.rate_limits = 0
 
     def lease(self) -> Lease:
         lease, waited = self.pool.acquire(self.model_id, self.options, self.budget)
@@ -60,11 +61,17 @@ class _Call:
             raise exc
         if failure.outcome is Outcome.DEAD:
             return 0.0
+        if failure.outcome is Outcome.RATE_LIMITED:
+            # The key now cools for its Retry-After, so the next attempt takes another key or waits
+            # (within the budget): a caller meeting 429s from keys its neighbours just filled must
+            # not run out of retries while keys are about to free. Up to max_retries per key.
+            self.rate_limits += 1
+            if self.rate_limits > self.options.max_retries * self.pool.size:
+                raise exc
+            return 0.0
         if self.retries >= self.options.max_retries:
             raise exc
         self.retries += 1
-        if failure.outcome is Outcome.RATE_LIMITED:
-            return 0.0
         delay = failure.retry_after
         if delay is None:
             step = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2**self.transient_failures)

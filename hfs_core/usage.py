@@ -4,6 +4,9 @@ Rows are written by one background thread in batches. When the database is down 
 rows wait in memory (up to `max_pending`) and are written when it returns; rows that
 cannot be kept are counted as lost and reported, never dropped silently. Rows hold the
 key's last 8 characters (keycycle's convention), never the key.
+
+Accounting: every recorded row ends up in exactly one of ``written``, ``pending`` or
+``lost`` (`UsageHealth`), so ``written + pending + lost`` is the number of rows recorded.
 """
 
 from __future__ import annotations
@@ -21,6 +24,29 @@ from hfs_core.env import redact_url
 log = logging.getLogger("hfs_core.usage")
 
 _BATCH = 200
+HISTORY_WAIT = 3.0
+"""Seconds a pool being built waits for its usage history before starting with empty windows."""
+_MYSQL_TIMEOUTS = {"connect_timeout": "5", "read_timeout": "15", "write_timeout": "15"}
+"""Seconds a MySQL/TiDB connection may take to open, read or write before it counts as down.
+
+Without them a database that stops answering (rather than refusing) would hold the writer,
+and the history load of a pool being built, for as long as the TCP stack lets it."""
+
+
+def _with_timeouts(url: str) -> str:
+    """`url`, with connect/read/write timeouts added for pymysql and mysqlclient (unless given)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception:  # not a URL SQLAlchemy understands: let the connection attempt report it
+        return url
+    if parsed.get_backend_name() != "mysql" or parsed.get_driver_name() not in ("pymysql", "mysqldb"):
+        return url
+    missing = {k: v for k, v in _MYSQL_TIMEOUTS.items() if k not in parsed.query}
+    if not missing:
+        return url
+    return parsed.update_query_dict(missing).render_as_string(hide_password=False)
 
 
 @dataclass(frozen=True)
@@ -47,15 +73,19 @@ class UsageStore:
         self.shown_url = redact_url(url)
         self.max_pending = max_pending
         self.retry_seconds = retry_seconds
+        self._connect_url = _with_timeouts(url)
         self._db: Any = None
+        self._connect_lock = threading.Lock()
         self._rows: deque[dict[str, Any]] = deque()
         self._cond = threading.Condition()
         self._stopping = False
+        self._closed = False
+        self._retry_now = False
+        self._writing = 0  # rows of the batch being written (counted in `_rows` until written)
         self._written = 0
         self._lost = 0
         self._last_error: str | None = None
         self._down = False
-        self._connect()
         self._thread = threading.Thread(target=self._run, name="hfs-usage-writer", daemon=True)
         self._thread.start()
 
@@ -63,24 +93,31 @@ class UsageStore:
         return f"UsageStore(url={self.shown_url!r})"
 
     def _connect(self) -> bool:
-        if self._db is not None:
-            return True
-        from hfs_core.pool import keycycle_module
+        with self._connect_lock:
+            if self._db is not None:
+                return True
+            from hfs_core.pool import keycycle_module
 
-        database = keycycle_module().usage.UsageDatabase
-        try:
-            self._db = database(self.url)
-        except Exception as exc:
-            self._note_error(exc)
-            return False
-        if self._down:
-            log.info("usage database %s is reachable again", self.shown_url)
-        self._down = False
-        return True
+            database = keycycle_module().usage.UsageDatabase
+            try:
+                self._db = database(self._connect_url)
+            except Exception as exc:
+                self._note_error(exc)
+                return False
+            if self._down:
+                log.info("usage database %s is reachable again", self.shown_url)
+            self._down = False
+            return True
 
     def _note_error(self, exc: BaseException) -> None:
-        self._last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        self._last_error = self._last_error.replace(self.url, self.shown_url)
+        text = str(exc)
+        error = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+        for secret in {self._connect_url, self.url}:
+            error = error.replace(secret, self.shown_url)
+        password = _password(self.url)
+        if password:
+            error = error.replace(password, "***")
+        self._last_error = error
         if not self._down:
             self._down = True
             log.warning("usage database %s is unreachable (%s); calls go on, rows wait in memory "
@@ -102,6 +139,11 @@ class UsageStore:
         row = {"provider": provider, "model": model, "api_key_suffix": suffix, "timestamp": time.time(),
                "tokens": int(tokens)}
         with self._cond:
+            if self._closed:
+                self._lost += 1
+                log.error("usage database %s: a row recorded after shutdown is lost (%d lost in all)",
+                          self.shown_url, self._lost)
+                return
             if len(self._rows) >= self.max_pending:
                 self._lost += 1
                 if self._lost == 1 or self._lost % 1000 == 0:
@@ -109,42 +151,70 @@ class UsageStore:
                               self.shown_url, self._lost, self.max_pending)
                 return
             self._rows.append(row)
-            self._cond.notify()
+            self._cond.notify_all()
 
-    def history(self, provider: str, seconds: float) -> Sequence[tuple[str, str, float, int]]:
-        """Rows (suffix, model, timestamp, tokens) of the last `seconds` for `provider`; [] if unreachable."""
-        if not self._connect():
+    def history(self, provider: str, seconds: float,
+                wait: float | None = None) -> Sequence[tuple[str, str, float, int]]:
+        """Rows (suffix, model, timestamp, tokens) of the last `seconds` for `provider`.
+
+        The caller is building a pool (inside a `get_model`), so it waits at most `wait`
+        seconds (default `HISTORY_WAIT`): a database that refuses, or hangs without answering, gives [] and the pool
+        starts with empty windows (said in a warning); the writer keeps trying in the background.
+        """
+        found: list[tuple[str, str, float, int]] = []
+        done = threading.Event()
+
+        def load() -> None:
+            try:
+                if self._connect():
+                    rows = self._db.load_provider_history(provider, seconds)
+                    found.extend((r[0], r[1], r[2], r[3]) for r in rows)
+            except Exception as exc:
+                self._note_error(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=load, name="hfs-usage-history", daemon=True).start()
+        wait = HISTORY_WAIT if wait is None else wait
+        if not done.wait(wait):
+            log.warning("usage database %s did not answer within %gs: %s starts with empty rate windows "
+                        "(its last 24 h of usage is not replayed)", self.shown_url, wait, provider)
             return []
-        try:
-            rows = self._db.load_provider_history(provider, seconds)
-        except Exception as exc:
-            self._note_error(exc)
-            return []
-        return [(r[0], r[1], r[2], r[3]) for r in rows]
+        return list(found)
 
     def _take(self) -> list[dict[str, Any]]:
         with self._cond:
             while not self._rows and not self._stopping:
                 self._cond.wait()
-            return [self._rows[i] for i in range(min(_BATCH, len(self._rows)))]
+            batch = [self._rows[i] for i in range(min(_BATCH, len(self._rows)))]
+            self._writing = len(batch)
+            self._retry_now = False  # this attempt answers any earlier request to try now
+            return batch
 
     def _write(self, batch: list[dict[str, Any]]) -> bool:
-        if not self._connect():
-            return False
-        try:
-            with self._db.engine.begin() as conn:
-                conn.execute(self._db.usage_logs.insert(), batch)
-        except Exception as exc:
-            self._note_error(exc)
-            return False
-        if self._down:
+        ok = self._connect()
+        if ok:
+            try:
+                with self._db.engine.begin() as conn:
+                    conn.execute(self._db.usage_logs.insert(), batch)
+            except Exception as exc:
+                self._note_error(exc)
+                ok = False
+        with self._cond:
+            self._writing = 0
+            if ok:
+                # Rows stay queued until written, so close() may have counted this batch as
+                # lost while it was still being written: move what it took back to written.
+                queued = min(len(batch), len(self._rows))
+                for _ in range(queued):
+                    self._rows.popleft()
+                self._lost -= len(batch) - queued
+                self._written += len(batch)
+            self._cond.notify_all()
+        if ok and self._down:
             self._down = False
             log.info("usage database %s is reachable again; writing waiting rows", self.shown_url)
-        with self._cond:
-            for _ in batch:
-                self._rows.popleft()
-            self._written += len(batch)
-        return True
+        return ok
 
     def _run(self) -> None:
         while True:
@@ -152,29 +222,40 @@ class UsageStore:
             if not batch:
                 return
             if not self._write(batch):
+                deadline = time.monotonic() + self.retry_seconds
                 with self._cond:
+                    # New rows do not cut the pause short (that would hammer a database that is
+                    # down); flush() and close() do.
+                    while not (self._stopping or self._retry_now) and time.monotonic() < deadline:
+                        self._cond.wait(deadline - time.monotonic())
+                    self._retry_now = False
                     if self._stopping:
                         return
-                    self._cond.wait(self.retry_seconds)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued row is written; False if some still wait after `timeout`."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._cond:
-                if not self._rows:
-                    return True
-                self._cond.notify()
-            time.sleep(0.01)
-        return not self._rows
+        with self._cond:
+            self._retry_now = True  # cut a retry pause short: try the database now
+            self._cond.notify_all()
+            while self._rows:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._cond.wait(min(left, 0.05))
+            return True
 
     def close(self, timeout: float = 5.0) -> UsageHealth:
-        """Write what can be written within `timeout`, count the rest as lost, and stop."""
+        """Write what can be written within `timeout`, count the rest as lost, and stop. Safe to call twice."""
+        with self._cond:
+            if self._closed:
+                return self.health()
         self.flush(timeout)
         with self._cond:
             self._stopping = True
+            self._closed = True
             self._cond.notify_all()
-        self._thread.join(timeout=max(0.5, timeout))
+        self._thread.join(timeout=max(0.5, min(timeout, 5.0)))
         with self._cond:
             left = len(self._rows)
             if left:
@@ -183,6 +264,22 @@ class UsageStore:
         if left:
             log.error("usage database %s: %d rows could not be written before shutdown and are lost (%s)",
                       self.shown_url, left, self._last_error or "database unreachable")
-        if self._db is not None:
-            self._db.engine.dispose()
+        # A connection attempt still hanging on a silent database holds the lock: leave it be
+        # (its thread is a daemon) rather than wait for it.
+        if self._connect_lock.acquire(timeout=0.1):
+            try:
+                if self._db is not None and not self._thread.is_alive():
+                    self._db.engine.dispose()
+            finally:
+                self._connect_lock.release()
         return self.health()
+
+
+def _password(url: str) -> str | None:
+    try:
+        from sqlalchemy.engine import make_url
+
+        password = make_url(url).password
+    except Exception:
+        return None
+    return str(password) if password else None
