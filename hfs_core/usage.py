@@ -24,6 +24,8 @@ from hfs_core.env import redact_url
 log = logging.getLogger("hfs_core.usage")
 
 _BATCH = 200
+_LINGER = 0.1
+"""Seconds the writer waits for more rows before writing a batch smaller than `_BATCH`."""
 HISTORY_WAIT = 3.0
 """Seconds a pool being built waits for its usage history before starting with empty windows."""
 _MYSQL_TIMEOUTS = {"connect_timeout": "5", "read_timeout": "15", "write_timeout": "15"}
@@ -186,6 +188,14 @@ class UsageStore:
         with self._cond:
             while not self._rows and not self._stopping:
                 self._cond.wait()
+            # Let a few more rows join, so a busy process writes one transaction per batch rather
+            # than per call; a flush (or shutdown) cuts the wait short.
+            linger_end = time.monotonic() + _LINGER
+            while 0 < len(self._rows) < _BATCH and not self._stopping and not self._retry_now:
+                left = linger_end - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
             batch = [self._rows[i] for i in range(min(_BATCH, len(self._rows)))]
             self._writing = len(batch)
             self._retry_now = False  # this attempt answers any earlier request to try now
