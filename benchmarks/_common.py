@@ -176,6 +176,19 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     print()
 
 
+def print_load_results(results: dict[str, Any], capacity: int, budget: float) -> None:
+    """The side-by-side table of a load benchmark (saturation, processes)."""
+    labels = {"keycycle": "keycycle as it comes", "registry": "registry"}
+    rows = []
+    for side, r in results.items():
+        errors = ", ".join(f"{k} x{v}" for k, v in r["other_errors"].items()) or "none"
+        rows.append([labels[side], f"{r['successes']} / {capacity}", f"{r['utilization']:.3f}",
+                     r["upstream_429"], f"{r['worst_call_s']:.1f} s (budget {budget:g} s)", r["no_key_errors"],
+                     errors])
+    print_table(["side", "successes", "utilization", "upstream 429s", "longest call",
+                 "NoAvailableKeyError", "other errors reaching the caller"], rows)
+
+
 def save_json(path: str | None, data: dict[str, Any]) -> None:
     """Write the results as JSON when `--json PATH` was given."""
     if path:

@@ -119,15 +119,7 @@ def main() -> None:
                 results[side] = run_side(side, standin, args)
                 print(f"{side}: { {k: v for k, v in results[side].items() if k != 'per_process'} }", flush=True)
     print()
-    rows = []
-    labels = {"keycycle": "keycycle as it comes", "registry": "registry"}
-    for side, r in results.items():
-        errors = ", ".join(f"{k} x{v}" for k, v in r["other_errors"].items()) or "none"
-        rows.append([labels[side], f"{r['successes']} / {args.keys * 30}", f"{r['utilization']:.3f}",
-                     r["upstream_429"], f"{r['worst_call_s']:.1f} s (budget {BUDGET:g} s)", r["no_key_errors"],
-                     errors])
-    common.print_table(["side", "successes", "utilization", "upstream 429s", "longest call",
-                        "NoAvailableKeyError", "other errors reaching the caller"], rows)
+    common.print_load_results(results, args.keys * 30, BUDGET)
     if "registry" in results:
         met = results["registry"]["utilization"] >= 0.9
         print(f"registry goal utilization >= 0.9: {'met' if met else 'MISSED'}")

@@ -98,15 +98,7 @@ def main() -> None:
                 results[side] = run_side(side, standin, args)
                 print(f"{side}: {results[side]}", flush=True)
     print()
-    rows = []
-    labels = {"keycycle": "keycycle as it comes", "registry": "registry"}
-    for side, r in results.items():
-        errors = ", ".join(f"{k} x{v}" for k, v in r["other_errors"].items()) or "none"
-        rows.append([labels[side], f"{r['successes']} / {args.keys * args.rpm}", f"{r['utilization']:.3f}",
-                     r["upstream_429"], f"{r['worst_call_s']:.1f} s (budget {BUDGET:g} s)", r["no_key_errors"],
-                     errors])
-    common.print_table(["side", "successes", "utilization", "upstream 429s", "longest call",
-                        "NoAvailableKeyError", "other errors reaching the caller"], rows)
+    common.print_load_results(results, args.keys * args.rpm, BUDGET)
     if "registry" in results:
         r = results["registry"]
         checks = {"utilization >= 0.99": r["utilization"] >= 0.99, "upstream 429s <= 2": r["upstream_429"] <= 2,

@@ -41,7 +41,6 @@ class _Call:
         self.options = options
         self.budget = options.timeout
         self.retries = 0
-        self.transient_failures = 0
         self.rate_limits = 0
 
     def lease(self) -> Lease:
@@ -71,12 +70,11 @@ class _Call:
             return 0.0
         if self.retries >= self.options.max_retries:
             raise exc
-        self.retries += 1
         delay = failure.retry_after
         if delay is None:
-            step = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2**self.transient_failures)
+            step = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2**self.retries)
             delay = step / 2 + random.uniform(0, step / 2)
-        self.transient_failures += 1
+        self.retries += 1
         if delay > self.budget:
             raise exc
         self.budget -= delay

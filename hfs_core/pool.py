@@ -191,8 +191,8 @@ class LocalPoolState:
         key = self._keys[index]
         if key.dead or self._cool_until[index] > now or index in self._probing:
             return False
-        bucket = key.global_bucket if self._global else key.buckets[model_id]
-        flying = self._in_flight.get((index, "*" if self._global else model_id), 0)
+        bucket = self._bucket(key, model_id)
+        flying = self._in_flight.get((index, self._bucket_name(model_id)), 0)
         for (seconds, _), stamps, limit in zip(_WINDOWS, (bucket.requests_minute, bucket.requests_hour,
                                                           bucket.requests_day),
                                                (limits.requests_per_minute, limits.requests_per_hour,
