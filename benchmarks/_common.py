@@ -3,7 +3,7 @@ keycycle-as-it-comes and the registry built side by side, and plain-text tables.
 
 Import this module before anything else in a benchmark: it turns Agno's telemetry off, moves the
 process into a scratch directory (keycycle's logging set-up would open ``app.log`` in the working
-directory) and imports keycycle through ``hfs_core.pool``, which suppresses that set-up.
+directory) and imports keycycle through ``hfs_core._keycycle``, which suppresses that set-up.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ SCRATCH = Path(tempfile.mkdtemp(prefix="hfs-bench-"))
 os.environ.setdefault("XDG_DATA_HOME", str(SCRATCH / "data"))
 os.chdir(SCRATCH)
 
-import hfs_core.pool  # noqa: E402  (keycycle, imported without its logging set-up)
+import keycycle  # noqa: E402
+import keycycle.config.log_config  # noqa: E402
 
 GROQ_MODEL = "openai/gpt-oss-120b"  # keycycle's table: 30 RPM, 1000 RPH/RPD, 8000 TPM per key
 ALNUM = string.ascii_letters + string.digits
@@ -43,7 +44,6 @@ def quiet() -> None:
     logging.getLogger().addHandler(logging.NullHandler())
     for name in ("agno", "keycycle", "hfs_core", "httpx"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    keycycle = hfs_core.pool.keycycle_module()
     keycycle.config.log_config.default_logger.setLevel(logging.CRITICAL)
     # keycycle's wrapper forces its logger back to INFO when built; disabling it sticks.
     keycycle.config.log_config.default_logger.disabled = True
@@ -106,7 +106,6 @@ def keycycle_wrapper(keys: Sequence[str], model_id: str = GROQ_MODEL) -> Any:
     """keycycle as it comes: its wrapper around Agno's Groq class, usage kept in memory only."""
     from agno.models.groq import Groq
 
-    keycycle = hfs_core.pool.keycycle_module()
     wrapper = keycycle.MultiProviderWrapper("groq", list(keys), model_id, model_class=Groq, track_usage=False)
     quiet()
     return wrapper
@@ -238,7 +237,7 @@ def run_workers(models: Sequence[Any], deadline: float, pause: float) -> WorkerS
     """
     import threading
 
-    no_key_error = hfs_core.pool.keycycle_module().NoAvailableKeyError
+    no_key_error = keycycle.NoAvailableKeyError
     stats = WorkerStats()
 
     def work(model: Any) -> None:

@@ -15,9 +15,9 @@ import re
 from typing import Any
 
 from hfs_core.config import Config, ProviderConfig, load_config
-from hfs_core.env import EnvReport, Problem
+from hfs_core.env import EnvReport
 from hfs_core.errors import ConfigError, HFSError, ProviderNotFoundError, ProviderUnavailableError
-from hfs_core.hookspecs import hookimpl
+from hfs_core.plugin import Problem, ProviderSpec, declared_keys, hookimpl, key_shape_problems, openai_style_options
 from hfs_core.registry import (
     PluginInfo,
     ProviderManager,
@@ -29,7 +29,6 @@ from hfs_core.registry import (
     list_available_providers,
     shutdown,
 )
-from hfs_core.spec import ProviderSpec
 
 __version__ = "0.1.0"
 
@@ -51,13 +50,16 @@ __all__ = [
     "ProviderSpec",
     "ProviderUnavailableError",
     "Registry",
+    "declared_keys",
     "get_model",
     "get_provider_manager",
     "get_registry",
     "hookimpl",
     "is_provider_healthy",
+    "key_shape_problems",
     "list_available_providers",
     "load_config",
+    "openai_style_options",
     "shutdown",
 ]
 

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from hfs_core import __version__
-from hfs_core.env import Problem, mask_key, redact_url
+from hfs_core.env import mask_key, redact_url
 from hfs_core.errors import ConfigError
+from hfs_core.plugin import Problem
 
 if TYPE_CHECKING:
     from hfs_core.env import EnvReport
@@ -866,7 +867,7 @@ def _ago(seconds: float) -> str:
 
 def _key_names(registry: Registry) -> dict[str, str]:
     """Key variable by key, for naming the keys behind usage suffixes."""
-    from hfs_core.env import declared_keys
+    from hfs_core.plugin import declared_keys
 
     names: dict[str, str] = {}
     for spec in registry.specs.values():

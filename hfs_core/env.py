@@ -11,49 +11,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-if TYPE_CHECKING:
-    from hfs_core.spec import ProviderSpec
-
-Severity = Literal["error", "warning"]
-
-MIN_KEY_LENGTH = 20
-"""Shorter values are not API keys (and their 8-character usage suffix would be most of the key)."""
-
-MAX_KEY_COUNT = 10_000
-"""A larger ``NUM_<PREFIX>`` is a typo (and checking that many variables would stall start-up)."""
-
-KEY_PREFIXES: dict[str, str] = {}
-"""Key prefix of every loaded provider (name -> prefix), filled by the registry as plugins load."""
-
-_PLACEHOLDER = re.compile(
-    r"your[_-]?(api[_-]?)?key|api[_-]?key[_-]?here|placeholder|changeme|change[_-]me|insert[_-]?key|"
-    r"replace[_-]?me|^<.*>$|^x{6,}$|x{8,}|\.\.\.|^todo$|^none$|^null$",
-    re.IGNORECASE,
-)
-"""Placeholder values. Runs of x must be long: a real random key holds "Xxxx" now and then."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the environment or configuration.
-
-    `variable` names the variable or file concerned; `hint` says what to do.
-    """
-
-    severity: Severity
-    variable: str
-    message: str
-    hint: str = ""
-
-    def __str__(self) -> str:
-        text = f"{self.severity}: {self.variable}: {self.message}"
-        return f"{text} ({self.hint})" if self.hint else text
-
-    def to_dict(self) -> dict[str, str]:
-        """A JSON-ready view."""
-        return {"severity": self.severity, "variable": self.variable, "message": self.message, "hint": self.hint}
+from hfs_core.plugin import MAX_KEY_COUNT, Problem, ProviderSpec, unusable_key_reason
 
 
 @dataclass(frozen=True)
@@ -171,23 +131,13 @@ def _indexed_keys(spec: ProviderSpec, env: Mapping[str, str]) -> dict[int, str]:
     return found
 
 
-def declared_keys(spec: ProviderSpec, env: Mapping[str, str]) -> list[tuple[str, str]]:
-    """(variable, stripped value) for each non-empty key among 1..NUM, without judging them."""
-    count, _ = parse_key_count(spec, env)
-    if count is None:
-        return []
-    pairs = []
-    for index in range(1, count + 1):
-        value = env.get(spec.key_var(index), "").strip()
-        if value:
-            pairs.append((spec.key_var(index), value))
-    return pairs
-
-
 def check_provider_env(
-    spec: ProviderSpec, env: Mapping[str, str], expected: int
+    spec: ProviderSpec, env: Mapping[str, str], expected: int, key_prefixes: Mapping[str, str] | None = None
 ) -> tuple[list[str], list[Problem]]:
     """The core's checks for one provider: the usable keys, and every problem found.
+
+    `key_prefixes` maps every loaded provider to its key prefix, to spot a key of one
+    provider set in another's variable.
 
     A bad key is skipped with a warning and never stops the others; a provider with
     no usable key gets an error.
@@ -209,7 +159,7 @@ def check_provider_env(
         if value != raw and value:
             problems.append(Problem("warning", var, "has white space around it; it was removed",
                                     "remove the spaces or newline in the file that sets it"))
-        reason = _unusable(value)
+        reason = unusable_key_reason(value)
         if reason:
             problems.append(Problem("warning", var, f"{reason}; this key is skipped", f"put a real key in {var}"))
             continue
@@ -218,7 +168,7 @@ def check_provider_env(
                                     f"remove {var} or replace it with another key"))
             continue
         seen[value] = var
-        problems.extend(_prefix_problems(spec, var, value))
+        problems.extend(_prefix_problems(spec, var, value, key_prefixes or {}))
         keys.append(value)
     if len(missing) <= 3:
         problems.extend(Problem("warning", var, f"is missing ({spec.count_var}={count})",
@@ -243,23 +193,11 @@ def check_provider_env(
     return keys, problems
 
 
-def _unusable(value: str) -> str:
-    if not value:
-        return "is empty"
-    if _PLACEHOLDER.search(value):
-        return "is a placeholder, not a key"
-    if any(ch.isspace() for ch in value) or not value.isprintable():
-        return "contains spaces or control characters"
-    if len(value) < MIN_KEY_LENGTH:
-        return f"is only {len(value)} characters long, too short for an API key"
-    return ""
-
-
-def _prefix_problems(spec: ProviderSpec, var: str, value: str) -> list[Problem]:
+def _prefix_problems(spec: ProviderSpec, var: str, value: str, key_prefixes: Mapping[str, str]) -> list[Problem]:
     own = spec.key_prefix
     if not own or value.startswith(own):
         return []
-    for other, prefix in KEY_PREFIXES.items():
+    for other, prefix in key_prefixes.items():
         if other != spec.name and value.startswith(prefix):
             return [Problem(
                 "warning", var,
@@ -268,19 +206,3 @@ def _prefix_problems(spec: ProviderSpec, var: str, value: str) -> list[Problem]:
             )]
     return [Problem("warning", var, f"does not start with {own!r} as {spec.name} keys do",
                     "check that it is a key for this provider")]
-
-
-def key_shape_problems(spec: ProviderSpec, env: Mapping[str, str], shape: str, description: str) -> list[Problem]:
-    """Warn about keys that carry the provider's prefix but not its full shape (truncated, padded).
-
-    For a plugin's `validate_env`: `shape` is a regular expression a whole key must match.
-    Keys the core already skips (placeholders, too short...) get no second warning here.
-    """
-    pattern = re.compile(shape)
-    return [
-        Problem("warning", var, f"does not look like a whole {spec.name} key ({description}); it may be "
-                "truncated or have extra characters", f"copy the key again into {var}")
-        for var, value in declared_keys(spec, env)
-        if (not spec.key_prefix or value.startswith(spec.key_prefix)) and not _unusable(value)
-        and not pattern.fullmatch(value)
-    ]

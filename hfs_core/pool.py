@@ -15,7 +15,6 @@ import contextlib
 import copy
 import inspect
 import logging
-import logging.config
 import math
 import random
 import re
@@ -24,36 +23,23 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from hfs_core._keycycle import (
+    DEFAULT_COOLDOWN_SECONDS,
+    KEY_SUFFIX_LENGTH,
+    KeyUsage,
+    MultiProviderWrapper,
+    RateLimits,
+    RateLimitStrategy,
+    is_rate_limit_error,
+    is_temporary_rate_limit_error,
+)
+from hfs_core._keycycle import NoAvailableKeyError as KeycycleNoAvailableKeyError
 from hfs_core.errors import HFSError
 
-
-@contextlib.contextmanager
-def _without_logging_config() -> Iterator[None]:
-    """Import keycycle without letting it reconfigure logging.
-
-    keycycle calls ``logging.config.dictConfig`` at import, which puts a rich console
-    handler on the root logger and opens ``app.log`` in the working directory.
-    """
-    original = logging.config.dictConfig
-    logging.config.dictConfig = lambda config: None
-    try:
-        yield
-    finally:
-        logging.config.dictConfig = original
-
-
-with _without_logging_config():
-    import keycycle
-    from keycycle.config.constants import DEFAULT_COOLDOWN_SECONDS, KEY_SUFFIX_LENGTH
-    from keycycle.config.dataclasses import KeyUsage, RateLimits
-    from keycycle.config.enums import RateLimitStrategy
-    from keycycle.core.utils import is_rate_limit_error, is_temporary_rate_limit_error
-
 if TYPE_CHECKING:
-    from hfs_core.spec import ProviderSpec
+    from hfs_core.plugin import ProviderSpec
     from hfs_core.usage import UsageStore
 
 log = logging.getLogger("hfs_core.pool")
@@ -61,9 +47,18 @@ log = logging.getLogger("hfs_core.pool")
 _WINDOWS = ((60.0, "minute"), (3600.0, "hour"), (86400.0, "day"))
 
 
-def keycycle_module() -> ModuleType:
-    """keycycle, imported without its logging side effects."""
-    return keycycle
+def keycycle_wrapper(spec: ProviderSpec, keys: Sequence[str], default_model: str) -> Any:
+    """Build the keycycle wrapper that holds a provider's key windows (the default `wrapper_factory`).
+
+    Keys come from the registry (never from keycycle's own `.env` loader) and
+    usage persistence is the registry's, so keycycle tracks usage in memory only.
+    """
+    logger = logging.getLogger(f"keycycle.{spec.name}")
+    wrapper = MultiProviderWrapper(
+        spec.keycycle_name, list(keys), default_model, model_class=None, track_usage=False, logger=logger
+    )
+    logger.setLevel(logging.NOTSET)  # keycycle forces INFO on it; let the application decide
+    return wrapper
 
 
 def key_suffix(key: str) -> str:
@@ -71,7 +66,7 @@ def key_suffix(key: str) -> str:
     return key[-KEY_SUFFIX_LENGTH:]
 
 
-class NoAvailableKeyError(HFSError, keycycle.NoAvailableKeyError):
+class NoAvailableKeyError(HFSError, KeycycleNoAvailableKeyError):
     """No key of the provider can take the call within the caller's wait budget.
 
     Also a ``keycycle.NoAvailableKeyError``, so code written against keycycle still catches it.
@@ -91,7 +86,7 @@ class NoAvailableKeyError(HFSError, keycycle.NoAvailableKeyError):
         cooling_down: int,
         next_free_in: float | None,
     ) -> None:
-        keycycle.NoAvailableKeyError.__init__(
+        KeycycleNoAvailableKeyError.__init__(
             self, provider, model_id, wait, timeout, total_keys=total_keys, cooling_down=cooling_down
         )
         self.args = (message,)

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
-from hfs_core import catalog, hookspecs
+from hfs_core import catalog, plugin
 from hfs_core.config import Config, load_config
-from hfs_core.env import KEY_PREFIXES, EnvReport, Problem, check_provider_env, load_env, looks_like_db_url
+from hfs_core.env import EnvReport, check_provider_env, load_env, looks_like_db_url
 from hfs_core.errors import HFSError, ProviderNotFoundError, ProviderUnavailableError
-from hfs_core.spec import ProviderSpec
+from hfs_core.plugin import Problem, ProviderSpec
 
 if TYPE_CHECKING:
     from hfs_core.pool import KeyPool
@@ -120,7 +120,7 @@ class Registry:
         self.config = load_config(env=self.env) if config is None else config
         self._lock = threading.RLock()
         self._manager = pluggy.PluginManager("hfs")
-        self._manager.add_hookspecs(hookspecs)
+        self._manager.add_hookspecs(plugin)
         self._plugins: list[PluginInfo] = []
         self._modules: dict[str, ModuleType] = {}
         self._specs: dict[str, ProviderSpec] = {}
@@ -202,8 +202,6 @@ class Registry:
                           f"{owner.version}; uninstall one of them", hooks)
         self._specs[spec.name] = spec
         self._modules[spec.name] = module
-        if spec.key_prefix:
-            KEY_PREFIXES[spec.name] = spec.key_prefix
         return PluginInfo(ep.name, dist, version, "loaded", provider=spec.name, hooks=hooks)
 
     def _call(self, module: ModuleType, hook: str, **kwargs: Any) -> Any:
@@ -219,10 +217,11 @@ class Registry:
     # -- environment ---------------------------------------------------------------------
 
     def _check_environment(self) -> None:
+        prefixes = {name: spec.key_prefix for name, spec in self._specs.items() if spec.key_prefix}
         for name, spec in sorted(self._specs.items()):
             settings = self.config.provider(name)
             expected = settings.expected_keys or spec.expected_keys
-            keys, problems = check_provider_env(spec, self.env, expected)
+            keys, problems = check_provider_env(spec, self.env, expected, prefixes)
             problems.extend(self._plugin_problems(spec))
             model = settings.default_model or spec.default_model
             if catalog.is_known_model(spec.keycycle_name, model) is False:
@@ -366,12 +365,12 @@ class Registry:
     def _build_pool(self, spec: ProviderSpec) -> KeyPool:
         default_model = self.config.provider(spec.name).default_model or spec.default_model
         try:
-            from hfs_core.pool import KeyPool, LocalPoolState
+            from hfs_core.pool import KeyPool, LocalPoolState, keycycle_wrapper
 
             module_name, _, class_name = spec.model_class.partition(":")
             model_class = getattr(importlib.import_module(module_name), class_name)
             keys = self._keys[spec.name]
-            wrapper = spec.wrapper_factory(spec, keys, default_model)
+            wrapper = (spec.wrapper_factory or keycycle_wrapper)(spec, keys, default_model)
             state = LocalPoolState(wrapper, default_model)
             usage = self.usage_store()
             pool = KeyPool(spec, keys, wrapper, state, usage, model_class)

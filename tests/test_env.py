@@ -12,7 +12,8 @@ from conftest import PROVIDERS, fake_key, keys_of, provider_env
 from hfs_provider_groq import SPEC as GROQ
 
 from hfs_core import Problem
-from hfs_core.env import check_provider_env, declared_keys, load_env, parse_key_count
+from hfs_core.env import check_provider_env, load_env, parse_key_count
+from hfs_core.plugin import declared_keys
 
 
 def secrets_of(env: Mapping[str, str]) -> list[str]:

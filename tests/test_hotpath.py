@@ -19,9 +19,10 @@ import pytest
 from agno.models.message import Message
 from conftest import fake_key, keys_of, provider_env
 
+import hfs_core._keycycle
 from hfs_core import NoAvailableKeyError, Registry
 from hfs_core.config import Config
-from hfs_core.pool import KeyPool, LocalPoolState, keycycle_module
+from hfs_core.pool import KeyPool, LocalPoolState
 from hfs_core.testing.standin import StandIn
 
 MODEL = "openai/gpt-oss-20b"  # keycycle's groq table: 30 requests/min, 1000/h, 1000/day, 8000 tokens/min
@@ -250,7 +251,7 @@ def test_limit_check_agrees_with_keycycle(seed: int, monkeypatch: pytest.MonkeyP
     rng = random.Random(seed)
     clock = [1_000_000.0]
     monkeypatch.setattr(time, "time", lambda: clock[0])
-    keycycle = keycycle_module()
+    keycycle = hfs_core._keycycle
     wrapper = keycycle.MultiProviderWrapper("groq", [fake_key("groq") for _ in range(2)], MODEL,
                                             model_class=None, track_usage=False)
     try:

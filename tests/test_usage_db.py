@@ -30,9 +30,9 @@ from agno.models.message import Message
 from conftest import keys_of, provider_env
 
 from hfs_core import Registry
-from hfs_core import usage as usage_module
 from hfs_core.testing.standin import StandIn
 from hfs_core.usage import UsageStore
+from hfs_core.usage import store as usage_module
 
 MARIADB = ("127.0.0.1", 3306)
 MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
@@ -428,7 +428,7 @@ def test_full_queue_counts_loss(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_mysql_urls_get_timeouts_and_keep_their_own() -> None:
-    from hfs_core.usage import _with_timeouts
+    from hfs_core.usage.store import _with_timeouts
 
     url = _with_timeouts("mysql+pymysql://u:p%40ss@db.example:4000/x")
     assert "connect_timeout=5" in url and "read_timeout=15" in url and "u:p%40ss@" in url

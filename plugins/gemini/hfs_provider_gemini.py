@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hfs_core import Problem, ProviderSpec, get_model, hookimpl
-from hfs_core.env import key_shape_problems
+from hfs_core import Problem, ProviderSpec, get_model, hookimpl, key_shape_problems
 
 
 def sdk_options(base_url: str | None) -> dict[str, Any]:

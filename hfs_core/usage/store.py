@@ -98,9 +98,7 @@ class UsageStore:
         with self._connect_lock:
             if self._db is not None:
                 return True
-            from hfs_core.pool import keycycle_module
-
-            database = keycycle_module().usage.UsageDatabase
+            from hfs_core._keycycle import UsageDatabase as database
             try:
                 self._db = database(self._connect_url)
             except Exception as exc:

@@ -1,0 +1,188 @@
+"""The plugin contract: everything a provider plugin imports, and nothing else.
+
+A plugin is one module with two hooks::
+
+    from hfs_core import ProviderSpec, Problem, hookimpl, key_shape_problems
+
+    @hookimpl
+    def register_provider() -> ProviderSpec: ...
+
+    @hookimpl
+    def validate_env(spec, env) -> list[Problem]: ...
+
+This module is a leaf: it imports only the standard library and pluggy, so a plugin that
+imports it loads nothing of the registry, agno, keycycle or any SDK.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("hfs")
+hookimpl = pluggy.HookimplMarker("hfs")
+
+Severity = Literal["error", "warning"]
+
+MIN_KEY_LENGTH = 20
+"""Shorter values are not API keys (and their 8-character usage suffix would be most of the key)."""
+
+MAX_KEY_COUNT = 10_000
+"""A larger ``NUM_<PREFIX>`` is a typo (and checking that many variables would stall start-up)."""
+
+_PLACEHOLDER = re.compile(
+    r"your[_-]?(api[_-]?)?key|api[_-]?key[_-]?here|placeholder|changeme|change[_-]me|insert[_-]?key|"
+    r"replace[_-]?me|^<.*>$|^x{6,}$|x{8,}|\.\.\.|^todo$|^none$|^null$",
+    re.IGNORECASE,
+)
+"""Placeholder values. Runs of x must be long: a real random key holds "Xxxx" now and then."""
+
+SdkOptions = Callable[[str | None], dict[str, Any]]
+"""Given a base URL (or None), the keyword arguments for the Agno model class that point its SDK
+at that URL and turn the SDK's own retries off."""
+
+WrapperFactory = Callable[["ProviderSpec", Sequence[str], str], Any]
+"""Builds the keycycle wrapper holding a provider's key windows (None in a spec: the core's own)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the environment or configuration.
+
+    `variable` names the variable or file concerned; `hint` says what to do.
+    """
+
+    severity: Severity
+    variable: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.severity}: {self.variable}: {self.message}"
+        return f"{text} ({self.hint})" if self.hint else text
+
+    def to_dict(self) -> dict[str, str]:
+        """A JSON-ready view."""
+        return {"severity": self.severity, "variable": self.variable, "message": self.message, "hint": self.hint}
+
+
+def openai_style_options(base_url: str | None) -> dict[str, Any]:
+    """Model kwargs for SDKs shaped like OpenAI's: no SDK retries, optional base URL."""
+    options: dict[str, Any] = {"max_retries": 0}
+    if base_url:
+        options["base_url"] = base_url
+    return options
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """A provider as a plugin describes it; the registry does the rest.
+
+    Attributes:
+        name: provider name used in `get_model("name")` and in env variable names.
+        default_model: model ID used when the caller names none.
+        expected_keys: how many keys the fleet is expected to have (a different count warns).
+        model_class: the Agno model class as ``"module:Class"``, imported only when needed.
+        env_prefix: prefix of ``NUM_<PREFIX>`` and ``<PREFIX>_API_KEY_<i>``; defaults to ``NAME``.
+        key_prefix: how this provider's keys start (e.g. ``"gsk_"``), used to spot misplaced keys.
+        sdk_options: a callable from a base URL (or None) to the model kwargs that point the SDK
+            there and turn its own retries off (default: `openai_style_options`).
+        wrapper_factory: builds the keycycle wrapper that holds the key windows; None (the
+            default) lets the core build keycycle's own.
+        keycycle_name: the provider's name in keycycle's limit tables; defaults to ``name``.
+        docs_url: where to get keys, shown in hints.
+    """
+
+    name: str
+    default_model: str
+    expected_keys: int
+    model_class: str
+    env_prefix: str = ""
+    key_prefix: str | None = None
+    sdk_options: SdkOptions = openai_style_options
+    wrapper_factory: WrapperFactory | None = None
+    keycycle_name: str = ""
+    docs_url: str = ""
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
+            raise ValueError(f"provider name must be lower-case letters, digits or '_', got {self.name!r}")
+        if not self.env_prefix:
+            object.__setattr__(self, "env_prefix", self.name.upper())
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", self.env_prefix):
+            raise ValueError(f"env_prefix must be upper-case letters, digits or '_', got {self.env_prefix!r}")
+        if not isinstance(self.expected_keys, int) or isinstance(self.expected_keys, bool) or self.expected_keys < 1:
+            raise ValueError(f"expected_keys must be a whole number of at least 1, got {self.expected_keys!r}")
+        if not self.default_model or not self.default_model.strip():
+            raise ValueError("default_model must name a model")
+        if not self.keycycle_name:
+            object.__setattr__(self, "keycycle_name", self.name)
+        if ":" not in self.model_class:
+            raise ValueError(f"model_class must be 'module:Class', got {self.model_class!r}")
+
+    @property
+    def count_var(self) -> str:
+        """The variable holding the key count, e.g. ``NUM_GROQ``."""
+        return f"NUM_{self.env_prefix}"
+
+    def key_var(self, index: int) -> str:
+        """The variable holding key `index` (1-based), e.g. ``GROQ_API_KEY_3``."""
+        return f"{self.env_prefix}_API_KEY_{index}"
+
+
+def unusable_key_reason(value: str) -> str:
+    """Why `value` cannot be an API key ("" when it can): empty, a placeholder, spaces, too short."""
+    if not value:
+        return "is empty"
+    if _PLACEHOLDER.search(value):
+        return "is a placeholder, not a key"
+    if any(ch.isspace() for ch in value) or not value.isprintable():
+        return "contains spaces or control characters"
+    if len(value) < MIN_KEY_LENGTH:
+        return f"is only {len(value)} characters long, too short for an API key"
+    return ""
+
+
+def declared_keys(spec: ProviderSpec, env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(variable, stripped value) for each non-empty key among 1..``NUM_<PREFIX>``, without judging them.
+
+    A missing or malformed count gives no keys (the core reports it).
+    """
+    raw = env.get(spec.count_var, "").strip().lstrip("+")
+    count = int(raw) if raw.isdigit() and int(raw) <= MAX_KEY_COUNT else 0
+    pairs = []
+    for index in range(1, count + 1):
+        value = env.get(spec.key_var(index), "").strip()
+        if value:
+            pairs.append((spec.key_var(index), value))
+    return pairs
+
+
+def key_shape_problems(spec: ProviderSpec, env: Mapping[str, str], shape: str, description: str) -> list[Problem]:
+    """Warn about keys that carry the provider's prefix but not its full shape (truncated, padded).
+
+    For a plugin's `validate_env`: `shape` is a regular expression a whole key must match.
+    Keys the core already skips (placeholders, too short...) get no second warning here.
+    """
+    pattern = re.compile(shape)
+    return [
+        Problem("warning", var, f"does not look like a whole {spec.name} key ({description}); it may be "
+                "truncated or have extra characters", f"copy the key again into {var}")
+        for var, value in declared_keys(spec, env)
+        if (not spec.key_prefix or value.startswith(spec.key_prefix)) and not unusable_key_reason(value)
+        and not pattern.fullmatch(value)
+    ]
+
+
+@hookspec
+def register_provider() -> ProviderSpec:  # type: ignore[empty-body]
+    """Return the ProviderSpec that describes this plugin's provider."""
+
+
+@hookspec
+def validate_env(spec: ProviderSpec, env: Mapping[str, str]) -> list[Problem]:  # type: ignore[empty-body]
+    """Return this provider's own problems with the environment (the core's checks run anyway)."""
