@@ -11,11 +11,15 @@ Example ``hfs.toml``::
     default_model = "openai/gpt-oss-20b"
     expected_keys = 16
     base_url = "http://127.0.0.1:8000"     # a proxy or a local stand-in
+    plugin = "hfs-provider-groq"           # which distribution serves groq when two claim it
+
+A value that might be a secret (a key pasted in the wrong place) is never echoed in an error.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hfs_core.errors import ConfigError
+from hfs_core.plugin import shown_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,7 +36,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 CONFIG_ENV = "HFS_CONFIG"
 _TOP_KEYS = {"plugins", "usage_db_url", "track_usage", "providers"}
-_PROVIDER_KEYS = {"enabled", "default_model", "expected_keys", "base_url"}
+_PROVIDER_KEYS = {"enabled", "default_model", "expected_keys", "base_url", "plugin"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,22 @@ class ProviderConfig:
     default_model: str | None = None
     expected_keys: int | None = None
     base_url: str | None = None
+    plugin: str | None = None
+
+
+def looks_like_db_url(url: str) -> bool:
+    """True for ``scheme://...`` URLs of the kind SQLAlchemy takes."""
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://\S*$", url) is not None
+
+
+def _described(value: Any) -> str:
+    """A configuration value for an error message: short values as they are, long strings by
+    their length only (a long string may be a key pasted in the wrong place)."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 12 else f"a {len(value)}-character string"
+    if isinstance(value, bool | int | float):
+        return repr(value)
+    return f"a {type(value).__name__}"
 
 
 @dataclass(frozen=True)
@@ -67,7 +88,7 @@ class Config:
 def find_config(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> tuple[Path, bool] | None:
     """The config file to read and whether it is a pyproject.toml, or None if there is none."""
     env = os.environ if env is None else env
-    explicit = env.get(CONFIG_ENV)
+    explicit = (env.get(CONFIG_ENV) or "").strip()  # empty means unset, like every HFS_* variable
     if explicit:
         path = Path(explicit)
         if not path.is_file():
@@ -77,8 +98,8 @@ def find_config(cwd: Path | None = None, env: Mapping[str, str] | None = None) -
     if (base / "hfs.toml").is_file():
         return base / "hfs.toml", False
     pyproject = base / "pyproject.toml"
-    if pyproject.is_file() and b"[tool.hfs" in pyproject.read_bytes():
-        return pyproject, True
+    if pyproject.is_file() and re.search(rb"(?m)^\s*(\[\s*tool\b|tool\s*[.=])", pyproject.read_bytes()):
+        return pyproject, True  # it has a [tool...] table: load_config looks for tool.hfs in it
     return None
 
 
@@ -100,10 +121,12 @@ def load_config(cwd: Path | None = None, env: Mapping[str, str] | None = None) -
         raise ConfigError(f"{path}: cannot be read: {exc}") from None
     if is_pyproject:
         tool = data.get("tool", {})
-        data = tool.get("hfs", {}) if isinstance(tool, dict) else {}
+        if not isinstance(tool, dict) or "hfs" not in tool:
+            return Config()
+        data = tool["hfs"]
         where = "[tool.hfs]"
         if not isinstance(data, dict):
-            raise _fail(path, where, "must be a table of settings")
+            raise _fail(path, where, f"must be a table of settings, got {_described(data)}")
     else:
         where = ""
     return parse_config(data, path, where)
@@ -116,7 +139,7 @@ def _fail(path: Path, where: str, message: str) -> ConfigError:
 def _check_keys(table: Mapping[str, Any], known: set[str], path: Path, where: str) -> None:
     unknown = sorted(set(table) - known)
     if unknown:
-        raise _fail(path, where, f"unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        raise _fail(path, where, f"unknown setting {shown_name(unknown[0])!r} (known: {', '.join(sorted(known))})")
 
 
 def parse_config(data: Mapping[str, Any], path: Path, where: str = "") -> Config:
@@ -126,8 +149,10 @@ def parse_config(data: Mapping[str, Any], path: Path, where: str = "") -> Config
     if plugins is not None and not (isinstance(plugins, list) and all(isinstance(p, str) for p in plugins)):
         raise _fail(path, where, "plugins must be a list of plugin names, e.g. plugins = [\"groq\"]")
     db_url = data.get("usage_db_url")
-    if db_url is not None and not isinstance(db_url, str):
-        raise _fail(path, where, "usage_db_url must be a string (a SQLAlchemy database URL)")
+    if db_url is not None and (not isinstance(db_url, str) or not looks_like_db_url(db_url.strip())):
+        raise _fail(path, where, f"usage_db_url must be a string holding a SQLAlchemy database URL such as "
+                    f"sqlite:////var/lib/hfs/usage.sqlite3 or mysql+pymysql://user:password@host:4000/db, "
+                    f"got {_described(db_url)}")
     track = data.get("track_usage", True)
     if not isinstance(track, bool):
         raise _fail(path, where, "track_usage must be true or false")
@@ -138,14 +163,14 @@ def parse_config(data: Mapping[str, Any], path: Path, where: str = "") -> Config
     return Config(
         source=path,
         plugins=tuple(plugins) if plugins is not None else None,
-        usage_db_url=db_url or None,
+        usage_db_url=db_url.strip() if db_url else None,
         track_usage=track,
         providers=providers,
     )
 
 
 def _provider(name: str, table: Any, path: Path, where: str) -> ProviderConfig:
-    section = f"{where} [providers.{name}]".strip()
+    section = f"{where} [providers.{shown_name(name)}]".strip()
     if not isinstance(table, dict):
         raise _fail(path, "", f"{section} must be a table")
     _check_keys(table, _PROVIDER_KEYS, path, section)
@@ -157,8 +182,12 @@ def _provider(name: str, table: Any, path: Path, where: str) -> ProviderConfig:
         raise _fail(path, section, "default_model must be a non-empty string")
     expected = table.get("expected_keys")
     if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int) or expected < 1):
-        raise _fail(path, section, f"expected_keys must be a whole number of at least 1, got {expected!r}")
+        raise _fail(path, section, f"expected_keys must be a whole number of at least 1, got {_described(expected)}")
     base_url = table.get("base_url")
     if base_url is not None and (not isinstance(base_url, str) or "://" not in base_url):
-        raise _fail(path, section, f"base_url must be a URL like http://127.0.0.1:8000, got {base_url!r}")
-    return ProviderConfig(enabled=enabled, default_model=model, expected_keys=expected, base_url=base_url)
+        raise _fail(path, section, f"base_url must be a URL like http://127.0.0.1:8000, got {_described(base_url)}")
+    plugin = table.get("plugin")
+    if plugin is not None and (not isinstance(plugin, str) or not plugin.strip()):
+        raise _fail(path, section, "plugin must name a distribution, e.g. plugin = \"hfs-provider-groq\"")
+    return ProviderConfig(enabled=enabled, default_model=model, expected_keys=expected, base_url=base_url,
+                          plugin=plugin.strip() if plugin else None)

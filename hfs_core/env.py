@@ -6,9 +6,10 @@ and in `hfs check`. A key's value never appears in a Problem: only its variable 
 
 from __future__ import annotations
 
+import io
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,30 +60,74 @@ def mask_key(key: str) -> str:
     return "…" + key[-4:] if len(key) >= 8 else "…"
 
 
+class SecretMask:
+    """Hides API keys in text shown to anyone: a log line, a problem, an error, CLI output.
+
+    It hides every value of a ``*_API_KEY*`` variable, and any word that starts with a
+    loaded provider's key prefix (a key pasted in the wrong place: a plugin name, a model,
+    a URL), each cut down to its last 4 characters.
+    """
+
+    def __init__(self, env: Mapping[str, str], key_prefixes: Iterable[str] = ()) -> None:
+        values = {v.strip() for k, v in env.items() if "_API_KEY" in k and len(v.strip()) >= 8}
+        self._secrets = sorted(values, key=len, reverse=True)
+        prefixes = sorted({p for p in key_prefixes if p}, key=len, reverse=True)
+        self._shape = re.compile("(?:" + "|".join(map(re.escape, prefixes)) + r")[^\s'\"]{8,}") if prefixes else None
+
+    def __call__(self, text: str) -> str:
+        """`text` with every key in it cut down to its last 4 characters."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, mask_key(secret))
+        if self._shape is not None:
+            text = self._shape.sub(lambda match: mask_key(match.group()), text)
+        return text
+
+
 def redact_url(url: str) -> str:
     """A database URL with its password replaced by ``***``."""
     return re.sub(r"^([A-Za-z0-9+.\-]+://[^:/@?#]*):[^@/?#]*@", r"\1:***@", url)
 
 
-def looks_like_db_url(url: str) -> bool:
-    """True for ``scheme://...`` URLs of the kind SQLAlchemy takes."""
-    return re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://\S*$", url) is not None
-
-
-def load_env(dotenv_path: Path | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def load_env(
+    dotenv_path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    problems: list[Problem] | None = None,
+) -> dict[str, str]:
     """The process environment over the `.env` file (the real environment wins).
 
     keycycle's own loader lets `.env` override the real environment; the registry
-    never calls it and never writes to `os.environ`.
+    never calls it and never writes to `os.environ`. A file that cannot be read, or
+    lines that are not UTF-8, are skipped and reported in `problems` (naming the file
+    and the lines), never raised: the rest of the environment still counts.
     """
     real = dict(os.environ if environ is None else environ)
     path = Path.cwd() / ".env" if dotenv_path is None else dotenv_path
     if not path.is_file():
         return real
+    found = [] if problems is None else problems
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        found.append(Problem("warning", str(path), f"cannot be read ({type(exc).__name__}: {exc.strerror}); "
+                             "only the real environment is used", "check the file's permissions"))
+        return real
+    lines: list[str] = []
+    bad: list[int] = []
+    for number, line in enumerate(raw.removeprefix(b"\xef\xbb\xbf").split(b"\n"), 1):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            bad.append(number)
+    if bad:
+        shown = ", ".join(map(str, bad[:3])) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        found.append(Problem("warning", str(path), f"line{'s' if len(bad) > 1 else ''} {shown} "
+                             f"{'are' if len(bad) > 1 else 'is'} not UTF-8 text and {'were' if len(bad) > 1 else 'was'}"
+                             " skipped", "save the file as UTF-8"))
     from dotenv import dotenv_values
 
-    file_values = {k: v for k, v in dotenv_values(path).items() if v is not None}
-    return {**file_values, **real}
+    values = dotenv_values(stream=io.StringIO("\n".join(lines)))
+    return {**{k: v for k, v in values.items() if v is not None}, **real}
 
 
 def _describe_count(raw: str) -> str:

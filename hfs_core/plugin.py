@@ -142,9 +142,19 @@ def unusable_key_reason(value: str) -> str:
         return "is a placeholder, not a key"
     if any(ch.isspace() for ch in value) or not value.isprintable():
         return "contains spaces or control characters"
+    if not value.isascii():
+        return "contains non-ASCII characters, which an HTTP header cannot carry"
     if len(value) < MIN_KEY_LENGTH:
         return f"is only {len(value)} characters long, too short for an API key"
     return ""
+
+
+def shown_name(name: str) -> str:
+    """A plugin, provider or model name as messages show it: one that cannot be a name (too long,
+    or with characters names do not have: a key pasted in the wrong place, say) is not echoed."""
+    if re.fullmatch(r"[a-z0-9][a-z0-9_.\-]{0,31}", name):
+        return name
+    return f"<a {len(name)}-character name>"
 
 
 def declared_keys(spec: ProviderSpec, env: Mapping[str, str]) -> list[tuple[str, str]]:

@@ -12,9 +12,10 @@ import atexit
 import importlib
 import importlib.metadata
 import logging
+import re
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
@@ -22,10 +23,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import pluggy
 
 from hfs_core import catalog, plugin
-from hfs_core.config import Config, load_config
-from hfs_core.env import EnvReport, check_provider_env, load_env, looks_like_db_url
+from hfs_core.config import Config, load_config, looks_like_db_url
+from hfs_core.deadline import DeadlineExceeded, call_with_deadline
+from hfs_core.env import EnvReport, SecretMask, check_provider_env, load_env
 from hfs_core.errors import HFSError, ProviderNotFoundError, ProviderUnavailableError
-from hfs_core.plugin import Problem, ProviderSpec
+from hfs_core.plugin import Problem, ProviderSpec, shown_name
 
 if TYPE_CHECKING:
     from hfs_core.pool import KeyPool
@@ -38,6 +40,8 @@ PLUGINS_ENV = "HFS_PLUGINS"
 DB_URL_ENV = "TIDB_DB_URL"
 CALL_DEFAULTS: Mapping[str, Any] = {"estimated_tokens": 1000, "wait": True, "timeout": 10.0, "max_retries": 5}
 HISTORY_SECONDS = 86400
+HOOK_TIMEOUT = 10.0
+"""Seconds a plugin's import or hook may take before it counts as failed (it may be hung)."""
 
 
 @dataclass(frozen=True)
@@ -66,15 +70,18 @@ def default_usage_url() -> str:
     return f"sqlite:///{directory / 'usage.sqlite3'}"
 
 
+class _PluginFault(Exception):
+    """Plugin code raised (`raised`) or did not finish in time; `detail` says which and how."""
+
+    def __init__(self, raised: bool, detail: str) -> None:
+        super().__init__(f"raised {detail}" if raised else f"did not finish {detail}")
+        self.raised = raised
+        self.detail = detail
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-def _shown(name: str) -> str:
-    """A plugin or provider name for messages; one too long to be a name (a key pasted in the wrong
-    place, say) is not echoed."""
-    return name if len(name) <= 40 else f"<a {len(name)}-character name>"
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -107,6 +114,7 @@ class Registry:
         env: variables to read instead of ``.env`` plus the process environment.
         config: configuration to use instead of the one found on disk.
         plugins: names of the only plugins to load (else ``$HFS_PLUGINS``, else config).
+        hook_timeout: seconds a plugin's import or hook may take before it counts as failed.
     """
 
     def __init__(
@@ -115,8 +123,13 @@ class Registry:
         env: Mapping[str, str] | None = None,
         config: Config | None = None,
         plugins: Sequence[str] | None = None,
+        hook_timeout: float = HOOK_TIMEOUT,
     ) -> None:
-        self.env: dict[str, str] = load_env() if env is None else dict(env)
+        self.hook_timeout = hook_timeout
+        self.problems: list[Problem] = []
+        self.env: dict[str, str] = load_env(problems=self.problems) if env is None else dict(env)
+        self.mask = SecretMask(self.env)
+        """Hides keys in text: every ``*_API_KEY*`` value, and (once plugins load) words shaped like keys."""
         self.config = load_config(env=self.env) if config is None else config
         self._lock = threading.RLock()
         self._manager = pluggy.PluginManager("hfs")
@@ -132,7 +145,6 @@ class Registry:
         self._usage_ready = False
         self._warned_models: set[tuple[str, str]] = set()
         self._closed = False
-        self.problems: list[Problem] = []
         self._load_plugins(self._plugin_filter(plugins))
         self._check_environment()
         self._log_start()
@@ -146,13 +158,14 @@ class Registry:
     def _plugin_filter(self, plugins: Sequence[str] | None) -> set[str] | None:
         if plugins is not None:
             return set(plugins)
-        raw = self.env.get(PLUGINS_ENV)
-        if raw is not None:
+        raw = (self.env.get(PLUGINS_ENV) or "").strip()  # empty means unset, like every HFS_* variable
+        if raw:
             return {p.strip() for p in raw.split(",") if p.strip()}
         return set(self.config.plugins) if self.config.plugins is not None else None
 
     def _load_plugins(self, only: set[str] | None) -> None:
         found = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+        claims: dict[str, list[tuple[PluginInfo, ModuleType, ProviderSpec]]] = {}
         for ep in found:
             dist = getattr(ep, "dist", None)
             dist_name = dist.metadata["Name"] if dist is not None else None
@@ -160,49 +173,109 @@ class Registry:
             if only is not None and ep.name not in only:
                 self._plugins.append(PluginInfo(ep.name, dist_name, version, "skipped"))
                 continue
-            info = self._load_one(ep, dist_name, version)
-            self._plugins.append(info)
-            if info.state == "failed":
-                log.warning("plugin %s (%s) failed to load: %s", ep.name, dist_name or "?", info.error)
+            loaded = self._load_one(ep, dist_name, version)
+            if isinstance(loaded, PluginInfo):
+                self._plugins.append(loaded)
+                log.warning("plugin %s (%s) failed to load: %s", ep.name, dist_name or "?", loaded.error)
+            else:
+                claims.setdefault(loaded[2].name, []).append(loaded)
+        for provider, claimants in claims.items():
+            self._settle_claims(provider, claimants)
+        self._plugins.sort(key=lambda p: p.name)
         if only is not None:
             missing = sorted(only - {ep.name for ep in found})
-            source = PLUGINS_ENV if self.env.get(PLUGINS_ENV) is not None else self.config.source_name
+            source = PLUGINS_ENV if (self.env.get(PLUGINS_ENV) or "").strip() else self.config.source_name
             for name in missing:
-                self.problems.append(Problem("warning", source, f"names plugin {_shown(name)!r}, which is not "
-                                             "installed", f"pip install hfs-provider-{_shown(name)}"))
+                self.problems.append(Problem("warning", source, f"names plugin {shown_name(name)!r}, which is not "
+                                             "installed", f"pip install hfs-provider-{shown_name(name)}"))
 
-    def _load_one(self, ep: importlib.metadata.EntryPoint, dist: str | None, version: str | None) -> PluginInfo:
+    def _settle_claims(self, provider: str, claimants: list[tuple[PluginInfo, ModuleType, ProviderSpec]]) -> None:
+        """Give `provider` to the one plugin that claims it, or to the one the configuration picks.
+
+        When several installed plugins claim one provider name, none of them gets its keys
+        (one may be a look-alike that would send them elsewhere) until ``[providers.NAME]
+        plugin = "<distribution>"`` picks one.
+        """
+        picked = self.config.provider(provider).plugin
+        if len(claimants) == 1 and picked is None:
+            winners = claimants
+        else:
+            winners = [c for c in claimants if c[0].distribution == picked]
+        if len(winners) == 1:
+            info, module, spec = winners[0]
+            self._specs[provider] = spec
+            self._modules[provider] = module
+            self._plugins.append(info)
+        else:
+            winners = []
+        names = " and ".join(f"{c[0].distribution} {c[0].version}" for c in claimants)
+        for info, module, _ in claimants:
+            if winners and info is winners[0][0]:
+                continue
+            self._manager.unregister(module)
+            if winners:
+                error = (f"provider {provider!r} is also claimed by {names}; "
+                         f"[providers.{provider}] plugin in {self.config.source_name} picks {picked}")
+            elif picked is not None:
+                error = (f"provider {provider!r} is claimed by {names}, and [providers.{provider}] plugin = "
+                         f"{shown_name(picked)!r} in {self.config.source_name} names none of them")
+            else:
+                error = (f"provider {provider!r} is claimed by {names}; none of them gets "
+                         f"{self._env_prefix(claimants)}_API_KEY_* until [providers.{provider}] plugin = "
+                         f'"<distribution>" in hfs.toml picks one (or one is uninstalled)')
+            self._plugins.append(replace(info, state="failed", error=error))
+            log.warning("plugin %s (%s) failed to load: %s", info.name, info.distribution or "?", error)
+
+    @staticmethod
+    def _env_prefix(claimants: list[tuple[PluginInfo, ModuleType, ProviderSpec]]) -> str:
+        return "/".join(sorted({spec.env_prefix for _, _, spec in claimants}))
+
+    def _load_one(self, ep: importlib.metadata.EntryPoint, dist: str | None,
+                  version: str | None) -> PluginInfo | tuple[PluginInfo, ModuleType, ProviderSpec]:
+        """Import one plugin and ask it for its spec: the plugin's claim, or a failed PluginInfo.
+
+        Plugin code runs with a time limit, and whatever it raises (``SystemExit`` too, but
+        not ``KeyboardInterrupt``) is the plugin's failure, never the registry's.
+        """
         def failed(error: str, hooks: tuple[str, ...] = ()) -> PluginInfo:
-            return PluginInfo(ep.name, dist, version, "failed", hooks=hooks, error=error)
+            return PluginInfo(ep.name, dist, version, "failed", hooks=hooks, error=self.mask(error))
 
         try:
-            module = ep.load()
-        except Exception as exc:
-            return failed(f"import failed: {_describe(exc)}")
+            module = self._plugin_code(ep.load, f"importing plugin {ep.name}")
+        except _PluginFault as fault:
+            return failed(f"import failed: {fault.detail}" if fault.raised else f"import {fault}")
         try:
             self._manager.register(module, name=f"{ep.name}:{dist}")
         except Exception as exc:
             return failed(f"not a valid hfs plugin: {_describe(exc)}")
         hooks = tuple(sorted(h.name for h in self._manager.get_hookcallers(module) or []))
         try:
-            spec = self._call(module, "register_provider")
-        except Exception as exc:
+            spec = self._plugin_code(lambda: self._call(module, "register_provider"), "register_provider")
+        except _PluginFault as fault:
             self._manager.unregister(module)
-            return failed(f"register_provider raised {_describe(exc)}", hooks)
+            return failed(f"register_provider {fault}", hooks)
         if spec is None:
             self._manager.unregister(module)
             return failed("does not implement register_provider", hooks)
         if not isinstance(spec, ProviderSpec):
             self._manager.unregister(module)
             return failed(f"register_provider returned {type(spec).__name__}, not a ProviderSpec", hooks)
-        if spec.name in self._specs:
-            self._manager.unregister(module)
-            owner = next(p for p in self._plugins if p.provider == spec.name)
-            return failed(f"provider {spec.name!r} is already provided by {owner.distribution} "
-                          f"{owner.version}; uninstall one of them", hooks)
-        self._specs[spec.name] = spec
-        self._modules[spec.name] = module
-        return PluginInfo(ep.name, dist, version, "loaded", provider=spec.name, hooks=hooks)
+        return PluginInfo(ep.name, dist, version, "loaded", provider=spec.name, hooks=hooks), module, spec
+
+    def _plugin_code(self, work: Callable[[], Any], what: str) -> Any:
+        """Run plugin code within `hook_timeout`; raise `_PluginFault` for anything it raises or a hang."""
+        def in_plugin_thread() -> Any:
+            _plugin_thread.active = True
+            return work()
+
+        try:
+            return call_with_deadline(in_plugin_thread, self.hook_timeout, name=f"hfs-plugin {what}")
+        except KeyboardInterrupt:
+            raise
+        except DeadlineExceeded:
+            raise _PluginFault(False, f"within {self.hook_timeout:g}s") from None
+        except BaseException as exc:  # a plugin's sys.exit() or bug is its own failure
+            raise _PluginFault(True, _describe(exc)) from None
 
     def _call(self, module: ModuleType, hook: str, **kwargs: Any) -> Any:
         """Call one plugin's implementation of `hook` (None if it has none).
@@ -218,6 +291,7 @@ class Registry:
 
     def _check_environment(self) -> None:
         prefixes = {name: spec.key_prefix for name, spec in self._specs.items() if spec.key_prefix}
+        self.mask = SecretMask(self.env, prefixes.values())
         for name, spec in sorted(self._specs.items()):
             settings = self.config.provider(name)
             expected = settings.expected_keys or spec.expected_keys
@@ -227,28 +301,42 @@ class Registry:
             if catalog.is_known_model(spec.keycycle_name, model) is False:
                 where = (f"{self.config.source_name} [providers.{name}] default_model" if settings.default_model
                          else f"plugin {name} default_model")
-                problems.append(Problem("warning", where, f"{model!r} is not in keycycle's {name} table; its "
-                                        "limits fall back to the provider's default row",
+                problems.append(Problem("warning", where, f"{self.mask(repr(model))} is not in keycycle's {name} "
+                                        "table; its limits fall back to the provider's default row",
                                         f"see `hfs models {name}` for the models keycycle knows"))
             self._keys[name] = keys
             self._reports[name] = EnvReport(name, settings.enabled, len(keys), expected, tuple(problems))
         installed = sorted(self._specs)
         for name in sorted(set(self.config.providers) - set(self._specs)):
+            shown = shown_name(name)
             self.problems.append(Problem(
-                "warning", self.config.source_name, f"[providers.{name}] names no installed provider "
-                f"(installed: {', '.join(installed) or 'none'})", f"pip install hfs-provider-{name} or remove it"))
-        url = self.env.get(DB_URL_ENV)
-        if url is not None and not looks_like_db_url(url.strip()):
+                "warning", self.config.source_name, f"[providers.{shown}] names no installed provider "
+                f"(installed: {', '.join(installed) or 'none'})", f"pip install hfs-provider-{shown} or remove it"))
+        self._unclaimed_counts()
+        url = (self.env.get(DB_URL_ENV) or "").strip()  # empty means unset
+        if url and not looks_like_db_url(url):
             self.problems.append(Problem(
                 "error", DB_URL_ENV, "is not a database URL; usage goes to the SQLite default instead",
                 "use a SQLAlchemy URL such as mysql+pymysql://user:password@host:4000/db"))
 
+    def _unclaimed_counts(self) -> None:
+        """Warn about ``NUM_<P>`` variables for which no plugin is installed (one skipped on purpose is fine)."""
+        read = {spec.count_var for spec in self._specs.values()}
+        installed = {p.name for p in self._plugins} | {p.provider for p in self._plugins if p.provider}
+        for var in sorted(v for v in self.env if v.startswith("NUM_") and v not in read):
+            name = var[4:].lower()
+            if name in installed or not re.fullmatch(r"[a-z][a-z0-9_]*", name) or not self.env[var].strip():
+                continue
+            self.problems.append(Problem("warning", var, f"no installed plugin reads it (no plugin {name!r})",
+                                         f"pip install hfs-provider-{name.replace('_', '-')}, or unset {var}"))
+
     def _plugin_problems(self, spec: ProviderSpec) -> list[Problem]:
         module = self._modules[spec.name]
         try:
-            found = self._call(module, "validate_env", spec=spec, env=self.env) or []
-        except Exception as exc:
-            return [Problem("warning", f"plugin {spec.name}", f"validate_env raised {_describe(exc)}",
+            found = self._plugin_code(lambda: self._call(module, "validate_env", spec=spec, env=self.env),
+                                      "validate_env") or []
+        except _PluginFault as fault:
+            return [Problem("warning", f"plugin {spec.name}", self.mask(f"validate_env {fault}"),
                             "report it to the plugin's authors")]
         if not isinstance(found, list) or not all(isinstance(p, Problem) for p in found):
             return [Problem("warning", f"plugin {spec.name}", "validate_env did not return a list of Problem",
@@ -309,8 +397,8 @@ class Registry:
                     f"available: {available}")
             skipped = any(p.name == name and p.state == "skipped" for p in self._plugins)
             hint = (f"it is installed but not loaded: add it to {PLUGINS_ENV} or plugins in the config"
-                    if skipped else f"install its plugin: pip install hfs-provider-{_shown(name)}")
-            raise ProviderNotFoundError(f"unknown provider {_shown(name)!r}; available: {available}; {hint}")
+                    if skipped else f"install its plugin: pip install hfs-provider-{shown_name(name)}")
+            raise ProviderNotFoundError(f"unknown provider {shown_name(name)!r}; available: {available}; {hint}")
         report = self._reports[name]
         if not report.enabled:
             raise ProviderUnavailableError(
@@ -421,8 +509,8 @@ class Registry:
             return
         self._warned_models.add((provider, model_id))
         if catalog.is_known_model(spec.keycycle_name, model_id) is False:
-            log.warning("%s: model %r is not in keycycle's table; its limits fall back to the provider's "
-                        "default row", provider, model_id)
+            log.warning("%s: model %s is not in keycycle's table; its limits fall back to the provider's "
+                        "default row", provider, self.mask(repr(model_id)))
 
     def shutdown(self) -> None:
         """Close every pool (SDK clients, keycycle threads) and flush usage. Safe to call twice."""
@@ -441,6 +529,8 @@ ProviderManager = Registry
 """The name HFS code already uses for the registry."""
 
 _registry: Registry | None = None
+_plugin_thread = threading.local()
+"""``active`` is set in the threads that run plugin code for a registry being built."""
 _registry_lock = threading.RLock()
 _creating = False
 _atexit_registered = False
@@ -451,9 +541,12 @@ def get_registry() -> Registry:
     global _registry, _atexit_registered, _creating
     registry = _registry
     if registry is None:
+        if getattr(_plugin_thread, "active", False):  # plugin code, run for the registry being created
+            raise HFSError("get_registry() was called while the registry is being created (by a "
+                           "plugin at import time?); call it after the import instead")
         with _registry_lock:
             if _registry is None:
-                if _creating:  # the same thread, from inside Registry(): a plugin calling in at import
+                if _creating:  # the same thread, from inside Registry()
                     raise HFSError("get_registry() was called while the registry is being created (by a "
                                    "plugin at import time?); call it after the import instead")
                 _creating = True

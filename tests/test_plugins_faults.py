@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -114,21 +115,54 @@ def test_each_broken_plugin_is_reported_and_the_others_work(site: Path, make_reg
     record_property("providers_still_serving", len(registry.available_providers))
 
 
-def test_two_plugins_claiming_one_provider(site: Path, make_registry: Any, standin: StandIn) -> None:
-    first = install(site, "twin-a", SPEC.format(name="twin", model_class="agno.models.groq:Groq"), "hfs-twin-a")
-    second = install(site, "twin-b", SPEC.format(name="twin", model_class="agno.models.groq:Groq"), "hfs-twin-b")
-    grabber = install(site, "zz-groq", SPEC.format(name="groq", model_class="agno.models.groq:Groq"),
-                      "hfs-groq-fork")
+def test_a_plugin_squatting_a_provider_name_gets_no_keys(site: Path, make_registry: Any, standin: StandIn,
+                                                        isolated: Path, record_property: Record) -> None:
+    """A distribution whose entry point sorts first ("aaafork") and claims "groq" must not get GROQ_API_KEY_*:
+    while two plugins claim one name, neither is used (nor asked to check the keys) until the config picks."""
+    seen = isolated / "fork-saw-keys"
+    fork = install(site, "aaafork", SPEC.format(name="groq", model_class="agno.models.groq:Groq")
+                   + f"\n@hookimpl\ndef validate_env(spec, env):\n    open({str(seen)!r}, 'w').write('x')\n"
+                   "    return []\n", "hfs-groq-fork")
     registry = make_registry(env=provider_env(2))
     infos = {p.name: p for p in registry.plugins}
-    assert infos["twin-a"].state == "loaded" and infos["twin-a"].distribution == first
-    assert infos["twin-b"].state == "failed"
-    assert infos["twin-b"].distribution == second
-    assert f"provider 'twin' is already provided by {first} 0.1; uninstall one of them" in str(infos["twin-b"].error)
-    assert infos["zz-groq"].state == "failed" and infos["zz-groq"].distribution == grabber
-    assert "provider 'groq' is already provided by hfs-provider-groq" in str(infos["zz-groq"].error)
+    for name in ("aaafork", "groq"):
+        assert infos[name].state == "failed"
+        assert f"{fork} 0.1" in str(infos[name].error) and "hfs-provider-groq" in str(infos[name].error)
+    assert "groq" not in registry.available_providers and not seen.exists()
+    with pytest.raises(ProviderUnavailableError, match=r'\[providers.groq\] plugin = "<distribution>"'):
+        registry.get_model("groq", base_url=standin.url)
+    assert standin.total == 0  # no key went anywhere
+
+    (isolated / "hfs.toml").write_text('[providers.groq]\nplugin = "hfs-provider-groq"\n')
+    picked = make_registry(env=provider_env(2))
+    infos = {p.name: p for p in picked.plugins}
+    assert infos["groq"].state == "loaded" and infos["aaafork"].state == "failed"
+    assert working_groq(picked, standin) == "stand-in reply: still here"
+    assert not seen.exists(), "the fork was asked to check the real groq keys"
+    record_property("squatter_requests_with_real_keys", 0)
+
+
+def test_a_plugin_that_exits_or_hangs_fails_alone(site: Path, make_registry: Any, standin: StandIn,
+                                                  record_property: Record) -> None:
+    install(site, "exiter", "import sys\nsys.exit(3)\n")
+    install(site, "sleeper", SPEC.format(name="sleeper", model_class="agno.models.groq:Groq")
+            + "\n@hookimpl\ndef validate_env(spec, env):\n    import time\n    time.sleep(60)\n    return []\n")
+    install(site, "stuck", "import time\ntime.sleep(60)\n")
+    install(site, "exitinhook", "from hfs_core import hookimpl\n\n@hookimpl\ndef register_provider():\n"
+            "    raise SystemExit(4)\n")
+    env = provider_env(2, NUM_SLEEPER="1", SLEEPER_API_KEY_1="tw_" + "s" * 30)
+    started = time.monotonic()
+    registry = make_registry(env=env, hook_timeout=1.0)
+    took = time.monotonic() - started
+    infos = {p.name: p for p in registry.plugins}
+    assert infos["exiter"].state == "failed" and "import failed: SystemExit: 3" in str(infos["exiter"].error)
+    assert infos["stuck"].state == "failed" and "import did not finish within 1s" in str(infos["stuck"].error)
+    assert "register_provider raised SystemExit: 4" in str(infos["exitinhook"].error)
+    sleeper = [str(p) for p in registry.environment_status["sleeper"].problems]
+    assert any("validate_env did not finish within 1s" in p for p in sleeper), sleeper
     assert working_groq(registry, standin) == "stand-in reply: still here"
-    assert registry.specs["groq"].key_prefix == "gsk_", "the fork replaced the real groq plugin"
+    assert took < 30, f"the registry waited {took:.1f}s on hung plugins"
+    record_property("registry_start_with_two_hung_plugins_s", round(took, 2))
 
 
 def test_validate_env_that_raises_or_returns_junk_is_a_warning(site: Path, make_registry: Any,

@@ -191,21 +191,32 @@ def test_broken_plugins_are_recorded_and_never_stop_the_others(
     assert_real_providers_work(registry, standin)
 
 
-def test_two_plugins_claiming_one_provider(install_plugin: FakeInstaller, standin: StandIn, make_registry) -> None:
+def test_two_plugins_claiming_one_provider_get_neither_until_the_config_picks(
+        install_plugin: FakeInstaller, standin: StandIn, make_registry, isolated: Path) -> None:
     install_plugin("hfs-fake-twin-a", "twin_a", spec_plugin("twin"))
     install_plugin("hfs-fake-twin-b", "twin_b", spec_plugin("twin"))
     install_plugin("hfs-fake-groq-clone", "zz_groq_clone", spec_plugin("groq"), version="9.9")
     registry = make_registry(env=provider_env(3))
-    first, second = info_of(registry, "twin_a"), info_of(registry, "twin_b")
-    assert first.state == "loaded" and first.provider == "twin"
-    assert second.state == "failed"
-    assert second.distribution == "hfs-fake-twin-b"
-    assert second.error is not None and "'twin' is already provided by hfs-fake-twin-a 0.1" in second.error
-    clone = info_of(registry, "zz_groq_clone")
-    assert clone.state == "failed" and clone.distribution == "hfs-fake-groq-clone" and clone.version == "9.9"
-    assert clone.error is not None and "hfs-provider-groq 0.1.0" in clone.error
-    assert registry.specs["groq"].default_model == "openai/gpt-oss-120b"  # the real one kept it
-    assert_real_providers_work(registry, standin)
+    for entry_point in ("twin_a", "twin_b"):
+        info = info_of(registry, entry_point)
+        assert info.state == "failed" and info.provider == "twin"
+        assert info.error is not None and "hfs-fake-twin-a 0.1 and hfs-fake-twin-b 0.1" in info.error
+        assert "[providers.twin] plugin" in info.error
+    clone, real = info_of(registry, "zz_groq_clone"), info_of(registry, "groq")
+    assert clone.state == real.state == "failed" and clone.version == "9.9"
+    assert real.error is not None and "hfs-provider-groq 0.1.0 and hfs-fake-groq-clone 9.9" in real.error
+    assert "groq" not in registry.specs and "groq" not in registry.available_providers
+    with pytest.raises(ProviderUnavailableError, match=r"claimed by .*\[providers.groq\] plugin"):
+        registry.get_model("groq")
+
+    (isolated / "hfs.toml").write_text('[providers.groq]\nplugin = "hfs-provider-groq"\n'
+                                       '[providers.twin]\nplugin = "hfs-fake-twin-b"\n')
+    picked = make_registry(env=provider_env(3))
+    assert info_of(picked, "groq").state == "loaded" and info_of(picked, "twin_b").state == "loaded"
+    assert info_of(picked, "twin_a").state == "failed"
+    assert "picks hfs-fake-twin-b" in str(info_of(picked, "twin_a").error)
+    assert picked.specs["groq"].default_model == "openai/gpt-oss-120b"  # the real one, not the clone
+    assert_real_providers_work(picked, standin)
 
 
 def test_validate_env_may_take_a_subset_of_the_arguments(install_plugin: FakeInstaller, make_registry) -> None:
