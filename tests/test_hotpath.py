@@ -48,7 +48,7 @@ def requests_by_key(standin: StandIn, keys: list[str]) -> list[int]:
 
 
 def sync_clients(pool: KeyPool) -> dict[int, Any]:
-    return {index: client for (index, is_async, _, _), client in pool._clients.items() if not is_async}
+    return {index: client for (index, is_async, _, _), client in pool.clients.built.items() if not is_async}
 
 
 # ---------------------------------------------------------------------- SDK clients
@@ -231,13 +231,13 @@ async def test_shutdown_closes_the_clients(make_registry: Any, standin: StandIn)
     for _ in range(4):
         await asyncio.to_thread(ask, model)
         await aask(model)
-    clients = list(model.pool._clients.values())
+    clients = list(model.pool.clients.built.values())
     assert clients and any(isinstance(c, groq.AsyncGroq) for c in clients)
     assert not any(c.is_closed() for c in clients)
     registry.shutdown()
     await asyncio.sleep(0.05)  # async clients close in a task on their loop
     assert all(c.is_closed() for c in clients)
-    assert not model.pool._clients
+    assert not model.pool.clients.built
 
 
 # ---------------------------------------------------------------------- the limit check
