@@ -269,9 +269,9 @@ class RotatingModel:
     async def ainvoke(self, *args: Any, **kwargs: Any) -> Any:
         """Agno's ainvoke on a leased key; waits for keys and backs off with ``await``."""
         parent = cast(Any, super())
-        responses = [r async for r in _arun(self._hfs_call(), lambda: _asingle(lambda: parent.ainvoke(*args,
-                                                                                                     **kwargs)))]
-        return responses[0]
+        [response] = [r async for r in _arun(self._hfs_call(),
+                                             lambda: _asingle(lambda: parent.ainvoke(*args, **kwargs)))]
+        return response
 
     def invoke_stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
         """Agno's invoke_stream on a leased key. A failure before the first chunk rotates to
