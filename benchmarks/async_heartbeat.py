@@ -5,10 +5,11 @@ Run with ``uv run python benchmarks/async_heartbeat.py`` (``--quick`` is the sam
 a few seconds).
 
 Each side gets 4 fresh keys whose minute windows are full (30 calls each, replayed into the
-windows with timestamps such that slots free one by one between 0.5 s and 2.7 s from the
-start) and makes one warm-up call first, before the windows are filled (so both sides have
-imported and connected once). Then, in one event loop, a heartbeat task sleeps 10 ms in a loop
-and records how late each wake-up is, while 24 tasks each await Agno's
+windows, the registry's through its pool state's ``load_history``, with timestamps such that
+slots free one by one between 0.5 s and 2.7 s from the start) and makes one warm-up call
+first, before the windows are filled (so both sides have imported and connected once).
+Then, in one event loop, a heartbeat task sleeps 10 ms in a loop and records how late each
+wake-up is, while 24 tasks each await Agno's
 ``model.aresponse(messages=[Message(role="user", content="hi")])`` on one shared model (wait
 budget 10 s). The stand-in runs as its own process, without limits, answering in 50 ms.
 
@@ -38,11 +39,10 @@ BEAT = 0.010
 GOAL = 0.050
 
 
-def fill_windows(keys: list[Any], model_id: str, now: float) -> None:
-    """Put 30 calls in each key's minute window, the oldest leaving it between 0.5 s and 2.7 s from now."""
-    for i, key in enumerate(keys):
-        for j in range(30):
-            key.record_usage(model_id, tokens=10, timestamp=now - 60 + 0.5 + 0.25 * i + 0.05 * j)
+def history(suffixes: list[str], model_id: str, now: float) -> list[tuple[str, str, float, int]]:
+    """30 calls per key, the oldest leaving its minute window between 0.5 s and 2.7 s from now."""
+    return [(suffix, model_id, now - 60 + 0.5 + 0.25 * i + 0.05 * j, 10)
+            for i, suffix in enumerate(suffixes) for j in range(30)]
 
 
 async def measure(model: Any) -> dict[str, Any]:
@@ -93,7 +93,9 @@ async def run_side(side: str, url: str) -> dict[str, Any]:
         wrapper = common.keycycle_wrapper(keys)
         model = common.keycycle_model(wrapper, url)
         await model.aresponse(messages=common.messages())
-        fill_windows(wrapper.manager.keys, common.GROQ_MODEL, time.time())
+        by_suffix = {key.api_key[-8:]: key for key in wrapper.manager.keys}
+        for suffix, model_id, stamp, tokens in history(list(by_suffix), common.GROQ_MODEL, time.time()):
+            by_suffix[suffix].record_usage(model_id, tokens=tokens, timestamp=stamp)
         try:
             return await measure(model)
         finally:
@@ -101,7 +103,8 @@ async def run_side(side: str, url: str) -> dict[str, Any]:
     made = common.registry(keys, url)
     model = made.get_model("groq", common.GROQ_MODEL)
     await model.aresponse(messages=common.messages())
-    fill_windows(model.pool.wrapper.manager.keys, common.GROQ_MODEL, time.time())
+    pool = model.pool
+    pool.state.load_history(history([pool.suffix(i) for i in range(pool.size)], common.GROQ_MODEL, time.time()))
     try:
         return await measure(model)
     finally:

@@ -91,7 +91,7 @@ def main() -> None:
                 walls[name].append(wall)
                 cpus[name].append(cpu)
         status = {"keycycle_get_key_index": wrapper.manager.current_index,
-                  "registry_clients": len(plain.pool("groq")._clients),
+                  "registry_clients": len(plain.pool("groq").clients.built),
                   "usage": tracked.usage_health().to_dict() if tracked.usage_health() else None}
         if args.profile:
             profile(lambda: variants[names[2]][0].response(messages=common.messages()))
@@ -125,7 +125,7 @@ def replay_day(pool: Any, per_key: int) -> None:
     span = 22 * 3600
     rows = [(pool.suffix(i), common.GROQ_MODEL, now - 3700 - span * j / per_key, 200)
             for i in range(pool.size) for j in range(per_key)]
-    pool.state.load_history(rows, [pool.suffix(i) for i in range(pool.size)])
+    pool.state.load_history(rows)
 
 
 def profile(call: Callable[[], Any]) -> None:

@@ -3,7 +3,14 @@
 keycycle keeps per-provider limit tables (``config/models/<provider>.yaml``: model ID to
 RPM/RPH/RPD/TPM/TPH/TPD, plus a ``default`` row) and, for OpenRouter, a list of free
 models. Importing keycycle costs a database layer and a logging set-up; `hfs check` and
-`hfs models` only need the tables, so they are read here as the simple YAML they are.
+`hfs models` only need the tables, so they are read here with PyYAML (keycycle's own
+reader), loaded on first use. The key pools take their limits from here too
+(`model_limits`): one source, resolved as keycycle resolves them.
+
+The environment check only asks whether a model is in the tables (`is_known_model`); it
+must not pay for PyYAML (tens of milliseconds), so it scans the files for model IDs
+alone: the table's top-level keys and the list's ``id`` entries. Tests check that the
+scan finds exactly the models PyYAML reads.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _FIELDS = {
     "requests_per_minute": "rpm",
@@ -46,20 +54,16 @@ def _models_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
-def _parse_limits(text: str) -> dict[str, ModelLimits]:
-    rows: dict[str, dict[str, int]] = {}
-    current: dict[str, int] | None = None
-    for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        top = re.match(r"^(\S[^:]*):\s*$", line)
-        if top:
-            current = rows.setdefault(top.group(1).strip().strip("'\""), {})
-            continue
-        field = re.match(r"^\s+(\w+):\s*(\d+)\s*$", line)
-        if field and current is not None and field.group(1) in _FIELDS:
-            current[_FIELDS[field.group(1)]] = int(field.group(2))
-    return {model: ModelLimits(model, **values) for model, values in rows.items()}
+def _read_yaml(path: Path) -> Any:
+    import yaml
+
+    with path.open(encoding="utf-8") as stream:
+        return yaml.safe_load(stream)
+
+
+def _row(model: str, values: Any) -> ModelLimits:
+    fields = values if isinstance(values, dict) else {}
+    return ModelLimits(model, **{short: fields.get(name) for name, short in _FIELDS.items()})
 
 
 @functools.cache
@@ -68,7 +72,8 @@ def limit_table(provider: str) -> dict[str, ModelLimits] | None:
     directory = _models_dir()
     if directory is None or not (directory / f"{provider}.yaml").is_file():
         return None
-    return _parse_limits((directory / f"{provider}.yaml").read_text(encoding="utf-8"))
+    data = _read_yaml(directory / f"{provider}.yaml") or {}
+    return {str(model): _row(str(model), values) for model, values in data.items()}
 
 
 @functools.cache
@@ -78,7 +83,16 @@ def model_list(provider: str) -> tuple[str, ...]:
     path = directory / f"{provider}_models.yaml" if directory else None
     if path is None or not path.is_file():
         return ()
-    return tuple(re.findall(r"^\s*-?\s*id:\s*(\S+)\s*$", path.read_text(encoding="utf-8"), re.MULTILINE))
+    return tuple(str(item["id"]) for item in _read_yaml(path) or () if isinstance(item, dict) and "id" in item)
+
+
+def model_limits(provider: str, model: str) -> ModelLimits | None:
+    """The limits keycycle applies to `model`: its row, else the provider's ``default`` row.
+
+    None when keycycle has neither (keycycle then applies 10/min, 100/h, 1000/day).
+    """
+    table = limit_table(provider) or {}
+    return table.get(model, table.get("default"))
 
 
 def known_models(provider: str) -> dict[str, ModelLimits] | None:
@@ -99,7 +113,27 @@ def known_models(provider: str) -> dict[str, ModelLimits] | None:
     return models
 
 
+@functools.cache
+def model_names(provider: str) -> frozenset[str] | None:
+    """The IDs `known_models` gives for `provider`, scanned without a YAML parser (None: no table)."""
+    directory = _models_dir()
+    if directory is None or not (directory / f"{provider}.yaml").is_file():
+        return None
+    table = (directory / f"{provider}.yaml").read_text(encoding="utf-8")
+    names = {_unquote(name) for name in re.findall(r"^([^\s#-][^:#]*):\s*(?:#.*)?$", table, re.MULTILINE)}
+    listed = directory / f"{provider}_models.yaml"
+    if listed.is_file():
+        text = listed.read_text(encoding="utf-8")
+        names.update(_unquote(i) for i in re.findall(r"^\s*-?\s*id:\s*(\S+)\s*$", text, re.MULTILINE))
+    names.discard("default")
+    return frozenset(names)
+
+
+def _unquote(name: str) -> str:
+    return name.strip().strip("'\"")
+
+
 def is_known_model(provider: str, model: str) -> bool | None:
     """True or False when keycycle has a table for `provider`, None when it has none."""
-    models = known_models(provider)
-    return None if models is None else model in models
+    names = model_names(provider)
+    return None if names is None else model in names

@@ -5,6 +5,11 @@ invoke methods wrapped. Each attempt leases a key from the pool, runs the provid
 own code with that key's SDK client (one per key, reused), and on failure cools the key,
 marks it dead or backs off before trying another. The model object holds no key and no
 per-call state, so one instance can serve many threads and tasks at once.
+
+The four methods share one attempt loop, `_Call.attempts`: a generator that yields steps
+(lease a key, pull the next chunk, pause, hand a chunk over) and is driven by `_run` in
+threads or `_arun` in coroutines, which differ only in how they wait and call. ``invoke``
+is a stream of one chunk, the response.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import contextvars
 import functools
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from dataclasses import dataclass
 from typing import Any, cast
 
 from hfs_core.pool import CallOptions, Failure, KeyPool, Lease, Outcome
@@ -24,12 +30,53 @@ _CLIENT_FIELDS = ("base_url", "timeout", "max_retries", "default_headers", "defa
                   "http_client", "vertexai", "project_id", "location")
 _BACKOFF_FIRST = 0.25
 _BACKOFF_MAX = 4.0
+_END = object()
+"""What a driver sends back for a `_Pull` of an exhausted source."""
 
 
 def _tokens(response: Any) -> int | None:
     usage = getattr(response, "response_usage", None)
     total = getattr(usage, "total_tokens", None)
     return int(total) if total else None
+
+
+class _Lease:
+    """Step: lease a key (the driver sends the `Lease` back)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Pull:
+    """Step: the next chunk of `source` (the driver sends it back, or `_END`)."""
+
+    source: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _Pause:
+    """Step: wait `seconds` before the next attempt."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Emit:
+    """Step: hand `chunk` to the caller."""
+
+    chunk: Any
+
+
+_LEASE_STEP = _Lease()
+_Step = _Lease | _Pull | _Pause | _Emit
+
+
+def _single(call: Callable[[], Any]) -> Iterator[Any]:
+    """A source whose one chunk is what `call` returns (made in the first pull)."""
+    yield call()
+
+
+async def _asingle(call: Callable[[], Any]) -> AsyncIterator[Any]:
+    """`_single` for a coroutine function."""
+    yield await call()
 
 
 class _Call:
@@ -42,15 +89,19 @@ class _Call:
         self.budget = options.timeout
         self.retries = 0
         self.rate_limits = 0
+        self.announced = False
 
     def lease(self) -> Lease:
-        lease, waited = self.pool.acquire(self.model_id, self.options, self.budget)
+        lease, waited, announced = self.pool.acquire(self.model_id, self.options, self.budget, not self.announced)
         self.budget -= waited
+        self.announced = self.announced or announced
         return lease
 
     async def alease(self) -> Lease:
-        lease, waited = await self.pool.acquire_async(self.model_id, self.options, self.budget)
+        lease, waited, announced = await self.pool.acquire_async(self.model_id, self.options, self.budget,
+                                                                 not self.announced)
         self.budget -= waited
+        self.announced = self.announced or announced
         return lease
 
     def after_failure(self, lease: Lease, exc: BaseException) -> float:
@@ -79,6 +130,92 @@ class _Call:
             raise exc
         self.budget -= delay
         return delay
+
+    def attempts(self, start: Callable[[], Any]) -> Generator[_Step, Any, None]:
+        """The attempt loop, as steps for `_run` or `_arun`; `start` opens one attempt's source.
+
+        Each attempt leases a key and pulls chunks with the lease set for the provider's code.
+        A failure before the first chunk rotates (after `after_failure`'s back-off); one after
+        it reaches the caller. A stream closed early (GeneratorExit) counts as a success.
+        """
+        while True:
+            lease: Lease = yield _LEASE_STEP
+            source = start()
+            usage: int | None = None
+            started = False
+            try:
+                while True:
+                    token = _LEASE.set(lease)
+                    try:
+                        chunk = yield _Pull(source)
+                    finally:
+                        _LEASE.reset(token)
+                    if chunk is _END:
+                        break
+                    started = True
+                    usage = _tokens(chunk) or usage
+                    yield _Emit(chunk)
+            except GeneratorExit:
+                self.pool.succeeded(lease, usage)
+                raise
+            except Exception as exc:
+                if started:
+                    self.pool.failed(lease, exc)
+                    raise
+                yield _Pause(self.after_failure(lease, exc))
+                continue
+            self.pool.succeeded(lease, usage)
+            return
+
+
+def _run(call: _Call, start: Callable[[], Iterator[Any]]) -> Iterator[Any]:
+    """Drive `call.attempts` in a thread: blocking waits, ``next`` on the source."""
+    plan = call.attempts(start)
+    send: Callable[[Any], _Step] = plan.send
+    value: Any = None
+    while True:
+        try:
+            step = send(value)
+        except StopIteration:
+            return
+        try:
+            if isinstance(step, _Lease):
+                value = call.lease()
+            elif isinstance(step, _Pull):
+                value = next(step.source, _END)
+            elif isinstance(step, _Pause):
+                time.sleep(step.seconds)
+                value = None
+            else:
+                value = yield step.chunk
+            send = plan.send
+        except BaseException as exc:
+            send, value = plan.throw, exc
+
+
+async def _arun(call: _Call, start: Callable[[], AsyncIterator[Any]]) -> AsyncIterator[Any]:
+    """Drive `call.attempts` in a coroutine: waits with ``await``, ``anext`` on the source."""
+    plan = call.attempts(start)
+    send: Callable[[Any], _Step] = plan.send
+    value: Any = None
+    while True:
+        try:
+            step = send(value)
+        except StopIteration:
+            return
+        try:
+            if isinstance(step, _Lease):
+                value = await call.alease()
+            elif isinstance(step, _Pull):
+                value = await anext(step.source, _END)
+            elif isinstance(step, _Pause):
+                await asyncio.sleep(step.seconds)
+                value = None
+            else:
+                value = yield step.chunk
+            send = plan.send
+        except BaseException as exc:
+            send, value = plan.throw, exc
 
 
 class RotatingModel:
@@ -125,100 +262,27 @@ class RotatingModel:
 
     def invoke(self, *args: Any, **kwargs: Any) -> Any:
         """Agno's invoke on a leased key, rotating keys on failure."""
-        call = self._hfs_call()
-        while True:
-            lease = call.lease()
-            token = _LEASE.set(lease)
-            try:
-                response = cast(Any, super()).invoke(*args, **kwargs)
-            except Exception as exc:
-                time.sleep(call.after_failure(lease, exc))
-                continue
-            finally:
-                _LEASE.reset(token)
-            self._hfs_pool.succeeded(lease, _tokens(response))
-            return response
+        parent = cast(Any, super())
+        [response] = _run(self._hfs_call(), lambda: _single(lambda: parent.invoke(*args, **kwargs)))
+        return response
 
     async def ainvoke(self, *args: Any, **kwargs: Any) -> Any:
         """Agno's ainvoke on a leased key; waits for keys and backs off with ``await``."""
-        call = self._hfs_call()
-        while True:
-            lease = await call.alease()
-            token = _LEASE.set(lease)
-            try:
-                response = await cast(Any, super()).ainvoke(*args, **kwargs)
-            except Exception as exc:
-                await asyncio.sleep(call.after_failure(lease, exc))
-                continue
-            finally:
-                _LEASE.reset(token)
-            self._hfs_pool.succeeded(lease, _tokens(response))
-            return response
+        parent = cast(Any, super())
+        [response] = [r async for r in _arun(self._hfs_call(),
+                                             lambda: _asingle(lambda: parent.ainvoke(*args, **kwargs)))]
+        return response
 
     def invoke_stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
         """Agno's invoke_stream on a leased key. A failure before the first chunk rotates to
         another key; a failure after chunks were yielded reaches the caller."""
-        call = self._hfs_call()
-        while True:
-            lease = call.lease()
-            stream = cast(Any, super()).invoke_stream(*args, **kwargs)
-            started = False
-            usage: int | None = None
-            try:
-                while True:
-                    token = _LEASE.set(lease)
-                    try:
-                        chunk = next(stream)
-                    except StopIteration:
-                        break
-                    finally:
-                        _LEASE.reset(token)
-                    started = True
-                    usage = _tokens(chunk) or usage
-                    yield chunk
-            except GeneratorExit:
-                self._hfs_pool.succeeded(lease, usage)
-                raise
-            except Exception as exc:
-                if started:
-                    self._hfs_pool.failed(lease, exc)
-                    raise
-                time.sleep(call.after_failure(lease, exc))
-                continue
-            self._hfs_pool.succeeded(lease, usage)
-            return
+        parent = cast(Any, super())
+        return _run(self._hfs_call(), lambda: parent.invoke_stream(*args, **kwargs))
 
-    async def ainvoke_stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+    def ainvoke_stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         """Async `invoke_stream`."""
-        call = self._hfs_call()
-        while True:
-            lease = await call.alease()
-            stream = cast(Any, super()).ainvoke_stream(*args, **kwargs)
-            started = False
-            usage: int | None = None
-            try:
-                while True:
-                    token = _LEASE.set(lease)
-                    try:
-                        chunk = await stream.__anext__()
-                    except StopAsyncIteration:
-                        break
-                    finally:
-                        _LEASE.reset(token)
-                    started = True
-                    usage = _tokens(chunk) or usage
-                    yield chunk
-            except GeneratorExit:
-                self._hfs_pool.succeeded(lease, usage)
-                raise
-            except Exception as exc:
-                if started:
-                    self._hfs_pool.failed(lease, exc)
-                    raise
-                await asyncio.sleep(call.after_failure(lease, exc))
-                continue
-            self._hfs_pool.succeeded(lease, usage)
-            return
+        parent = cast(Any, super())
+        return _arun(self._hfs_call(), lambda: parent.ainvoke_stream(*args, **kwargs))
 
 
 @functools.cache

@@ -453,15 +453,14 @@ class Registry:
     def _build_pool(self, spec: ProviderSpec) -> KeyPool:
         default_model = self.config.provider(spec.name).default_model or spec.default_model
         try:
-            from hfs_core.pool import KeyPool, LocalPoolState, keycycle_wrapper
+            from hfs_core.pool import KeyPool, LocalPoolState
 
             module_name, _, class_name = spec.model_class.partition(":")
             model_class = getattr(importlib.import_module(module_name), class_name)
             keys = self._keys[spec.name]
-            wrapper = (spec.wrapper_factory or keycycle_wrapper)(spec, keys, default_model)
-            state = LocalPoolState(wrapper, default_model)
+            state = LocalPoolState.build(spec, keys, default_model)
             usage = self.usage_store()
-            pool = KeyPool(spec, keys, wrapper, state, usage, model_class)
+            pool = KeyPool(spec, keys, state, usage, model_class)
         except Exception as exc:
             hint = f"; reinstall it: pip install hfs-provider-{spec.name}" if isinstance(exc, ImportError) else ""
             self._pool_errors[spec.name] = _describe(exc) + hint
@@ -470,7 +469,7 @@ class Registry:
                 from exc
         if usage is not None:
             rows = usage.history(spec.name, HISTORY_SECONDS)
-            used = state.load_history(rows, [pool.suffix(i) for i in range(pool.size)])
+            used = state.load_history(rows)
             if used:
                 log.info("%s: replayed %d usage rows of the last 24 h into the rate windows", spec.name, used)
         self._pools[spec.name] = pool

@@ -8,7 +8,6 @@ to the provider stand-in on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -17,12 +16,11 @@ from typing import Any
 import groq
 import pytest
 from agno.models.message import Message
-from conftest import fake_key, keys_of, provider_env
+from conftest import keys_of, provider_env
 
-import hfs_core._keycycle
 from hfs_core import NoAvailableKeyError, Registry
 from hfs_core.config import Config
-from hfs_core.pool import KeyPool, LocalPoolState
+from hfs_core.pool import KeyPool
 from hfs_core.testing.standin import StandIn
 
 MODEL = "openai/gpt-oss-20b"  # keycycle's groq table: 30 requests/min, 1000/h, 1000/day, 8000 tokens/min
@@ -48,7 +46,7 @@ def requests_by_key(standin: StandIn, keys: list[str]) -> list[int]:
 
 
 def sync_clients(pool: KeyPool) -> dict[int, Any]:
-    return {index: client for (index, is_async, _, _), client in pool._clients.items() if not is_async}
+    return {index: client for (index, is_async, _, _), client in pool.clients.built.items() if not is_async}
 
 
 # ---------------------------------------------------------------------- SDK clients
@@ -231,53 +229,10 @@ async def test_shutdown_closes_the_clients(make_registry: Any, standin: StandIn)
     for _ in range(4):
         await asyncio.to_thread(ask, model)
         await aask(model)
-    clients = list(model.pool._clients.values())
+    clients = list(model.pool.clients.built.values())
     assert clients and any(isinstance(c, groq.AsyncGroq) for c in clients)
     assert not any(c.is_closed() for c in clients)
     registry.shutdown()
     await asyncio.sleep(0.05)  # async clients close in a task on their loop
     assert all(c.is_closed() for c in clients)
-    assert not model.pool._clients
-
-
-# ---------------------------------------------------------------------- the limit check
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_limit_check_agrees_with_keycycle(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pool's O(1) check gives keycycle's ``check_limits`` answer (calls in flight
-    counted as keycycle would count them once finished), whatever keycycle's own cleaning
-    does to the windows in between."""
-    rng = random.Random(seed)
-    clock = [1_000_000.0]
-    monkeypatch.setattr(time, "time", lambda: clock[0])
-    keycycle = hfs_core._keycycle
-    wrapper = keycycle.MultiProviderWrapper("groq", [fake_key("groq") for _ in range(2)], MODEL,
-                                            model_class=None, track_usage=False)
-    try:
-        state = LocalPoolState(wrapper, MODEL)
-        limits = keycycle.RateLimits(4, 30, 200, 150, 1200, 8000)  # each limit binds now and then
-        keys = wrapper.manager.keys
-        for _ in range(3000):
-            index = rng.randrange(2)
-            key = keys[index]
-            action = rng.random()
-            if action < 0.3:
-                key.commit(MODEL, rng.choice([0, 10, 40, 90]), 0)
-            elif action < 0.6:
-                clock[0] += rng.choice([0.5, 3.0, 20.0, 61.0, 400.0, 3000.0, 20000.0])
-            elif action < 0.65:
-                key.buckets[MODEL].clean()  # what keycycle's cleanup thread does now and then
-            else:
-                tokens = rng.choice([1, 50, 200])
-                flying = rng.randrange(3)
-                state._in_flight[(index, MODEL)] = flying
-                ours = state._fits(index, MODEL, tokens, limits, clock[0])
-                theirs = key.can_use_model(MODEL, keycycle.RateLimits(
-                    limits.requests_per_minute - flying, limits.requests_per_hour - flying,
-                    limits.requests_per_day - flying, limits.tokens_per_minute, limits.tokens_per_hour,
-                    limits.tokens_per_day), tokens)
-                assert ours == theirs
-    finally:
-        wrapper.manager.stop()
-
+    assert not model.pool.clients.built

@@ -1,0 +1,31 @@
+"""Key pools: which key serves the next call, how long to wait for one, and what a failure means.
+
+`KeyPool` (`keypool`) is the front the models use; its mutable state sits behind the
+`PoolState` interface (`state`), kept in process by `LocalPoolState` (`local`, on
+keycycle's per-key windows). `failures` classifies errors; `clients` caches SDK clients.
+"""
+
+from hfs_core.pool.clients import ClientCache
+from hfs_core.pool.failures import Failure, Outcome, classify
+from hfs_core.pool.keypool import CallOptions, KeyPool, NoAvailableKeyError, UsageRecorder
+from hfs_core.pool.local import LocalPoolState, keycycle_wrapper, rate_limits
+from hfs_core.pool.state import HistoryRow, Lease, PoolState, PoolStatus, key_suffix
+
+__all__ = [
+    "CallOptions",
+    "ClientCache",
+    "Failure",
+    "HistoryRow",
+    "KeyPool",
+    "Lease",
+    "LocalPoolState",
+    "NoAvailableKeyError",
+    "Outcome",
+    "PoolState",
+    "PoolStatus",
+    "UsageRecorder",
+    "classify",
+    "key_suffix",
+    "keycycle_wrapper",
+    "rate_limits",
+]

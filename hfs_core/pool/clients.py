@@ -1,0 +1,145 @@
+"""SDK clients of a pool: one per key, client settings and event loop, copies sharing connections."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+log = logging.getLogger("hfs_core.pool")
+
+Slot = tuple[int, bool, str, asyncio.AbstractEventLoop | None]
+"""(key index, async, client settings, event loop or None) of one SDK client."""
+
+
+class ClientCache:
+    """The SDK clients of one pool's keys, built on first use and closed together.
+
+    An async client's connections belong to the event loop that opened them, so each loop
+    gets its own. The first client built for some settings (and loop) is a template: the
+    others are its copies with another key, sharing its HTTP connection pool.
+    """
+
+    def __init__(self, keys: Sequence[str], model_class: Any) -> None:
+        self._keys = tuple(keys)
+        self._model_class = model_class
+        self.built: dict[Slot, Any] = {}
+        self._templates: dict[tuple[bool, str, asyncio.AbstractEventLoop | None], Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, index: int, model: Any, is_async: bool, signature: str) -> Any:
+        """Key `index`'s SDK client for `model`'s settings (`signature`) and the running loop."""
+        loop = _running_loop() if is_async else None
+        slot = (index, is_async, signature, loop)
+        client = self.built.get(slot)
+        if client is not None and not _is_closed(client):
+            return client
+        with self._lock:
+            client = self.built.get(slot)
+            if client is None or _is_closed(client):
+                if loop is not None:
+                    self._forget_closed_loops()
+                client = self._build(index, model, is_async, (is_async, signature, loop))
+                self.built[slot] = client
+        return client
+
+    def _forget_closed_loops(self) -> None:
+        """Drop async clients of event loops that have closed (their connections died with them)."""
+        for slot in [s for s in self.built if s[3] is not None and s[3].is_closed()]:
+            del self.built[slot]
+        for kind in [k for k in self._templates if k[2] is not None and k[2].is_closed()]:
+            del self._templates[kind]
+
+    def _build(self, index: int, model: Any, is_async: bool,
+               kind: tuple[bool, str, asyncio.AbstractEventLoop | None]) -> Any:
+        """Key `index`'s SDK client: a copy of the template for these settings when the SDK can
+        copy a client with another key (groq, openai, cerebras: ``client.copy(api_key=...)``,
+        which shares the template's HTTP connection pool and costs microseconds), else one built
+        by the Agno class as it would build its own (tens of milliseconds: a new HTTP client)."""
+        template = self._templates.get(kind)
+        if template is not None and not _is_closed(template):
+            copier = getattr(template, "copy", None)
+            if callable(copier):
+                # cerebras warms a connection for each new client (a blocking request, with a
+                # throwaway sync client even for the async one); a copy uses the template's.
+                extra = {"warm_tcp_connection": False} if _accepts(copier, "warm_tcp_connection") else {}
+                with contextlib.suppress(TypeError):
+                    return copier(api_key=self._keys[index], **extra)
+        proto = copy.copy(model)
+        proto.api_key = self._keys[index]
+        for attr in ("client", "async_client"):
+            if hasattr(proto, attr):
+                setattr(proto, attr, None)
+        build: Callable[[Any], Any] = self._model_class.get_async_client if is_async else \
+            self._model_class.get_client
+        client = build(proto)
+        self._templates[kind] = client
+        return client
+
+    def close(self) -> None:
+        """Close every client built so far (each shared HTTP client once) and forget them."""
+        with self._lock:
+            clients = list(self.built.items())
+            self.built.clear()
+            self._templates.clear()
+        closed: set[int] = set()
+        for (_, _, _, loop), client in clients:
+            # Copies of one template share its HTTP client: close that once.
+            shared = id(getattr(client, "_client", client))
+            if shared not in closed:
+                closed.add(shared)
+                _close_client(client, loop)
+
+
+def _accepts(function: Callable[..., Any], name: str) -> bool:
+    try:
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _is_closed(client: Any) -> bool:
+    check = getattr(client, "is_closed", None)
+    return bool(check()) if callable(check) else False
+
+
+_closing: set[asyncio.Task[Any]] = set()
+
+
+def _close_client(client: Any, loop: asyncio.AbstractEventLoop | None) -> None:
+    """Close an SDK client; an async one on the event loop its connections belong to."""
+    close = getattr(client, "close", None)
+    try:
+        result = close() if callable(close) else None
+        if not asyncio.iscoroutine(result):
+            return
+        current = _running_loop()
+        if loop is None or loop.is_closed():
+            if current is None and loop is None:
+                asyncio.run(result)
+            else:
+                result.close()  # its loop is gone, and its connections with it
+        elif loop is current:
+            task = loop.create_task(result)  # shutdown() called from a coroutine on this loop
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+        elif loop.is_running():
+            asyncio.run_coroutine_threadsafe(result, loop)
+        elif current is None:
+            loop.run_until_complete(result)
+        else:
+            result.close()
+    except Exception as exc:  # closing is best effort at shutdown
+        log.debug("closing %s failed: %s", type(client).__name__, exc)

@@ -1,0 +1,272 @@
+"""`KeyPool`: which key serves the next call, how long to wait for one, and what a failure means.
+
+The pool's mutable state sits behind `PoolState` (see `hfs_core.pool.state`); the pool waits
+for a key without polling (it knows when the next one frees up), keeps one SDK client per
+key, classifies failures, and records usage through a `UsageRecorder`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from hfs_core._keycycle import DEFAULT_COOLDOWN_SECONDS
+from hfs_core._keycycle import NoAvailableKeyError as KeycycleNoAvailableKeyError
+from hfs_core.errors import HFSError
+from hfs_core.pool.clients import ClientCache
+from hfs_core.pool.failures import Failure, Outcome, classify
+from hfs_core.pool.state import Lease, PoolState, PoolStatus, key_suffix
+
+if TYPE_CHECKING:
+    from hfs_core.plugin import ProviderSpec
+
+log = logging.getLogger("hfs_core.pool")
+
+
+class UsageRecorder(Protocol):
+    """Where a pool records each successful call (the registry's usage store)."""
+
+    def record(self, provider: str, model: str, suffix: str, tokens: int) -> None:
+        """Record one call of `model` on the key ending in `suffix`."""
+
+
+class NoAvailableKeyError(HFSError, KeycycleNoAvailableKeyError):
+    """No key of the provider can take the call within the caller's wait budget.
+
+    Also a ``keycycle.NoAvailableKeyError``, so code written against keycycle still catches it.
+    ``next_free_in`` is the number of seconds until a key frees up (None: unknown or never).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        model_id: str,
+        wait: bool,
+        timeout: float,
+        total_keys: int,
+        dead_keys: int,
+        cooling_down: int,
+        next_free_in: float | None,
+    ) -> None:
+        KeycycleNoAvailableKeyError.__init__(
+            self, provider, model_id, wait, timeout, total_keys=total_keys, cooling_down=cooling_down
+        )
+        self.args = (message,)
+        self.dead_keys = dead_keys
+        self.next_free_in = next_free_in
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """How one model call may wait and retry.
+
+    Attributes:
+        estimated_tokens: tokens reserved against the key's token windows before the call.
+        wait: wait for a key when none is free (False: fail at once).
+        timeout: seconds the call may spend waiting, for a key and in back-off, in all.
+        max_retries: further attempts after a rate limit or a transient fault (5xx,
+            timeout). Dead keys (401/402/403) are skipped without counting: each is tried
+            at most once in the pool's life.
+    """
+
+    estimated_tokens: int = 1000
+    wait: bool = True
+    timeout: float = 10.0
+    max_retries: int = 5
+
+
+class KeyPool:
+    """One provider's keys: leases, waiting, SDK clients and failure handling."""
+
+    def __init__(
+        self,
+        spec: ProviderSpec,
+        keys: Sequence[str],
+        state: PoolState,
+        usage: UsageRecorder | None,
+        model_class: Any,
+    ) -> None:
+        self.spec = spec
+        self.provider = spec.name
+        self.state = state
+        self.usage = usage
+        self.model_class = model_class
+        self._keys = tuple(keys)
+        self._suffixes = tuple(key_suffix(k) for k in keys)
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        self._waiters_lock = threading.Lock()
+        self.clients = ClientCache(keys, model_class)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        status = self.state.status()
+        return (f"KeyPool(provider={self.provider!r}, keys={status.total}, dead={status.dead}, "
+                f"cooling={status.cooling}, in_flight={status.in_flight})")
+
+    @property
+    def size(self) -> int:
+        """Number of keys in the pool."""
+        return len(self._keys)
+
+    def suffix(self, index: int) -> str:
+        """The usage-row suffix of key `index`."""
+        return self._suffixes[index]
+
+    def status(self) -> PoolStatus:
+        """Counts of keys by state."""
+        return self.state.status()
+
+    # -- waiting for a key -------------------------------------------------------------
+
+    def _unavailable(self, model_id: str, options: CallOptions, delay: float) -> NoAvailableKeyError:
+        status = self.state.status()
+        if status.dead == status.total:
+            message = (f"{self.provider}: all {status.total} keys are dead (401/402/403 from the provider); "
+                       f"replace {self.spec.env_prefix}_API_KEY_<i>")
+            next_free: float | None = None
+        else:
+            next_free = None if math.isinf(delay) else delay
+            when = "when a call in flight ends" if next_free is None else f"in {next_free:.1f}s"
+            budget = "wait=False" if not options.wait else f"a {options.timeout:g}s wait budget"
+            message = (f"{self.provider}/{model_id}: no key free within {budget}; "
+                       f"{status.live} of {status.total} keys live, {status.cooling} cooling down, "
+                       f"{status.in_flight} calls in flight; the next key frees {when}")
+        return NoAvailableKeyError(
+            message, provider=self.provider, model_id=model_id, wait=options.wait, timeout=options.timeout,
+            total_keys=status.total, dead_keys=status.dead, cooling_down=status.cooling, next_free_in=next_free,
+        )
+
+    def _check_wait(self, model_id: str, options: CallOptions, delay: float, left: float) -> None:
+        status = self.state.status()
+        if status.dead == status.total or not options.wait or left <= 0 or (delay > left and delay != math.inf):
+            raise self._unavailable(model_id, options, delay)
+
+    def _announce(self, model_id: str, delay: float, left: float) -> None:
+        when = "when a call in flight ends" if math.isinf(delay) else f"in {delay:.1f}s"
+        log.info("%s/%s: no key free; waiting up to %.0fs (the next key frees %s)", self.provider, model_id,
+                 left, when)
+
+    def acquire(self, model_id: str, options: CallOptions, budget: float,
+                announce: bool = True) -> tuple[Lease, float, bool]:
+        """Reserve a key, waiting up to `budget` seconds.
+
+        Returns the lease, the time waited, and whether the wait was announced: with `announce`,
+        a call that has to wait logs it once (INFO on ``hfs_core.pool``).
+        """
+        start = time.monotonic()
+        announced = False
+        while True:
+            generation = self._generation
+            got = self.state.try_acquire(model_id, options.estimated_tokens)
+            if isinstance(got, Lease):
+                return got, time.monotonic() - start, announced
+            left = budget - (time.monotonic() - start)
+            self._check_wait(model_id, options, got, left)
+            if announce and not announced:
+                self._announce(model_id, got, left)
+                announced = True
+            with self._cond:
+                if generation == self._generation:
+                    self._cond.wait(min(got, left) + 0.002)
+
+    async def acquire_async(self, model_id: str, options: CallOptions, budget: float,
+                            announce: bool = True) -> tuple[Lease, float, bool]:
+        """`acquire` for coroutines: waits with ``await``, never blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        start = time.monotonic()
+        announced = False
+        while True:
+            waiter = (loop, loop.create_future())
+            with self._waiters_lock:
+                self._async_waiters.add(waiter)
+            try:
+                got = self.state.try_acquire(model_id, options.estimated_tokens)
+                if isinstance(got, Lease):
+                    return got, time.monotonic() - start, announced
+                left = budget - (time.monotonic() - start)
+                self._check_wait(model_id, options, got, left)
+                if announce and not announced:
+                    self._announce(model_id, got, left)
+                    announced = True
+                await asyncio.wait({waiter[1]}, timeout=min(got, left) + 0.002)
+            finally:
+                with self._waiters_lock:
+                    self._async_waiters.discard(waiter)
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+        with self._waiters_lock:
+            waiters = list(self._async_waiters)
+        for loop, future in waiters:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, future)
+
+    # -- ending an attempt ---------------------------------------------------------------
+
+    def succeeded(self, lease: Lease, tokens: int | None) -> None:
+        """Count a successful attempt against its key and record it in the usage store."""
+        used = tokens if tokens else lease.reserved_tokens
+        self.state.settle(lease, used)
+        if self.usage is not None:
+            self.usage.record(self.provider, lease.model_id, self._suffixes[lease.index], used)
+        self._wake()
+
+    def failed(self, lease: Lease, exc: BaseException) -> Failure:
+        """Release a failed attempt's key and act on what the failure says about it."""
+        failure = classify(exc)
+        self.state.settle(lease, None)
+        where = f"{self.provider} key {self.spec.key_var(lease.index + 1)} (…{self._keys[lease.index][-4:]})"
+        if failure.outcome is Outcome.DEAD:
+            self.state.mark_dead(lease.index)
+            status = self.state.status()
+            log.warning("%s answered %s: marked dead, %d of %d keys left", where, failure.status,
+                        status.live, status.total)
+        elif failure.outcome is Outcome.RATE_LIMITED:
+            seconds = failure.retry_after if failure.retry_after is not None else DEFAULT_COOLDOWN_SECONDS
+            self.state.cool_down(lease.index, seconds)
+            log.info("%s rate limited (429): cooling for %.1fs", where, seconds)
+        elif failure.outcome is Outcome.TRANSIENT:
+            log.info("%s failed with %s (transient): retrying", where, failure.status or type(exc).__name__)
+        self._wake()
+        return failure
+
+    # -- SDK clients ---------------------------------------------------------------------
+
+    def client(self, lease: Lease | None, model: Any, is_async: bool, signature: str) -> Any:
+        """The SDK client for the lease's key, built once per key, client settings and event loop."""
+        index = lease.index if lease is not None else self._any_live_index()
+        return self.clients.get(index, model, is_async, signature)
+
+    def _any_live_index(self) -> int:
+        status = self.state.status()
+        if status.dead == status.total:
+            raise self._unavailable(self.spec.default_model, CallOptions(wait=False), math.inf)
+        return random.randrange(self.size)
+
+    def close(self) -> None:
+        """Close every SDK client and the state's background work. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self.clients.close()
+        self.state.close()
+        self._wake()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -1,0 +1,279 @@
+"""Pool state in this process, kept in keycycle's per-key windows (`LocalPoolState`)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from hfs_core import catalog
+from hfs_core._keycycle import KeyUsage, MultiProviderWrapper, RateLimits, RateLimitStrategy
+from hfs_core.pool.state import HistoryRow, Lease, PoolStatus, key_suffix
+
+if TYPE_CHECKING:
+    from hfs_core.plugin import ProviderSpec
+
+_WINDOWS = ((60.0, "minute"), (3600.0, "hour"), (86400.0, "day"))
+_FALLBACK_LIMITS = (10, 100, 1000)
+"""keycycle's limits (per minute, hour, day) for a provider without a table or a ``default`` row."""
+
+
+def keycycle_wrapper(spec: ProviderSpec, keys: Sequence[str], default_model: str) -> Any:
+    """Build the keycycle wrapper that holds a provider's key windows (the default `wrapper_factory`).
+
+    Keys come from the registry (never from keycycle's own `.env` loader) and
+    usage persistence is the registry's, so keycycle tracks usage in memory only.
+    """
+    logger = logging.getLogger(f"keycycle.{spec.name}")
+    wrapper = MultiProviderWrapper(
+        spec.keycycle_name, list(keys), default_model, model_class=None, track_usage=False, logger=logger
+    )
+    logger.setLevel(logging.NOTSET)  # keycycle forces INFO on it; let the application decide
+    return wrapper
+
+
+def rate_limits(provider: str, model_id: str) -> RateLimits:
+    """The limits keycycle applies to `model_id` of `provider`, from the one table (`catalog`)."""
+    row = catalog.model_limits(provider, model_id)
+    if row is None or row.rpm is None or row.rph is None or row.rpd is None:
+        return RateLimits(*_FALLBACK_LIMITS)
+    return RateLimits(row.rpm, row.rph, row.rpd, row.tpm, row.tph, row.tpd)
+
+
+class LocalPoolState:
+    """Pool state in this process, kept in keycycle's per-key windows.
+
+    Keys are chosen by two random choices (the less loaded of two usable keys, falling
+    back to a scan from a random start), so concurrent callers and separate processes
+    spread over the pool instead of filling key 1 first. Calls in flight count against
+    the request limits, which keycycle only counts once a call has finished.
+    """
+
+    def __init__(self, wrapper: Any, default_model: str) -> None:
+        self._wrapper = wrapper
+        self._provider: str = wrapper.provider
+        self._keys: list[KeyUsage] = wrapper.manager.keys
+        self._suffixes = [key_suffix(key.api_key) for key in self._keys]
+        self._lock: threading.Lock = wrapper.manager.lock
+        self._global = wrapper.strategy == RateLimitStrategy.GLOBAL
+        self._default_model = default_model
+        self.size = len(self._keys)
+        self._cool_until = [0.0] * self.size
+        # A key no call has succeeded on yet takes one call at a time, so a dead key is tried
+        # once, not once per concurrent caller, before its 401/402/403 marks it dead.
+        self._proven = [False] * self.size
+        self._probing: set[int] = set()
+        self._in_flight: dict[tuple[int, str], int] = {}
+        self._limits: dict[str, RateLimits] = {}
+        self._random = random.Random()
+        # id(token window) -> (its first entry, bucket.total_tokens, its sum) at the last check
+        self._token_sums: dict[int, tuple[Any, int, int]] = {}
+        self._closed = False
+
+    @classmethod
+    def build(cls, spec: ProviderSpec, keys: Sequence[str], default_model: str) -> LocalPoolState:
+        """The state of `spec`'s pool over `keys`, in the wrapper its `wrapper_factory` builds
+        (keycycle's own, `keycycle_wrapper`, by default)."""
+        return cls((spec.wrapper_factory or keycycle_wrapper)(spec, keys, default_model), default_model)
+
+    def __repr__(self) -> str:
+        status = self.status()
+        return f"LocalPoolState(provider={self._provider!r}, keys={status.total}, dead={status.dead})"
+
+    def limits(self, model_id: str) -> RateLimits:
+        """keycycle's limits for `model_id` (its provider default row for unknown models)."""
+        found = self._limits.get(model_id)
+        if found is None:
+            found = self._limits[model_id] = rate_limits(self._provider, model_id or self._default_model)
+        return found
+
+    def _bucket_name(self, model_id: str) -> str:
+        return "*" if self._global else model_id
+
+    def _bucket(self, key: KeyUsage, model_id: str) -> Any:
+        return key.global_bucket if self._global else key.buckets[model_id]
+
+    def _fits(self, index: int, model_id: str, tokens: int, limits: RateLimits, now: float) -> bool:
+        """keycycle's limit check (``UsageBucket.check_limits``) with calls in flight counted,
+        in O(1): keycycle sums its token windows on every check, which costs O(calls in the
+        last day) per key; here each window's sum is carried over between checks (`_window_tokens`)."""
+        key = self._keys[index]
+        if key.dead or self._cool_until[index] > now or index in self._probing:
+            return False
+        bucket = self._bucket(key, model_id)
+        flying = self._in_flight.get((index, self._bucket_name(model_id)), 0)
+        for (seconds, _), stamps, limit in zip(_WINDOWS, (bucket.requests_minute, bucket.requests_hour,
+                                                          bucket.requests_day),
+                                               (limits.requests_per_minute, limits.requests_per_hour,
+                                                limits.requests_per_day), strict=True):
+            cutoff = now - seconds
+            while stamps and stamps[0] <= cutoff:
+                stamps.popleft()
+            if len(stamps) + flying >= limit:
+                return False
+        wanted = bucket.pending_tokens + tokens
+        for (seconds, _), entries, token_limit in zip(_WINDOWS, (bucket.tokens_minute, bucket.tokens_hour,
+                                                                 bucket.tokens_day),
+                                                      (limits.tokens_per_minute, limits.tokens_per_hour,
+                                                       limits.tokens_per_day), strict=True):
+            if token_limit and self._window_tokens(bucket, entries, now - seconds) + wanted > token_limit:
+                return False
+        return True
+
+    def _window_tokens(self, bucket: Any, entries: Any, cutoff: float) -> int:
+        """Tokens in one of `bucket`'s token windows after dropping entries older than `cutoff`.
+
+        Entries only ever join a window at its end, through keycycle's ``UsageBucket.add``,
+        which also adds their tokens to ``bucket.total_tokens``; so the sum at the last check
+        plus the growth of ``total_tokens`` since, minus what is dropped here, is the sum now.
+        If something else dropped entries meanwhile (keycycle's cleanup thread, its stats),
+        the window's first entry has changed and the sum is taken afresh.
+        """
+        seen = self._token_sums.get(id(entries))
+        if seen is not None and entries and entries[0] is seen[0]:
+            total = seen[2] + bucket.total_tokens - seen[1]
+        else:
+            total = sum(used for _, used in entries)
+        while entries and entries[0][0] <= cutoff:
+            total -= entries.popleft()[1]
+        self._token_sums[id(entries)] = (entries[0] if entries else None, bucket.total_tokens, total)
+        return int(total)
+
+    def _load(self, index: int, model_id: str) -> int:
+        bucket = self._bucket(self._keys[index], model_id)
+        return len(bucket.requests_minute) + self._in_flight.get((index, self._bucket_name(model_id)), 0)
+
+    def try_acquire(self, model_id: str, tokens: int) -> Lease | float:
+        now = time.time()
+        limits = self.limits(model_id)
+        with self._lock:
+            chosen = self._choose(model_id, tokens, limits, now)
+            if chosen is None:
+                return self._seconds_until_free(model_id, tokens, limits, now)
+            key = self._keys[chosen]
+            key.reserve(model_id, tokens)
+            slot = (chosen, self._bucket_name(model_id))
+            self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
+            if not self._proven[chosen]:
+                self._probing.add(chosen)
+            return Lease(chosen, model_id, tokens)
+
+    def _choose(self, model_id: str, tokens: int, limits: RateLimits, now: float) -> int | None:
+        n = self.size
+        picks = [i for i in {self._random.randrange(n), self._random.randrange(n)}
+                 if self._fits(i, model_id, tokens, limits, now)]
+        if picks:
+            return min(picks, key=lambda i: self._load(i, model_id))
+        start = self._random.randrange(n)
+        for offset in range(n):
+            index = (start + offset) % n
+            if self._fits(index, model_id, tokens, limits, now):
+                return index
+        return None
+
+    def _seconds_until_free(self, model_id: str, tokens: int, limits: RateLimits, now: float) -> float:
+        soonest = math.inf
+        busy = {i for (i, _), n in self._in_flight.items() if n}
+        for index, key in enumerate(self._keys):
+            if key.dead:
+                continue
+            at = math.inf if index in self._probing else self._free_at(index, key, model_id, tokens, limits)
+            if math.isinf(at) and index in busy:
+                # Full only because of calls in flight (a first call, reserved tokens): it may free
+                # as soon as one of them ends, which wakes the waiters, so no fixed wait applies.
+                return math.inf
+            soonest = min(soonest, at)
+        return max(0.0, soonest - now)
+
+    def _free_at(self, index: int, key: KeyUsage, model_id: str, tokens: int, limits: RateLimits) -> float:
+        """When key `index` could take the call, going by its windows alone (``inf``: not by time)."""
+        at = self._cool_until[index]
+        bucket = self._bucket(key, model_id)
+        bucket.clean()
+        flying = self._in_flight.get((index, self._bucket_name(model_id)), 0)
+        request_windows = (
+            (bucket.requests_minute, limits.requests_per_minute),
+            (bucket.requests_hour, limits.requests_per_hour),
+            (bucket.requests_day, limits.requests_per_day),
+        )
+        for (seconds, _), (stamps, limit) in zip(_WINDOWS, request_windows, strict=True):
+            excess = len(stamps) + flying - limit + 1
+            if excess > len(stamps):
+                return math.inf
+            if excess > 0:
+                at = max(at, stamps[excess - 1] + seconds)
+        token_windows = (
+            (bucket.tokens_minute, limits.tokens_per_minute),
+            (bucket.tokens_hour, limits.tokens_per_hour),
+            (bucket.tokens_day, limits.tokens_per_day),
+        )
+        for (seconds, _), (entries, token_limit) in zip(_WINDOWS, token_windows, strict=True):
+            if not token_limit:
+                continue
+            need = sum(t for _, t in entries) + bucket.pending_tokens + tokens - token_limit
+            if need <= 0:
+                continue
+            if need <= bucket.pending_tokens:
+                return math.inf  # full only by the estimates reserved for calls in flight: frees when one ends
+            dropped = 0
+            for stamp, used in entries:
+                dropped += used
+                if dropped >= need:
+                    at = max(at, stamp + seconds)
+                    break
+            else:
+                return math.inf
+        return at
+
+    def settle(self, lease: Lease, tokens: int | None) -> None:
+        key = self._keys[lease.index]
+        with self._lock:
+            slot = (lease.index, self._bucket_name(lease.model_id))
+            self._in_flight[slot] = max(0, self._in_flight.get(slot, 0) - 1)
+            self._probing.discard(lease.index)
+            if tokens is not None:
+                self._proven[lease.index] = True
+            if tokens is None:
+                buckets = [key.buckets[lease.model_id]] + ([key.global_bucket] if self._global else [])
+                for bucket in buckets:
+                    bucket.pending_tokens = max(0, bucket.pending_tokens - lease.reserved_tokens)
+            else:
+                key.commit(lease.model_id, tokens, lease.reserved_tokens)
+
+    def cool_down(self, index: int, seconds: float) -> None:
+        with self._lock:
+            self._cool_until[index] = max(self._cool_until[index], time.time() + seconds)
+            # When the cooldown ends, one call probes the key before the waiting callers pile on it.
+            self._proven[index] = False
+
+    def mark_dead(self, index: int) -> None:
+        with self._lock:
+            cast(Any, self._keys[index]).mark_dead()
+
+    def status(self) -> PoolStatus:
+        now = time.time()
+        with self._lock:
+            dead = sum(1 for k in self._keys if k.dead)
+            cooling = sum(1 for i, k in enumerate(self._keys) if not k.dead and self._cool_until[i] > now)
+            return PoolStatus(self.size, dead, cooling, sum(self._in_flight.values()))
+
+    def load_history(self, rows: Iterable[HistoryRow]) -> int:
+        by_suffix = dict(zip(self._suffixes, self._keys, strict=True))
+        used = 0
+        with self._lock:
+            for suffix, model_id, stamp, tokens in rows:
+                key = by_suffix.get(suffix)
+                if key is not None:
+                    key.record_usage(model_id, tokens=int(tokens or 0), timestamp=float(stamp))
+                    used += 1
+        return used
+
+    def close(self) -> None:
+        """Stop keycycle's cleanup thread."""
+        if not self._closed:
+            self._closed = True
+            self._wrapper.manager.stop()

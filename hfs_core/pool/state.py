@@ -1,0 +1,78 @@
+"""The pool's state interface: what any store of rate windows, cooldowns and dead keys offers.
+
+`KeyPool` talks to its state only through `PoolState`, so the state can live in this process
+(`LocalPoolState`) or in a shared store without a change outside this package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from hfs_core._keycycle import KEY_SUFFIX_LENGTH
+
+HistoryRow = tuple[str, str, float, int]
+"""One usage row to replay: (key suffix, model ID, timestamp, tokens)."""
+
+
+def key_suffix(key: str) -> str:
+    """The suffix keycycle stores in usage rows (its last 8 characters)."""
+    return key[-KEY_SUFFIX_LENGTH:]
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One key reserved for one attempt of one call."""
+
+    index: int
+    model_id: str
+    reserved_tokens: int
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    """A snapshot of a pool, safe to show: counts only, no keys."""
+
+    total: int
+    dead: int
+    cooling: int
+    in_flight: int
+
+    @property
+    def live(self) -> int:
+        """Keys not marked dead."""
+        return self.total - self.dead
+
+
+class PoolState(Protocol):
+    """Where a pool's mutable state lives: rate windows, calls in flight, cooldowns, dead keys.
+
+    Keys are known by index (0 .. size-1, in the order the pool was built with) and, in
+    usage rows, by `key_suffix`.
+    """
+
+    @property
+    def size(self) -> int:
+        """Number of keys."""
+
+    def try_acquire(self, model_id: str, tokens: int) -> Lease | float:
+        """Reserve a usable key, or return the seconds until one may be (``inf``: when a call ends)."""
+
+    def settle(self, lease: Lease, tokens: int | None) -> None:
+        """End a lease: count `tokens` against its key, or (None) release it unused."""
+
+    def cool_down(self, index: int, seconds: float) -> None:
+        """Keep key `index` out of rotation for `seconds`."""
+
+    def mark_dead(self, index: int) -> None:
+        """Take key `index` out of rotation for good."""
+
+    def status(self) -> PoolStatus:
+        """Counts of keys by state."""
+
+    def load_history(self, rows: Iterable[HistoryRow]) -> int:
+        """Count past calls (suffix, model, timestamp, tokens) against the windows; returns rows used."""
+
+    def close(self) -> None:
+        """Stop any background work and release resources. Safe to call twice."""

@@ -1,0 +1,89 @@
+"""A second `PoolState`, written for the tests: plain dicts and lists, nothing from keycycle.
+
+The pool tests run against it and against `LocalPoolState`, so a pool behaviour they
+check holds for any state that keeps the `PoolState` contract (the next one: Redis).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterable, Sequence
+
+from hfs_core.pool import HistoryRow, Lease, PoolStatus, key_suffix
+
+WINDOW = 60.0
+
+
+class DictPoolState:
+    """Keys taken in turn; each may serve `per_minute` calls a minute (calls in flight counted),
+    whatever the model. A key cools down for a while or dies for good; no token windows."""
+
+    def __init__(self, keys: Sequence[str], per_minute: int) -> None:
+        self.size = len(keys)
+        self.closed = 0
+        self._suffixes = [key_suffix(key) for key in keys]
+        self._per_minute = per_minute
+        self._calls: list[list[float]] = [[] for _ in keys]
+        self._in_flight = [0] * self.size
+        self._cool_until = [0.0] * self.size
+        self._dead: set[int] = set()
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def _recent(self, index: int, now: float) -> list[float]:
+        calls = self._calls[index] = [stamp for stamp in self._calls[index] if stamp > now - WINDOW]
+        return calls
+
+    def _free_at(self, index: int, now: float) -> float:
+        """When key `index` may take a call (``inf``: once a call in flight ends)."""
+        calls = sorted(self._recent(index, now))
+        excess = len(calls) + self._in_flight[index] - self._per_minute + 1
+        if excess > len(calls):
+            return math.inf
+        return max(self._cool_until[index], calls[excess - 1] + WINDOW if excess > 0 else now)
+
+    def try_acquire(self, model_id: str, tokens: int) -> Lease | float:
+        now = time.time()
+        with self._lock:
+            live = [(self._next + offset) % self.size for offset in range(self.size)
+                    if (self._next + offset) % self.size not in self._dead]
+            for index in live:
+                if self._free_at(index, now) <= now:
+                    self._next = index + 1
+                    self._in_flight[index] += 1
+                    return Lease(index, model_id, tokens)
+            return max(0.0, min((self._free_at(i, now) for i in live), default=math.inf) - now)
+
+    def settle(self, lease: Lease, tokens: int | None) -> None:
+        with self._lock:
+            self._in_flight[lease.index] -= 1
+            if tokens is not None:
+                self._calls[lease.index].append(time.time())
+
+    def cool_down(self, index: int, seconds: float) -> None:
+        with self._lock:
+            self._cool_until[index] = max(self._cool_until[index], time.time() + seconds)
+
+    def mark_dead(self, index: int) -> None:
+        with self._lock:
+            self._dead.add(index)
+
+    def status(self) -> PoolStatus:
+        now = time.time()
+        with self._lock:
+            cooling = sum(1 for i in range(self.size) if i not in self._dead and self._cool_until[i] > now)
+            return PoolStatus(self.size, len(self._dead), cooling, sum(self._in_flight))
+
+    def load_history(self, rows: Iterable[HistoryRow]) -> int:
+        used = 0
+        with self._lock:
+            for suffix, _, stamp, _ in rows:
+                if suffix in self._suffixes:
+                    self._calls[self._suffixes.index(suffix)].append(float(stamp))
+                    used += 1
+        return used
+
+    def close(self) -> None:
+        self.closed += 1

@@ -1,0 +1,304 @@
+"""The key pool's behaviour, for every implementation of its state.
+
+Each test of the first part runs once per `PoolState`: `LocalPoolState` (keycycle's windows,
+in process) and `DictPoolState` (tests/pool_states.py), so a new state (Redis, say) joins by
+adding itself to `STATES`. Calls go through `KeyPool`, a rotating Agno Groq model and the
+Groq SDK to the provider stand-in on 127.0.0.1. The last part checks `LocalPoolState`'s own
+limits and windows against keycycle's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pytest
+from agno.models.groq import Groq
+from agno.models.message import Message
+from conftest import PROVIDERS, fake_key
+from pool_states import DictPoolState
+
+import hfs_core._keycycle
+from hfs_core import catalog
+from hfs_core.model import build_model
+from hfs_core.plugin import ProviderSpec
+from hfs_core.pool import CallOptions, KeyPool, LocalPoolState, NoAvailableKeyError, PoolState, rate_limits
+from hfs_core.testing.standin import StandIn
+
+MODEL = "openai/gpt-oss-20b"  # keycycle's groq table: 30 requests/min, 1000/h, 1000/day, 8000 tokens/min
+PER_MINUTE = 30
+SPEC: ProviderSpec = importlib.import_module("hfs_provider_groq").SPEC
+RATE_LIMITED = {"status": 429, "message": "Rate limit reached for requests"}
+
+StateFactory = Callable[[Sequence[str]], PoolState]
+STATES: dict[str, StateFactory] = {
+    "local": lambda keys: LocalPoolState.build(SPEC, keys, MODEL),
+    "dict": lambda keys: DictPoolState(keys, PER_MINUTE),
+}
+
+
+class Recorder:
+    """A `UsageRecorder` that keeps the rows in a list."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, int]] = []
+
+    def record(self, provider: str, model: str, suffix: str, tokens: int) -> None:
+        self.rows.append((provider, model, suffix, tokens))
+
+
+class Pools:
+    """Builds pools (and a rotating Groq model on each) over the state under test."""
+
+    def __init__(self, state: StateFactory, standin: StandIn) -> None:
+        self.state = state
+        self.standin = standin
+        self.made: list[KeyPool] = []
+        self.usage = Recorder()
+
+    def __call__(self, count: int, **options: Any) -> tuple[KeyPool, Any, list[str]]:
+        keys = [fake_key("groq") for _ in range(count)]
+        pool = KeyPool(SPEC, keys, self.state(keys), self.usage, Groq)
+        self.made.append(pool)
+        model = build_model(pool, MODEL, CallOptions(**options), SPEC.sdk_options(self.standin.url))
+        return pool, model, keys
+
+
+@pytest.fixture(params=sorted(STATES))
+def pools(request: pytest.FixtureRequest, standin: StandIn) -> Iterator[Pools]:
+    made = Pools(STATES[request.param], standin)
+    yield made
+    for pool in made.made:
+        pool.close()
+
+
+def ask(model: Any) -> Any:
+    return model.response(messages=[Message(role="user", content="hi")])
+
+
+async def aask(model: Any) -> Any:
+    return await model.aresponse(messages=[Message(role="user", content="hi")])
+
+
+def waits(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "hfs_core.pool" and "no key free" in r.getMessage()]
+
+
+# ---------------------------------------------------------------------- leases
+
+
+def test_leases_spread_over_the_keys_and_settle(pools: Pools, standin: StandIn) -> None:
+    pool, model, keys = pools(4)
+    for _ in range(20):
+        assert ask(model).content
+    counts = [standin.requests_for(key) for key in keys]
+    assert sum(counts) == 20 and min(counts) >= 1, counts
+    assert pool.status() == type(pool.status())(4, 0, 0, 0)  # every lease settled
+    assert len(pools.usage.rows) == 20
+    assert {row[2] for row in pools.usage.rows} == {key[-8:] for key, n in zip(keys, counts, strict=True) if n}
+    assert all(row[:2] == ("groq", MODEL) and row[3] > 0 for row in pools.usage.rows)
+
+
+def test_a_429_cools_the_key_and_the_call_moves_to_another(pools: Pools, standin: StandIn) -> None:
+    pool, model, keys = pools(2)
+    standin.fail_next(1, retry_after=30, **RATE_LIMITED)
+    assert ask(model).content
+    limited = [key for key in keys if standin.requests_for(key, 429)]
+    assert len(limited) == 1 and standin.total == 2 and standin.accepted == 1
+    assert pool.status().cooling == 1
+    for _ in range(4):
+        ask(model)
+    assert standin.requests_for(limited[0]) == 1  # out for its Retry-After
+
+
+@pytest.mark.parametrize("status", [401, 402, 403])
+def test_401_402_403_mark_the_key_dead(pools: Pools, standin: StandIn, status: int) -> None:
+    pool, model, keys = pools(2)
+    standin.set_key(keys[0], status)
+    for _ in range(6):
+        assert ask(model).content
+    assert pool.status().dead == 1
+    assert standin.requests_for(keys[0]) <= 1 and standin.requests_for(keys[1]) == 6
+
+
+def test_all_keys_dead_raises_saying_so(pools: Pools, standin: StandIn) -> None:
+    _, model, keys = pools(2)
+    for key in keys:
+        standin.set_key(key, 401)
+    with pytest.raises(NoAvailableKeyError, match="all 2 keys are dead") as caught:
+        ask(model)
+    assert caught.value.dead_keys == 2 and caught.value.next_free_in is None
+    assert not any(key in str(caught.value) for key in keys)
+
+
+# ---------------------------------------------------------------------- waiting
+
+
+def test_a_call_waits_for_a_key_that_frees_within_its_budget(pools: Pools, standin: StandIn,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    _, model, keys = pools(1, timeout=5)
+    standin.fail_next(2, retry_after=0.3, **RATE_LIMITED)
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="hfs_core.pool"):
+        assert ask(model).content
+    assert time.monotonic() - started >= 0.5  # it waited out both cooldowns
+    assert standin.total == 3 and standin.count(429) == 2
+    [announced] = waits(caplog)  # one notice per call, however often it waits
+    assert announced.startswith(f"groq/{MODEL}: no key free; waiting up to ") and "next key frees in" in announced
+    assert keys[0][-4:] not in announced and keys[0] not in caplog.text
+
+
+def test_a_key_free_at_once_is_not_announced(pools: Pools, caplog: pytest.LogCaptureFixture) -> None:
+    _, model, _ = pools(1)
+    with caplog.at_level(logging.INFO, logger="hfs_core.pool"):
+        ask(model)
+    assert not waits(caplog)
+
+
+def test_no_key_within_the_budget_fails_at_once_and_says_when(pools: Pools, standin: StandIn) -> None:
+    _, model, _ = pools(2, timeout=5)
+    standin.fail_next(2, retry_after=60, **RATE_LIMITED)
+    with pytest.raises(NoAvailableKeyError) as caught:
+        ask(model)
+    assert standin.total == 2
+    error = caught.value
+    assert error.next_free_in is not None and 55 <= error.next_free_in <= 60
+    assert "5s wait budget" in str(error) and "2 cooling down" in str(error)
+    with pytest.raises(NoAvailableKeyError):
+        ask(model)
+    assert standin.total == 2  # known to be out: no request sent
+
+
+def test_wait_false_fails_instead_of_waiting(pools: Pools, standin: StandIn,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    _, model, _ = pools(1, wait=False)
+    standin.fail_next(1, retry_after=0.5, **RATE_LIMITED)
+    with caplog.at_level(logging.INFO, logger="hfs_core.pool"), \
+            pytest.raises(NoAvailableKeyError, match="wait=False") as caught:
+        ask(model)
+    assert caught.value.next_free_in is not None and standin.total == 1
+    assert not waits(caplog)
+
+
+async def test_async_waiting_does_not_block_the_event_loop(pools: Pools, standin: StandIn) -> None:
+    _, model, _ = pools(1, timeout=5)
+    standin.fail_next(1, retry_after=0.8, **RATE_LIMITED)
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    beat = asyncio.create_task(heartbeat())
+    answer = await aask(model)  # 429, then waits ~0.8 s for the only key
+    stop.set()
+    await beat
+    assert answer.content and standin.total == 2
+    assert ticks >= 20  # ~80 if nothing blocked; a blocking sleep would leave ~1
+
+
+# ---------------------------------------------------------------------- history and closing
+
+
+def test_load_history_counts_rows_against_the_windows(pools: Pools, standin: StandIn) -> None:
+    pool, model, keys = pools(2, timeout=1)
+    now = time.time()
+    full = [(pool.suffix(0), MODEL, now - 50 + i, 10) for i in range(PER_MINUTE)]
+    assert pool.state.load_history([*full, ("zzzzzzzz", MODEL, now, 10)]) == PER_MINUTE
+    for _ in range(5):
+        ask(model)
+    assert standin.requests_for(keys[0]) == 0 and standin.requests_for(keys[1]) == 5
+    pool.state.load_history([(pool.suffix(1), MODEL, now - 40 + i, 10) for i in range(PER_MINUTE)])
+    with pytest.raises(NoAvailableKeyError) as caught:
+        ask(model)
+    assert caught.value.next_free_in is not None and 5 <= caught.value.next_free_in <= 11  # key 0's oldest row
+
+
+def test_close_is_idempotent(pools: Pools) -> None:
+    pool, model, _ = pools(2)
+    ask(model)
+    pool.close()
+    pool.close()
+    pool.state.close()
+    assert not pool.clients.built
+    if isinstance(pool.state, DictPoolState):
+        assert pool.state.closed == 2  # once by the pool, once directly
+
+
+# ---------------------------------------------------------------------- LocalPoolState and keycycle
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_limits_are_keycycles_own(provider: str) -> None:
+    """The limits the pool applies (read by `catalog`) equal keycycle's resolution, for every
+    model of the provider's table, its listed models and an unknown model (the default row)."""
+    spec: ProviderSpec = importlib.import_module(f"hfs_provider_{provider}").SPEC
+    keycycle = hfs_core._keycycle
+    wrapper = keycycle.MultiProviderWrapper(spec.keycycle_name, [fake_key(provider)], spec.default_model,
+                                            model_class=None, track_usage=False)
+    state = LocalPoolState.build(spec, [fake_key(provider)], spec.default_model)
+    try:
+        models = [*(catalog.limit_table(spec.keycycle_name) or {}), *catalog.model_list(spec.keycycle_name),
+                  "no-such/model", spec.default_model]
+        assert len(models) > 3
+        for model in models:
+            theirs = wrapper._resolve_limits_internal(model)
+            assert rate_limits(spec.keycycle_name, model) == theirs, model
+            assert state.limits(model) == theirs, model
+    finally:
+        state.close()
+        wrapper.manager.stop()
+
+
+@pytest.mark.parametrize("provider", [*PROVIDERS, "cohere", "mistral", "moonshot", "no-such-provider"])
+def test_the_light_name_scan_finds_the_models_pyyaml_reads(provider: str) -> None:
+    known = catalog.known_models(provider)
+    assert catalog.model_names(provider) == (None if known is None else frozenset(known))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_limit_check_agrees_with_keycycle(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool's O(1) check gives keycycle's ``check_limits`` answer (calls in flight
+    counted as keycycle would count them once finished), whatever keycycle's own cleaning
+    does to the windows in between."""
+    rng = random.Random(seed)
+    clock = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    keycycle = hfs_core._keycycle
+    wrapper = keycycle.MultiProviderWrapper("groq", [fake_key("groq") for _ in range(2)], MODEL,
+                                            model_class=None, track_usage=False)
+    try:
+        state = LocalPoolState(wrapper, MODEL)
+        limits = keycycle.RateLimits(4, 30, 200, 150, 1200, 8000)  # each limit binds now and then
+        keys = wrapper.manager.keys
+        for _ in range(3000):
+            index = rng.randrange(2)
+            key = keys[index]
+            action = rng.random()
+            if action < 0.3:
+                key.commit(MODEL, rng.choice([0, 10, 40, 90]), 0)
+            elif action < 0.6:
+                clock[0] += rng.choice([0.5, 3.0, 20.0, 61.0, 400.0, 3000.0, 20000.0])
+            elif action < 0.65:
+                key.buckets[MODEL].clean()  # what keycycle's cleanup thread does now and then
+            else:
+                tokens = rng.choice([1, 50, 200])
+                flying = rng.randrange(3)
+                state._in_flight[(index, MODEL)] = flying
+                ours = state._fits(index, MODEL, tokens, limits, clock[0])
+                theirs = key.can_use_model(MODEL, keycycle.RateLimits(
+                    limits.requests_per_minute - flying, limits.requests_per_hour - flying,
+                    limits.requests_per_day - flying, limits.tokens_per_minute, limits.tokens_per_hour,
+                    limits.tokens_per_day), tokens)
+                assert ours == theirs
+    finally:
+        wrapper.manager.stop()
+
