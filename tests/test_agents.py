@@ -65,20 +65,26 @@ def keys_used(standin: StandIn) -> list[str]:
 
 
 def test_agent_tool_loop_sync(model: Any, standin: StandIn) -> None:
-    out = adder(model).run("add 20 and 22")
-    assert out.content == "stand-in reply: add 20 and 22 [add -> 42]"
-    assert standin.tool_results() == [ToolResult("add", "42")]
-    assert [t.tool_name for t in out.tools or []] == ["add"]
-    assert standin.stats()["tool_calls"] == 1 and standin.accepted == 2
+    agent = adder(model)
+    for a, b in ((20, 22), (1, 2), (30, 5)):
+        out = agent.run(f"add {a} and {b}")
+        assert out.content == f"stand-in reply: add {a} and {b} [add -> {a + b}]"
+        assert [t.tool_name for t in out.tools or []] == ["add"]
+    assert standin.tool_results() == [ToolResult("add", "42"), ToolResult("add", "3"), ToolResult("add", "35")]
+    assert standin.stats()["tool_calls"] == 3 and standin.accepted == 6
+    assert len(keys_used(standin)) >= 2, standin.stats()["by_key"]
 
 
 def test_agent_tool_loop_streamed(model: Any, standin: StandIn) -> None:
-    text = "".join(str(event.content) for event in adder(model).run("add 7 and 8", stream=True)
-                   if getattr(event, "event", "") == "RunContent" and event.content)
-    assert text == "stand-in reply: add 7 and 8 [add -> 15]"
-    assert standin.tool_results() == [ToolResult("add", "15")]
+    agent = adder(model)
+    for a, b in ((7, 8), (10, 11), (2, 2)):
+        events = agent.run(f"add {a} and {b}", stream=True)
+        text = "".join(str(e.content) for e in events if getattr(e, "event", "") == "RunContent" and e.content)
+        assert text == f"stand-in reply: add {a} and {b} [add -> {a + b}]"
+    assert standin.tool_results() == [ToolResult("add", "15"), ToolResult("add", "21"), ToolResult("add", "4")]
     stats = standin.stats()
-    assert stats["streams"] == 2 and stats["tool_calls"] == 1
+    assert stats["streams"] == 6 and stats["tool_calls"] == 3
+    assert len(keys_used(standin)) >= 2, stats["by_key"]
 
 
 async def test_sixteen_concurrent_agents_share_one_model(model: Any, standin: StandIn) -> None:
