@@ -49,7 +49,7 @@ def the_wheel(wheels: Path, dist: str) -> Path:
 def test_wheels_hold_the_right_files(wheels: Path) -> None:
     core = zipfile.ZipFile(the_wheel(wheels, "hfs-core")).namelist()
     assert "hfs_core/__init__.py" in core and "hfs_core/registry.py" in core and "hfs_core/py.typed" in core
-    assert "hfs_core/testing/standin.py" in core
+    assert "hfs_core/testing/standin/server.py" in core
     assert not any(n.startswith(("tests/", "plugins/", "hfs_provider_")) for n in core)
     for name in PLUGINS:
         wheel = zipfile.ZipFile(the_wheel(wheels, f"hfs-provider-{name}"))

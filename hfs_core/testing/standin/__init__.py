@@ -1,0 +1,46 @@
+"""Local stand-in for LLM provider HTTP APIs (OpenAI-style chat completions and Gemini).
+
+The server listens on ``127.0.0.1`` only and imitates the wire format of the real providers closely
+enough that the unmodified SDKs (``groq``, ``cerebras-cloud-sdk``, ``openai``, ``google-genai``) and
+the Agno models built on them work against it when their ``base_url`` points at :attr:`StandIn.url`.
+
+One base URL serves every provider, because each SDK appends its own path:
+
+* any ``POST .../chat/completions`` (groq: ``/openai/v1/chat/completions``, cerebras:
+  ``/v1/chat/completions``, openai with ``base_url=url``: ``/chat/completions``); the key comes from
+  ``Authorization: Bearer <key>``;
+* ``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent`` (SSE with
+  ``?alt=sse``); the key comes from ``x-goog-api-key`` or ``?key=``;
+* ``GET /v1/tcp_warming`` (the cerebras SDK's connection warm-up; answered, never counted);
+* ``GET /stats`` (the :meth:`StandIn.stats` JSON) and ``POST /control`` (JSON config changes, see
+  :meth:`StandIn.control`).
+
+Behaviour (latency, per-key sliding-window request limits, key states, injected faults, broken
+streams, replies, tool calls) is configured through the thread-safe Python API of :class:`StandIn`,
+also while it runs. Full API keys are never stored, logged or echoed: keys are kept as SHA-256
+digests and reported by their last four characters only.
+
+Tool calls: ``standin.script_tool_call("add", {"a": 2, "b": 3})`` (arguments may also be a function
+of the last user message text) makes every request that offers a tool named ``add`` (OpenAI
+``tools[].function.name``, Gemini ``tools[].functionDeclarations[].name``) and has not called it since
+the last user message answer with a call to it: ``message.tool_calls`` with ``finish_reason
+"tool_calls"`` (streamed as tool-call deltas) or a Gemini ``functionCall`` part. Once the tool's
+result comes back, the answer is text: the reply followed by ``[add -> 5]`` for each tool result of
+the turn, so a test can see that the tool really ran; :meth:`StandIn.tool_results` lists the
+results received. Several scripted tools offered together are called in one turn (parallel calls).
+:meth:`StandIn.clear_tool_calls` or :meth:`StandIn.reset` stop it.
+
+Modules: :mod:`.server` (the :class:`StandIn` object), :mod:`.behaviours` (faults, limits, key
+states, replies, tool calls), :mod:`.openai` and :mod:`.gemini` (the wire formats), :mod:`.handler`
+(the HTTP server), :mod:`.exchange` (the values they pass), :mod:`.cli`.
+
+Run it in the foreground with ``python -m hfs_core.testing.standin --port 0``; it prints one line
+``STANDIN_URL=http://127.0.0.1:<port>`` when ready and serves until SIGTERM/SIGINT.
+"""
+
+from hfs_core.testing.standin.behaviours import KEY_STATUSES, Reply
+from hfs_core.testing.standin.cli import main
+from hfs_core.testing.standin.exchange import ToolResult, key_label
+from hfs_core.testing.standin.server import StandIn
+
+__all__ = ["KEY_STATUSES", "Reply", "StandIn", "ToolResult", "key_label", "main"]
