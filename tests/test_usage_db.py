@@ -403,6 +403,22 @@ def test_store_accounts_for_every_row(sqlite_url: str) -> None:
         assert db.execute("SELECT COUNT(*) FROM usage_logs").fetchone() == (2000,)
 
 
+def test_sqlite_store_writes_in_wal_mode(sqlite_url: str) -> None:
+    """The store's SQLite connections use WAL with synchronous=NORMAL (commits skip the fsync)."""
+    store = UsageStore(sqlite_url)
+    try:
+        for _ in range(3):
+            store.record("groq", "m", "abcdefgh", 5)
+        assert store.flush()
+        with store._db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    finally:
+        assert store.close().written == 3
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("SELECT COUNT(*) FROM usage_logs").fetchone() == (3,)
+
+
 def test_row_recorded_after_shutdown_is_counted_lost(sqlite_url: str, caplog: pytest.LogCaptureFixture) -> None:
     store = UsageStore(sqlite_url)
     store.record("groq", "m", "abcdefgh", 5)

@@ -1,9 +1,12 @@
 """The usage database: one row per successful call, in keycycle's ``usage_logs`` table.
 
-Rows are written by one background thread in batches. When the database is down the
-rows wait in memory (up to `max_pending`) and are written when it returns; rows that
-cannot be kept are counted as lost and reported, never dropped silently. Rows hold the
-key's last 8 characters (keycycle's convention), never the key.
+Rows are written by one background thread in batches, each batch one ``executemany`` in one
+transaction (SQLite in WAL mode with ``synchronous=NORMAL``: a commit does not wait for the disk).
+`UsageStore.record` runs on the caller's thread after every successful call, so it does the least
+it can: one tuple appended under the lock, the writer woken only when it may be waiting for it.
+When the database is down the rows wait in memory (up to `max_pending`) and are written when
+it returns; rows that cannot be kept are counted as lost and reported, never dropped silently.
+Rows hold the key's last 8 characters (keycycle's convention), never the key.
 
 Accounting: every recorded row ends up in exactly one of ``written``, ``pending`` or
 ``lost`` (`UsageHealth`), so ``written + pending + lost`` is the number of rows recorded.
@@ -17,12 +20,17 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
-from hfs_core.env import redact_url
+from hfs_core.deadline import DeadlineExceeded, call_with_deadline
+from hfs_core.usage.redact import describe_error, redact_url
 
 log = logging.getLogger("hfs_core.usage")
 
+Row = tuple[str, str, str, float, int]
+"""A queued usage row: provider, model, key suffix, timestamp, tokens (in `_COLUMNS` order)."""
+_COLUMNS = ("provider", "model", "api_key_suffix", "timestamp", "tokens")
 _BATCH = 200
 _LINGER = 0.1
 """Seconds the writer waits for more rows before writing a batch smaller than `_BATCH`."""
@@ -78,7 +86,7 @@ class UsageStore:
         self._connect_url = _with_timeouts(url)
         self._db: Any = None
         self._connect_lock = threading.Lock()
-        self._rows: deque[dict[str, Any]] = deque()
+        self._rows: deque[Row] = deque()
         self._cond = threading.Condition()
         self._stopping = False
         self._closed = False
@@ -100,24 +108,20 @@ class UsageStore:
                 return True
             from hfs_core._keycycle import UsageDatabase as database
             try:
-                self._db = database(self._connect_url)
+                db = database(self._connect_url)
+                if db.engine.dialect.name == "sqlite":
+                    _use_wal(db.engine)
             except Exception as exc:
                 self._note_error(exc)
                 return False
+            self._db = db
             if self._down:
                 log.info("usage database %s is reachable again", self.shown_url)
             self._down = False
             return True
 
     def _note_error(self, exc: BaseException) -> None:
-        text = str(exc)
-        error = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
-        for secret in {self._connect_url, self.url}:
-            error = error.replace(secret, self.shown_url)
-        password = _password(self.url)
-        if password:
-            error = error.replace(password, "***")
-        self._last_error = error
+        self._last_error = describe_error(exc, self._connect_url)
         if not self._down:
             self._down = True
             log.warning("usage database %s is unreachable (%s); calls go on, rows wait in memory "
@@ -136,22 +140,26 @@ class UsageStore:
 
     def record(self, provider: str, model: str, suffix: str, tokens: int) -> None:
         """Queue one usage row (never blocks on the database)."""
-        row = {"provider": provider, "model": model, "api_key_suffix": suffix, "timestamp": time.time(),
-               "tokens": int(tokens)}
+        row = (provider, model, suffix, time.time(), int(tokens))
         with self._cond:
-            if self._closed:
-                self._lost += 1
-                log.error("usage database %s: a row recorded after shutdown is lost (%d lost in all)",
-                          self.shown_url, self._lost)
-                return
-            if len(self._rows) >= self.max_pending:
-                self._lost += 1
-                if self._lost == 1 or self._lost % 1000 == 0:
-                    log.error("usage database %s: %d rows lost so far (%d already waiting)",
-                              self.shown_url, self._lost, self.max_pending)
+            queued = len(self._rows)
+            if self._closed or queued >= self.max_pending:
+                self._lose_one()
                 return
             self._rows.append(row)
-            self._cond.notify_all()
+            # The writer waits for a first row, or lingers until a batch is full: wake it then only.
+            if queued == 0 or queued + 1 == _BATCH:
+                self._cond.notify_all()
+
+    def _lose_one(self) -> None:
+        """Count (and log) a row that cannot be kept; called with `_cond` held."""
+        self._lost += 1
+        if self._closed:
+            log.error("usage database %s: a row recorded after shutdown is lost (%d lost in all)",
+                      self.shown_url, self._lost)
+        elif self._lost == 1 or self._lost % 1000 == 0:
+            log.error("usage database %s: %d rows lost so far (%d already waiting)",
+                      self.shown_url, self._lost, self.max_pending)
 
     def history(self, provider: str, seconds: float,
                 wait: float | None = None) -> Sequence[tuple[str, str, float, int]]:
@@ -161,28 +169,24 @@ class UsageStore:
         seconds (default `HISTORY_WAIT`): a database that refuses, or hangs without answering, gives [] and the pool
         starts with empty windows (said in a warning); the writer keeps trying in the background.
         """
-        found: list[tuple[str, str, float, int]] = []
-        done = threading.Event()
-
-        def load() -> None:
+        def load() -> list[tuple[str, str, float, int]]:
+            if not self._connect():
+                return []
             try:
-                if self._connect():
-                    rows = self._db.load_provider_history(provider, seconds)
-                    found.extend((r[0], r[1], r[2], r[3]) for r in rows)
+                return [(r[0], r[1], r[2], r[3]) for r in self._db.load_provider_history(provider, seconds)]
             except Exception as exc:
                 self._note_error(exc)
-            finally:
-                done.set()
+                return []
 
-        threading.Thread(target=load, name="hfs-usage-history", daemon=True).start()
         wait = HISTORY_WAIT if wait is None else wait
-        if not done.wait(wait):
+        try:
+            return call_with_deadline(load, wait, name="hfs-usage-history")
+        except DeadlineExceeded:
             log.warning("usage database %s did not answer within %gs: %s starts with empty rate windows "
                         "(its last 24 h of usage is not replayed)", self.shown_url, wait, provider)
             return []
-        return list(found)
 
-    def _take(self) -> list[dict[str, Any]]:
+    def _take(self) -> list[Row]:
         with self._cond:
             while not self._rows and not self._stopping:
                 self._cond.wait()
@@ -194,17 +198,18 @@ class UsageStore:
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            batch = [self._rows[i] for i in range(min(_BATCH, len(self._rows)))]
+            batch = list(islice(self._rows, _BATCH))
             self._writing = len(batch)
             self._retry_now = False  # this attempt answers any earlier request to try now
             return batch
 
-    def _write(self, batch: list[dict[str, Any]]) -> bool:
+    def _write(self, batch: list[Row]) -> bool:
         ok = self._connect()
         if ok:
             try:
+                rows = [dict(zip(_COLUMNS, row, strict=True)) for row in batch]
                 with self._db.engine.begin() as conn:
-                    conn.execute(self._db.usage_logs.insert(), batch)
+                    conn.execute(self._db.usage_logs.insert(), rows)
             except Exception as exc:
                 self._note_error(exc)
                 ok = False
@@ -283,11 +288,23 @@ class UsageStore:
         return self.health()
 
 
-def _password(url: str) -> str | None:
-    try:
-        from sqlalchemy.engine import make_url
+def _use_wal(engine: Any) -> None:
+    """Open `engine`'s SQLite connections in WAL mode with ``synchronous=NORMAL``.
 
-        password = make_url(url).password
-    except Exception:
-        return None
-    return str(password) if password else None
+    A commit then appends to the write-ahead log without waiting for the disk (a power cut
+    may lose the last commits, never corrupt the file), and readers such as ``hfs usage`` do
+    not block the writer. The connections keycycle's table setup opened are dropped, so every
+    connection from here on is opened with the pragmas.
+    """
+    from sqlalchemy import event
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    event.listen(engine, "connect", on_connect)
+    engine.dispose()
