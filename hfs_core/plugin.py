@@ -16,9 +16,14 @@ imports it loads nothing of the registry, agno, keycycle or any SDK.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import re
+import time
+import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Literal
 
 import pluggy
@@ -47,6 +52,100 @@ at that URL and turn the SDK's own retries off."""
 
 WrapperFactory = Callable[["ProviderSpec", Sequence[str], str], Any]
 """Builds the keycycle wrapper holding a provider's key windows (None in a spec: the core's own)."""
+
+
+@dataclass(frozen=True)
+class ProviderReply:
+    """What the provider answered to a failed attempt, as the core read it from the SDK's exception.
+
+    The core reads the innermost SDK error, so a reply wrapped by Agno (``ModelProviderError``)
+    or by the SDK's stream reader shows the provider's own status and body.
+
+    Attributes:
+        status: the HTTP status (None when nothing came back: a timeout, a dropped connection).
+        body: the JSON error body as sent, ``{"error": {...}}`` included ({} when there was none).
+        headers: the response headers, with lower-case names.
+        message: the error's message text.
+        in_stream: the error came as an event inside a stream that had started with 200.
+    """
+
+    status: int | None
+    body: Mapping[str, Any]
+    headers: Mapping[str, str]
+    message: str
+    in_stream: bool = False
+
+    @property
+    def error(self) -> Mapping[str, Any]:
+        """The error object: ``body["error"]`` when the body wraps one (OpenAI, Gemini), else the body (Cerebras)."""
+        inner = self.body.get("error")
+        return inner if isinstance(inner, Mapping) else self.body
+
+    def header_seconds(self, name: str) -> float | None:
+        """A header holding seconds (``retry-after: 7``) or a duration (``x-ratelimit-reset-tokens: 2m59.56s``)."""
+        value = self.headers.get(name)
+        return parse_duration(value) if value else None
+
+
+class Action(Enum):
+    """What a failed attempt means, and so what the pool does about it."""
+
+    RETIRE_KEY = "retire_key"
+    """The key cannot work (invalid, revoked, no credit, forbidden): take it out of rotation for good."""
+    COOL_KEY = "cool_key"
+    """This key hit one of its limits: keep it out for `Verdict.seconds`, serve the call on another key."""
+    PROVIDER_BUSY = "provider_busy"
+    """The provider (or its upstream) is overloaded for every key: back the provider off, keep the keys."""
+    RETRY = "retry"
+    """A passing fault on this attempt (5xx, a dropped stream): try again at once on another key."""
+    CALLER_ERROR = "caller_error"
+    """The request itself is wrong (too large, unknown model): raise it to the caller at once, keep the key."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A plugin's reading of a failed attempt.
+
+    Attributes:
+        action: what the pool does (see `Action`).
+        seconds: for COOL_KEY and PROVIDER_BUSY, how long; None lets the core choose (Retry-After,
+            else its default back-off).
+        window: for COOL_KEY, the limit that was hit: ``"minute"`` (a refusal below the key's
+            table limit teaches the pool a lower limit for it) or ``"day"`` (a quota: the key is
+            kept out until `seconds` have passed, remembered across restarts).
+        reason: a few words for the log, e.g. ``"per-day quota"``.
+    """
+
+    action: Action
+    seconds: float | None = None
+    window: Literal["minute", "day"] | None = None
+    reason: str = ""
+
+
+ErrorRules = Callable[[ProviderReply], "Verdict | None"]
+"""A provider's rules: a failed attempt's reply to a `Verdict`, or None to let the core's defaults decide."""
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in ``"7"``, ``"7.66s"``, ``"2m59.56s"``, ``"1h2m3s"`` or ``"250ms"``; None if not a duration."""
+    text = text.strip()
+    with contextlib.suppress(ValueError):
+        return max(0.0, float(text))
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?"
+                         r"(?:(\d+(?:\.\d+)?)ms)?", text)
+    if not text or parts is None:
+        return None
+    hours, minutes, seconds, millis = (float(p) if p else 0.0 for p in parts.groups())
+    return hours * 3600 + minutes * 60 + seconds + millis / 1000
+
+
+def seconds_until_midnight(timezone: str, now: float | None = None) -> float:
+    """Seconds from `now` (default: the current time) to the next midnight in `timezone`
+    (an IANA name: Gemini's daily quotas reset at midnight ``"America/Los_Angeles"``)."""
+    zone = zoneinfo.ZoneInfo(timezone)
+    local = datetime.datetime.fromtimestamp(time.time() if now is None else now, zone)
+    midnight = datetime.datetime.combine(local.date() + datetime.timedelta(days=1), datetime.time(), zone)
+    return midnight.timestamp() - local.timestamp()
 
 
 @dataclass(frozen=True)
@@ -93,6 +192,8 @@ class ProviderSpec:
             there and turn its own retries off (default: `openai_style_options`).
         wrapper_factory: builds the keycycle wrapper that holds the key windows; None (the
             default) lets the core build keycycle's own.
+        error_rules: the provider's rules for reading its failures (see `ErrorRules`); None, or
+            a None verdict, leaves a reply to the core's defaults.
         keycycle_name: the provider's name in keycycle's limit tables; defaults to ``name``.
         docs_url: where to get keys, shown in hints.
     """
@@ -105,6 +206,7 @@ class ProviderSpec:
     key_prefix: str | None = None
     sdk_options: SdkOptions = openai_style_options
     wrapper_factory: WrapperFactory | None = None
+    error_rules: ErrorRules | None = None
     keycycle_name: str = ""
     docs_url: str = ""
 
