@@ -475,6 +475,18 @@ class Registry:
         self._pools[spec.name] = pool
         return pool
 
+    def resolve_model(self, provider: str, model_id: str | None = None) -> tuple[str, str]:
+        """The provider name and model id a call to `provider` (or ``"provider:model"``) uses.
+
+        The model is `model_id`, else the one after the colon, else the config's
+        ``default_model``, else the plugin's. Raises `ProviderNotFoundError` or
+        `ProviderUnavailableError` when the provider cannot serve calls.
+        """
+        name, _, inline = provider.partition(":")
+        name = name.strip().lower()
+        spec = self._require(name)
+        return name, model_id or inline.strip() or self.config.provider(name).default_model or spec.default_model
+
     def get_model(self, provider: str, model_id: str | None = None, **kwargs: Any) -> Any:
         """A rotating Agno model for `provider` (or ``"provider:model"``).
 
@@ -484,14 +496,11 @@ class Registry:
         """
         from hfs_core.pool import CallOptions
 
-        name, _, inline = provider.partition(":")
-        name = name.strip().lower()
-        model_id = model_id or kwargs.pop("id", None) or inline.strip() or None
+        name, model_id = self.resolve_model(provider, model_id or kwargs.pop("id", None))
         pool = self.pool(name)
         options = CallOptions(**{k: kwargs.pop(k, v) for k, v in CALL_DEFAULTS.items()})
         _check_options(provider, options)
         settings = self.config.provider(name)
-        model_id = model_id or settings.default_model or pool.spec.default_model
         self._warn_unknown_model(name, model_id)
         base_url = kwargs.pop("base_url", None) or settings.base_url
         model_kwargs = _merge(pool.spec.sdk_options(base_url), kwargs)

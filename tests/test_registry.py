@@ -20,8 +20,10 @@ from conftest import PROVIDERS, fake_key, keys_of, provider_env
 import hfs_core
 import hfs_core.registry as registry_module
 from hfs_core import (
+    Config,
     HFSError,
     PluginInfo,
+    ProviderConfig,
     ProviderManager,
     ProviderNotFoundError,
     ProviderSpec,
@@ -354,6 +356,21 @@ def test_provider_name_is_case_and_space_insensitive(make_registry, standin: Sta
     registry = make_registry(env=provider_env(3))
     model = registry.get_model(" GROQ ", base_url=standin.url)
     assert model.pool.provider == "groq"
+
+
+def test_resolve_model_picks_the_model_as_get_model_does(make_registry, standin: StandIn) -> None:
+    config = Config(providers={"gemini": ProviderConfig(default_model="gemini-2.5-pro")})
+    registry = make_registry(env=provider_env(3), config=config)
+    assert registry.resolve_model("groq:openai/gpt-oss-20b") == ("groq", "openai/gpt-oss-20b")
+    assert registry.resolve_model(" Groq ") == ("groq", "openai/gpt-oss-120b")  # the plugin's default
+    assert registry.resolve_model("groq:openai/gpt-oss-20b", "other") == ("groq", "other")
+    assert registry.resolve_model("gemini") == ("gemini", "gemini-2.5-pro")  # the config's default
+    assert registry.get_model("gemini", base_url=standin.url).id == "gemini-2.5-pro"
+    assert registry.get_model("groq", id="openai/gpt-oss-20b", base_url=standin.url).id == "openai/gpt-oss-20b"
+    with pytest.raises(ProviderNotFoundError, match="'mistral'"):
+        registry.resolve_model("mistral:some-model")
+    with pytest.raises(ProviderUnavailableError, match="NUM_CEREBRAS"):
+        make_registry(env=provider_env({"groq": 3}), config=config).resolve_model("cerebras")
 
 
 # -- the process-wide registry ----------------------------------------------------------------

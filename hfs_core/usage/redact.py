@@ -2,14 +2,22 @@
 
 The one way the core hides a URL's password, used by the usage store, its queries and the
 CLI alike. SQLAlchemy parses the URL (its ``render_as_string(hide_password=True)`` is the
-rendering every SQLAlchemy user already sees); a URL it cannot parse is not echoed at all.
+rendering every SQLAlchemy user already sees); a URL it cannot parse is not echoed at all. A
+URL without a ``user:password@`` part has nothing to hide and is shown as it is, without
+importing SQLAlchemy (so ``hfs check`` on a SQLite URL stays light).
 """
 
 from __future__ import annotations
 
+import re
+
+_WITHOUT_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^@]*$")
+
 
 def redact_url(url: str) -> str:
     """`url` with its password replaced by ``***`` (``<unparsable URL>`` if it cannot be parsed)."""
+    if _WITHOUT_USERINFO.match(url):
+        return url
     from sqlalchemy.engine import make_url
 
     try:

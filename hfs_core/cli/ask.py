@@ -1,0 +1,164 @@
+"""``hfs ask``: one prompt through an Agno agent on a rotating model, the answer on stdout.
+
+The model comes from `Registry.get_model` like any caller's. When every key is at its rate
+limit the pool says so once, on logger ``hfs_core.pool`` at INFO, which this command shows
+on stderr (with the rate limits and retries met during the call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from hfs_core.cli.common import CliError, open_registry
+from hfs_core.cli.output import PROG, LogFilter, is_terminal
+
+if TYPE_CHECKING:
+    from hfs_core.registry import Registry
+
+ASK_TIMEOUT = 60.0
+"""Default seconds `hfs ask` may wait for a free key (and spend in back-off)."""
+
+
+def positive_float(text: str) -> float:
+    """Parse ``--timeout``: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more seconds")
+    return value
+
+
+def provider_model(text: str) -> str:
+    """Check the argument of ``-m``: PROVIDER:MODEL."""
+    provider, colon, model = text.partition(":")
+    if not colon or not provider.strip() or not model.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not PROVIDER:MODEL; e.g. groq:openai/gpt-oss-20b, "
+                                         "or -p PROVIDER for its default model")
+    return text
+
+
+def _read_prompt(words: Sequence[str]) -> str:
+    """The prompt from the words given, or from stdin for ``-``."""
+    if list(words) == ["-"]:
+        if is_terminal(sys.stdin):
+            print(f"{PROG}: reading the prompt from stdin (end with Ctrl-D)", file=sys.stderr)
+        return sys.stdin.read()
+    return " ".join(words)
+
+
+def _choose_provider(registry: Registry, args: argparse.Namespace) -> str:
+    """What to ask, for `Registry.resolve_model`: -m's PROVIDER:MODEL, -p's provider, or the first with usable keys."""
+    if args.model:
+        return str(args.model)
+    if args.provider:
+        return str(args.provider)
+    available = registry.available_providers
+    if available:
+        return available[0]
+    if not registry.specs:
+        raise CliError("no provider plugins are installed", "pip install hfs-provider-groq (or another provider)")
+    first = registry.specs[sorted(registry.specs)[0]]
+    raise CliError("no provider has usable keys",
+                   f"set e.g. {first.count_var}=<count> and {first.key_var(1)}...; `hfs check` lists what is missing")
+
+
+def _provider_error(text: str) -> str:
+    """A provider's JSON error body cut down to its message."""
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        body = json.loads(text)
+        if isinstance(body, dict):
+            error = body.get("error", body)
+            message = error.get("message") if isinstance(error, dict) else error
+            if message:
+                return str(message)
+    return text
+
+
+def _run_error(provider: str, model_id: str, content: Any, error_type: str | None) -> CliError:
+    """A CliError for a failed Agno run (which reports errors as events, not exceptions)."""
+    message = _provider_error(str(content or "the model call failed")).strip().splitlines()
+    first = message[0] if message else "the model call failed"
+    if error_type == "NoAvailableKeyError":
+        return CliError(first, "retry later, allow a longer wait with --timeout, or add keys; "
+                               "`hfs usage` shows recent use")
+    if re.search(r"connection|connect|timed? ?out|name resolution|unreachable", first, re.IGNORECASE):
+        return CliError(f"{provider}/{model_id}: {first}",
+                        "the provider cannot be reached: check the network, a proxy, or --base-url; "
+                        "-v shows the library logs")
+    return CliError(f"{provider}/{model_id}: {first}",
+                    f"the provider refused or failed the call; `hfs models {provider}` lists model names, "
+                    "-v shows the library logs, --debug the traceback")
+
+
+def _stream_answer(agent: Any, prompt: str, provider: str, model_id: str) -> int:
+    """Print the answer's content deltas as they arrive."""
+    wrote_newline = True
+    for event in agent.run(prompt, stream=True):
+        kind = getattr(event, "event", "")
+        if kind == "RunContent":
+            content = getattr(event, "content", None)
+            if isinstance(content, str) and content:
+                sys.stdout.write(content)
+                sys.stdout.flush()
+                wrote_newline = content.endswith("\n")
+        elif kind == "RunError":
+            if not wrote_newline:
+                sys.stdout.write("\n")
+            raise _run_error(provider, model_id, getattr(event, "content", None), getattr(event, "error_type", None))
+        elif kind == "RunCancelled":
+            raise KeyboardInterrupt
+    if not wrote_newline:
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    return 0
+
+
+def _whole_answer(agent: Any, prompt: str, provider: str, model_id: str) -> int:
+    """Print the answer once the run is complete."""
+    result = agent.run(prompt)
+    status = str(getattr(getattr(result, "status", None), "value", getattr(result, "status", "")))
+    if status.lower() == "error":
+        events = [e for e in getattr(result, "events", None) or [] if getattr(e, "event", "") == "RunError"]
+        error_type = getattr(events[-1], "error_type", None) if events else None
+        raise _run_error(provider, model_id, getattr(result, "content", None), error_type)
+    if status.lower() == "cancelled":
+        raise KeyboardInterrupt
+    content = getattr(result, "content", None)
+    text = content if isinstance(content, str) else json.dumps(content, default=str)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace, log_filter: LogFilter) -> int:
+    """Run one prompt through an Agno agent on a rotating model and print the answer."""
+    prompt = _read_prompt(args.prompt)
+    if not prompt.strip():
+        raise CliError("the prompt is empty", "pass the prompt as an argument, or pipe it in with `hfs ask -`")
+    os.environ.setdefault("AGNO_TELEMETRY", "false")
+    if args.debug:
+        os.environ.setdefault("AGNO_LOG_TRACEBACKS", "true")
+    log_filter.show_info("hfs_core.pool")  # waiting for a key, rate limits and retries met during the call
+    registry, _ = open_registry(log_filter)
+    try:
+        provider, model_id = registry.resolve_model(_choose_provider(registry, args))
+        model = registry.get_model(provider, model_id, timeout=args.timeout,
+                                   **({"base_url": args.base_url} if args.base_url else {}))
+        from agno.agent import Agent
+
+        agent = Agent(model=model, telemetry=False)
+        if args.stream:
+            return _stream_answer(agent, prompt, provider, model_id)
+        return _whole_answer(agent, prompt, provider, model_id)
+    finally:
+        registry.shutdown()
+

@@ -1,0 +1,138 @@
+"""``hfs check``: the registry's start-up checks and the usage database, one finding per line; exit 1 on errors."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from hfs_core.cli.common import open_registry
+from hfs_core.cli.output import LogFilter, out, plural, print_json
+from hfs_core.cli.providers import failed_plugins, provider_entries, provider_status
+from hfs_core.plugin import Problem
+
+if TYPE_CHECKING:
+    from hfs_core.registry import Registry
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of `hfs check`: what it concerns, how bad it is, and what to do."""
+
+    scope: str
+    severity: str  # "ok", "info", "warning" or "error"
+    variable: str
+    message: str
+    hint: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        """A JSON-ready view."""
+        return dict(self.__dict__)
+
+
+def _db_source(registry: Registry) -> str:
+    """Where the usage database URL comes from: TIDB_DB_URL, the config file, or the default."""
+    from hfs_core.registry import DB_URL_ENV
+
+    if (registry.env.get(DB_URL_ENV) or "").strip():
+        return DB_URL_ENV
+    if registry.config.usage_db_url:
+        return f"usage_db_url in {registry.config.source_name}"
+    return "default"
+
+
+def _check_findings(registry: Registry, config_problem: Problem | None, skip_db: bool
+                    ) -> tuple[list[Finding], dict[str, Any]]:
+    """Everything `hfs check` reports, and the usage database probe as JSON."""
+    findings: list[Finding] = []
+    if config_problem:
+        findings.append(Finding("config", "error", config_problem.variable, config_problem.message,
+                                config_problem.hint))
+    findings += [Finding("global", p.severity, p.variable, p.message, p.hint) for p in registry.problems]
+    for plugin in registry.plugins:
+        if plugin.state == "failed":
+            dist = plugin.distribution or plugin.name
+            findings.append(Finding(
+                f"plugin {plugin.name}", "error", f"{dist} {plugin.version or ''}".strip(), plugin.error or "failed",
+                f"reinstall it (pip install --force-reinstall {dist}) or remove it (pip uninstall {dist})"))
+    enabled = 0
+    for entry in provider_entries(registry):
+        name = entry["name"]
+        if not entry["enabled"]:
+            findings.append(Finding(name, "info", "enabled", f"disabled in {registry.config.source_name}"))
+            continue
+        enabled += 1
+        if entry["healthy"]:
+            findings.append(Finding(name, "ok", "", f"{entry['keys_found']} keys (expected "
+                                    f"{entry['expected_keys']}), default model {entry['default_model']}"))
+        elif not any(p["severity"] == "error" for p in entry["problems"]):
+            findings.append(Finding(name, "error", "", "not usable", "run `hfs providers` for details"))
+        for p in entry["problems"]:
+            findings.append(Finding(name, p["severity"], p["variable"], p["message"], p["hint"]))
+    if enabled == 0:
+        findings.append(Finding("global", "error", "", "no provider is installed and enabled",
+                                "pip install hfs-provider-groq (or another provider) and enable it"))
+    usage: dict[str, Any] = {"checked": False}
+    url = registry.usage_url()
+    if url is None:
+        findings.append(Finding("usage db", "info", "track_usage", "usage tracking is off"))
+        return findings, usage
+    from hfs_core.usage.queries import probe_db
+    from hfs_core.usage.redact import redact_url
+
+    source = _db_source(registry)
+    if skip_db:
+        usage = {"checked": False, "url": redact_url(url), "source": source}
+        findings.append(Finding("usage db", "info", redact_url(url), "not checked (--skip-db)"))
+    else:
+        probe = probe_db(url)
+        usage = {"checked": True, "url": probe.url, "source": source, "reachable": probe.reachable,
+                 "exists": probe.exists, "error": probe.error}
+        message = f"({'the SQLite default' if source == 'default' else source}) {probe.detail}"
+        if probe.reachable:
+            findings.append(Finding("usage db", "ok", probe.url, message))
+        else:
+            findings.append(Finding("usage db", "error", probe.url, message,
+                                    "start the database or fix the URL; calls go on but usage rows wait "
+                                    "in memory and rate windows are not restored on restart"))
+    return findings, usage
+
+
+def cmd_check(args: argparse.Namespace, log_filter: LogFilter) -> int:
+    """Check plugins, keys, configuration and the usage database; exit 1 on any error."""
+    registry, config_problem = open_registry(log_filter, keep_going=True)
+    findings, usage = _check_findings(registry, config_problem, args.skip_db)
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = sum(f.severity == "warning" for f in findings)
+    reports = [r for r in registry.environment_status.values() if r.enabled]
+    healthy = sum(r.healthy for r in reports)
+    failed = errors > 0 or (args.strict and warnings > 0)
+    code = 1 if failed else 0
+    if args.json:
+        print_json({
+            "ok": not failed,
+            "exit_code": code,
+            "strict": args.strict,
+            "config": str(registry.config.source) if registry.config.source else None,
+            "summary": {"errors": errors, "warnings": warnings, "healthy": healthy, "enabled": len(reports)},
+            "providers": {r.provider: {**r.to_dict(), "status": provider_status(r)}
+                          for r in registry.environment_status.values()},
+            "failed_plugins": failed_plugins(registry),
+            "usage_db": usage,
+            "findings": [f.to_dict() for f in findings],
+        })
+        return code
+    config = config_problem.variable if config_problem else registry.config.source_name
+    out(f"hfs check (config: {config})")
+    width = max([len(f.scope) for f in findings] + [8])
+    for f in findings:
+        subject = f"{f.variable} {f.message}" if f.variable else f.message
+        out(f"  {f.severity:<7}  {f.scope.ljust(width)}  {subject}")
+        if f.hint:
+            out(f"  {'':<7}  {'':<{width}}  -> {f.hint}")
+    verdict = "FAILED" if failed else "OK"
+    strict = " (--strict: warnings fail)" if args.strict and warnings and not errors else ""
+    out(f"{verdict}{strict}: {plural(errors, 'error')}, {plural(warnings, 'warning')}; "
+        f"{healthy}/{len(reports)} enabled providers healthy")
+    return code
+

@@ -1,0 +1,209 @@
+"""The ``hfs`` command line: its parser, its error handling, and `main`.
+
+An error is one line plus a hint on stderr and exit status 1 (a traceback with ``--debug``
+or ``HFS_DEBUG=1``); bad usage exits 2; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from hfs_core import __version__
+from hfs_core.cli.ask import ASK_TIMEOUT, cmd_ask, positive_float, provider_model
+from hfs_core.cli.check import cmd_check
+from hfs_core.cli.common import CliError
+from hfs_core.cli.models import cmd_models
+from hfs_core.cli.output import PROG, LogFilter, scrub, setup_logging
+from hfs_core.cli.providers import cmd_providers
+from hfs_core.cli.usage import cmd_usage, parse_since
+
+_EPILOG = """\
+examples:
+  hfs providers                  what is installed and which variables to set
+  hfs check --strict             CI / deploy gate: exit 1 on any problem
+  hfs models groq                models and per-key limits keycycle knows
+  hfs ask -p groq "Say hi"       one prompt through a rotating model
+  hfs usage --since 7d           requests and tokens per provider, key and model
+
+exit status: 0 ok, 1 error (one line and a hint on stderr), 2 bad usage.
+environment: NUM_<P> and <P>_API_KEY_<i> per provider, TIDB_DB_URL, HFS_CONFIG,
+HFS_PLUGINS, HFS_DEBUG=1 (tracebacks). A .env file in the working directory is read too.
+"""
+
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "providers": ("list provider plugins, their keys, default models and health", """\
+examples:
+  hfs providers
+  hfs providers --json | jq '.providers[] | select(.healthy) | .name'
+
+Lists every discovered plugin, including plugins that failed to load (with the
+error), and for each provider which variables to set. Always exits 0; use
+`hfs check` to gate on problems."""),
+    "check": ("check keys, config, plugins and the usage database (exit 1 on errors)", """\
+examples:
+  hfs check                      exit 1 on any error
+  hfs check --strict             exit 1 on warnings too
+  hfs check --json --skip-db     machine-readable, without touching the database
+
+Errors: an enabled provider without usable keys, a plugin that failed to load,
+a malformed config file, a bad or unreachable usage database. Warnings: key
+counts that differ from expected_keys, keys that look wrong, and the like."""),
+    "models": ("list the models keycycle knows for a provider, with their limits", """\
+examples:
+  hfs models groq
+  hfs models                     every installed provider
+  hfs models gemini --json
+
+Limits are per key and per model (RPM requests/minute, TPM tokens/minute,
+RPD requests/day); * marks the provider's default model."""),
+    "ask": ("send one prompt through a rotating model and stream the answer", """\
+examples:
+  hfs ask "What is the capital of France?"          first provider with keys
+  hfs ask -p gemini "Explain key rotation briefly"
+  hfs ask -m groq:openai/gpt-oss-20b --no-stream "hi"
+  git diff | hfs ask -p groq -                      prompt from stdin
+  hfs ask -p groq --base-url http://127.0.0.1:8000 "hi"   through a proxy
+
+When every key is at its rate limit, hfs says on stderr which provider it waits
+for and how long until a key frees up. The call is recorded in the usage database."""),
+    "usage": ("requests and tokens per provider, key and model", """\
+examples:
+  hfs usage                      the last 24 hours
+  hfs usage --since 7d --provider groq
+  hfs usage --since all --json
+
+Reads keycycle's usage_logs table in TIDB_DB_URL, usage_db_url from the config,
+or the SQLite default. Keys are shown by their last 4 characters only."""),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``hfs`` and its commands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="show library logs (-v info, -vv debug)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show a traceback on errors (also HFS_DEBUG=1)")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Rotating, rate-limited Agno models from many providers: inspect and use them.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__} (hfs-core, Python "
+                        f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro})")
+    parser.set_defaults(verbose=0, debug=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+
+    def command(name: str, handler: Callable[[argparse.Namespace, LogFilter], int]) -> argparse.ArgumentParser:
+        summary, epilog = _COMMANDS[name]
+        sub = commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                                  epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                  parents=[common])
+        sub.set_defaults(handler=handler)
+        return sub
+
+    providers = command("providers", cmd_providers)
+    providers.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    check = command("check", cmd_check)
+    check.add_argument("--strict", action="store_true", help="fail on warnings too")
+    check.add_argument("--skip-db", action="store_true", help="do not try to reach the usage database")
+    check.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    models = command("models", cmd_models)
+    models.add_argument("provider", nargs="?", metavar="PROVIDER", help="one provider (default: all installed)")
+    models.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    ask = command("ask", cmd_ask)
+    which = ask.add_mutually_exclusive_group()
+    which.add_argument("-p", "--provider", metavar="PROVIDER", help="provider to use (default: first with keys)")
+    which.add_argument("-m", "--model", type=provider_model, metavar="PROVIDER:MODEL",
+                       help="provider and model, e.g. groq:openai/gpt-oss-20b")
+    ask.add_argument("--no-stream", dest="stream", action="store_false", help="print the answer when complete")
+    ask.add_argument("--base-url", metavar="URL", help="send the call to this URL (a proxy or a local stand-in)")
+    ask.add_argument("--timeout", type=positive_float, default=ASK_TIMEOUT, metavar="S",
+                     help=f"seconds to wait for a free key and in back-off (default {ASK_TIMEOUT:g})")
+    ask.add_argument("prompt", nargs="+", metavar="PROMPT", help="the prompt; - reads it from stdin")
+
+    usage = command("usage", cmd_usage)
+    usage.add_argument("-p", "--provider", metavar="PROVIDER", help="only this provider")
+    usage.add_argument("--since", type=parse_since, default="24h", metavar="AGE",
+                       help="how far back: 30m, 24h (default), 7d, or all")
+    usage.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse `argv`; with no command, print the help and exit 2."""
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        parser.exit(2)
+    return args
+
+
+def _env_flag(name: str) -> bool:
+    """Whether environment variable `name` is set to a true value."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _error_hint(exc: BaseException) -> str:
+    """What to do about an exception of the registry (or a generic pointer to --debug)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "NoAvailableKeyError" in names:
+        return "retry later, allow a longer wait with --timeout, or add keys; `hfs usage` shows recent use"
+    if "ProviderNotFoundError" in names:
+        return "run `hfs providers` to see the installed plugins"
+    if "ProviderUnavailableError" in names:
+        return "run `hfs check` for every problem and how to fix it"
+    if "ConfigError" in names:
+        return "fix the file named above, or point HFS_CONFIG at another one"
+    if "HFSError" in names:
+        return "run `hfs check`"
+    return "run with --debug for the traceback"
+
+
+def _fail(exc: BaseException, debug: bool) -> int:
+    """Report `exc` as one line and a hint on stderr (after a traceback with --debug); returns 1."""
+    if debug:
+        import traceback
+
+        sys.stderr.write(scrub("".join(traceback.format_exception(exc))))
+    if isinstance(exc, CliError):
+        message, hint = str(exc), exc.hint
+    else:
+        from hfs_core.errors import HFSError
+
+        text = str(exc).strip().splitlines()
+        first = text[0] if text else ""
+        message = first if isinstance(exc, HFSError) and first else f"{type(exc).__name__}: {first}".rstrip(": ")
+        hint = _error_hint(exc)
+    sys.stderr.write(scrub(f"{PROG}: error: {message}\n"))
+    if hint and not (debug and "--debug" in hint):
+        sys.stderr.write(scrub(f"  hint: {hint}\n"))
+    sys.stderr.flush()
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``hfs`` with `argv` (default: the command line); returns the exit status."""
+    parser = build_parser()
+    args = _parse(parser, argv)
+    debug = bool(args.debug) or _env_flag("HFS_DEBUG")
+    args.debug = debug
+    log_filter = setup_logging(int(args.verbose), debug)
+    handler: Callable[[argparse.Namespace, LogFilter], int] = args.handler
+    try:
+        return handler(args, log_filter)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\n{PROG}: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `hfs usage | head`): stop quietly.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        return _fail(exc, debug)

@@ -1,0 +1,139 @@
+"""``hfs providers``: every discovered plugin, its provider's keys, default model and health."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from hfs_core.cli.common import open_registry
+from hfs_core.cli.output import Cell, LogFilter, out, plural, print_json, table
+from hfs_core.plugin import Problem
+
+if TYPE_CHECKING:
+    from hfs_core.env import EnvReport
+    from hfs_core.registry import Registry
+
+
+def provider_status(report: EnvReport) -> str:
+    """One word for a provider's state: ok, warnings, error, no keys or disabled."""
+    if not report.enabled:
+        return "disabled"
+    if not report.configured:
+        return "no keys"
+    if report.errors:
+        return "error"
+    return "warnings" if report.problems else "ok"
+
+
+_STATUS_STYLE = {"ok": "green", "warnings": "yellow", "no keys": "red", "error": "red", "disabled": "dim"}
+
+
+def _hint_with_docs(problem: Problem, docs_url: str) -> str:
+    """The problem's hint, plus where to get keys when none are set."""
+    if docs_url and "is not set" in problem.message:
+        return f"{problem.hint}; get keys at {docs_url}" if problem.hint else f"get keys at {docs_url}"
+    return problem.hint
+
+
+def provider_entries(registry: Registry) -> list[dict[str, Any]]:
+    """One JSON-ready entry per loaded provider, in name order."""
+    entries = []
+    plugins = {p.provider: p for p in registry.plugins if p.state == "loaded"}
+    for name, spec in sorted(registry.specs.items()):
+        report = registry.environment_status[name]
+        plugin = plugins.get(name)
+        settings = registry.config.provider(name)
+        entries.append({
+            "name": name,
+            "plugin": plugin.name if plugin else None,
+            "distribution": plugin.distribution if plugin else None,
+            "version": plugin.version if plugin else None,
+            "default_model": settings.default_model or spec.default_model,
+            "keys_found": report.keys_found,
+            "expected_keys": report.expected,
+            "enabled": report.enabled,
+            "configured": report.configured,
+            "healthy": report.healthy,
+            "status": provider_status(report),
+            "key_variables": [spec.count_var, f"{spec.env_prefix}_API_KEY_<i>"],
+            "docs_url": spec.docs_url or None,
+            "problems": [{**p.to_dict(), "hint": _hint_with_docs(p, spec.docs_url)} for p in report.problems],
+        })
+    return entries
+
+
+def failed_plugins(registry: Registry) -> list[dict[str, Any]]:
+    """JSON-ready entries for the plugins that failed to load."""
+    return [{"name": p.name, "distribution": p.distribution, "version": p.version, "error": p.error}
+            for p in registry.plugins if p.state == "failed"]
+
+
+def cmd_providers(args: argparse.Namespace, log_filter: LogFilter) -> int:
+    """List every discovered plugin with its provider's keys, default model and health."""
+    registry, config_problem = open_registry(log_filter, keep_going=True)
+    entries = provider_entries(registry)
+    failed = failed_plugins(registry)
+    skipped = [p.to_dict() for p in registry.plugins if p.state == "skipped"]
+    problems = ([config_problem] if config_problem else []) + registry.problems
+    if args.json:
+        print_json({
+            "config": str(registry.config.source) if registry.config.source else None,
+            "providers": entries,
+            "failed_plugins": failed,
+            "skipped_plugins": skipped,
+            "problems": [p.to_dict() for p in problems],
+        })
+        return 0
+    if not entries and not failed:
+        out("No provider plugins are installed.")
+        out("  hint: pip install hfs-provider-groq (or -cerebras, -gemini, -openrouter)")
+    else:
+        rows: list[list[Cell]] = []
+        for e in entries:
+            plugin = f"{e['distribution'] or e['plugin']} {e['version'] or ''}".strip()
+            rows.append([e["name"], plugin, e["default_model"], f"{e['keys_found']}/{e['expected_keys']}",
+                         (e["status"], _STATUS_STYLE[e["status"]]), _note(e)])
+        for f in failed:
+            plugin = f"{f['distribution'] or '?'} {f['version'] or ''}".strip()
+            rows.append([f["name"], plugin, "-", "-", ("failed", "red"), f["error"] or ""])
+        table(["PROVIDER", "PLUGIN", "DEFAULT MODEL", "KEYS", "STATUS", "NOTES"], rows, right={3})
+    if skipped:
+        names = ", ".join(p["name"] for p in skipped)
+        out(f"\nInstalled but not loaded (HFS_PLUGINS or `plugins` in the config): {names}")
+    _print_problems(problems, entries)
+    config = f"{config_problem.variable} (malformed; defaults used)" if config_problem else registry.config.source_name
+    out(f"\nConfig: {config}")
+    return 0
+
+
+def _note(entry: Mapping[str, Any]) -> str:
+    """The short NOTES cell of `hfs providers`: what to set, the first error, or a warning count."""
+    problems = entry["problems"]
+    errors = [p for p in problems if p["severity"] == "error"]
+    if not entry["enabled"]:
+        return "disabled in the config"
+    if not entry["configured"] and errors and "is not set" in errors[0]["message"]:
+        count_var, key_var = entry["key_variables"]
+        return f"set {count_var} and {key_var}"
+    if errors:
+        return f"{errors[0]['variable']} {errors[0]['message']}"
+    warnings = len(problems)
+    return plural(warnings, "warning") if warnings else ""
+
+
+def _print_problems(problems: Sequence[Problem], entries: Sequence[Mapping[str, Any]]) -> None:
+    """The Problems section of `hfs providers`: every problem of enabled providers, with its hint."""
+    lines: list[tuple[str, str, str, str]] = [("", p.severity, f"{p.variable} {p.message}", p.hint) for p in problems]
+    for e in entries:
+        if e["enabled"]:
+            lines += [(e["name"], p["severity"], f"{p['variable']} {p['message']}", p["hint"]) for p in e["problems"]]
+    if not lines:
+        return
+    out("\nProblems:")
+    width = max(len(scope) for scope, *_ in lines)
+    for scope, severity, message, hint in lines:
+        out(f"  {scope.ljust(width)}  {severity:<7}  {message}")
+        if hint:
+            out(f"  {'':<{width}}  {'':<7}  -> {hint}")
+

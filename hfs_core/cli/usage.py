@@ -1,0 +1,134 @@
+"""``hfs usage``: requests and tokens per provider, key and model, read from the usage database."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hfs_core.cli.common import CliError, open_registry
+from hfs_core.cli.output import PROG, Cell, LogFilter, out, plural, print_json, table, warn
+
+if TYPE_CHECKING:
+    from hfs_core.registry import Registry
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@dataclass(frozen=True)
+class Since:
+    """How far back `hfs usage` looks: `seconds` (None: all time) as the user wrote it."""
+
+    seconds: float | None
+    text: str
+
+
+def parse_since(text: str) -> Since:
+    """``30m``, ``24h``, ``7d`` (also ``s`` and ``w``), or ``all``."""
+    if text.strip().lower() == "all":
+        return Since(None, "all")
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text.lower())
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; use e.g. 30m, 24h, 7d or all")
+    return Since(float(match.group(1)) * _UNITS[match.group(2)], text.strip())
+
+
+def _ago(seconds: float) -> str:
+    """An age such as ``5m ago``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{max(0, seconds):.0f}s ago"
+
+
+def _key_names(registry: Registry) -> dict[str, str]:
+    """Key variable by key, for naming the keys behind usage suffixes."""
+    from hfs_core.plugin import declared_keys
+
+    names: dict[str, str] = {}
+    for spec in registry.specs.values():
+        for variable, value in declared_keys(spec, registry.env):
+            names[value] = variable
+    return names
+
+
+def cmd_usage(args: argparse.Namespace, log_filter: LogFilter) -> int:
+    """Requests and tokens per provider, key and model, read from the usage database."""
+    from hfs_core.registry import DB_URL_ENV
+
+    registry, _ = open_registry(log_filter)
+    url = registry.usage_url()
+    for problem in registry.problems:
+        if problem.variable == DB_URL_ENV:
+            warn(f"{PROG}: warning: {problem.variable} {problem.message}")
+    since: Since = args.since
+    window = "all time" if since.seconds is None else f"the last {since.text}"
+    provider = args.provider.strip().lower() if args.provider else None
+    if url is None:
+        message = f"usage tracking is off (track_usage = false in {registry.config.source_name})"
+        if args.json:
+            print_json({"status": "tracking_off", "database": None, "providers": []})
+        else:
+            out(f"No usage recorded: {message}.")
+        return 0
+    from hfs_core.usage.queries import UsageQueryError, read_usage, summarise
+    from hfs_core.usage.redact import redact_url
+
+    shown = redact_url(url)
+    try:
+        found = read_usage(url, since.seconds, provider)
+    except UsageQueryError as exc:
+        raise CliError(str(exc), "start the database or fix TIDB_DB_URL / usage_db_url; "
+                                 "`hfs check` tests the connection") from exc
+    providers = summarise(found.rows, _key_names(registry))
+    total_rows = found.total_rows
+    status = found.state if found.state != "ok" else (
+        "ok" if providers else "no_data" if total_rows == 0 else "none_in_window")
+    if args.json:
+        print_json({
+            "status": status,
+            "database": shown,
+            "since": None if since.seconds is None else time.time() - since.seconds,
+            "window": since.text,
+            "provider": provider,
+            "total": {"requests": sum(p["requests"] for p in providers),
+                      "tokens": sum(p["tokens"] for p in providers)},
+            "providers": providers,
+        })
+        return 0
+    if status == "no_database":
+        out(f"No usage recorded yet: the usage database {shown} does not exist yet "
+            "(it is created by the first call, e.g. `hfs ask`).")
+        return 0
+    if status == "no_table":
+        out(f"No usage recorded yet: {shown} has no usage_logs table yet (it is created by the first call).")
+        return 0
+    if status == "no_data":
+        out(f"No usage recorded yet in {shown}.")
+        return 0
+    if status == "none_in_window":
+        scope = f" for {provider}" if provider else ""
+        out(f"No usage{scope} in {window} ({plural(total_rows, 'older row')} in {shown}; try --since 7d or all).")
+        return 0
+    now = time.time()
+    out(f"Usage in {window} from {shown}")
+    out()
+    rows_out: list[list[Cell]] = [[p["provider"], f"{p['requests']:,}", f"{p['tokens']:,}", _ago(now - p["last"])]
+                                  for p in providers]
+    if len(providers) > 1:
+        rows_out.append([("total", "bold"), f"{sum(p['requests'] for p in providers):,}",
+                         f"{sum(p['tokens'] for p in providers):,}", ""])
+    table(["PROVIDER", "REQUESTS", "TOKENS", "LAST CALL"], rows_out, right={1, 2})
+    for p in providers:
+        out()
+        table(["KEY", "VARIABLE", "REQUESTS", "TOKENS"],
+              [[k["key"], k["variable"] or "-", f"{k['requests']:,}", f"{k['tokens']:,}"] for k in p["keys"]],
+              right={2, 3}, title=f"{p['provider']} by key")
+        out()
+        table(["MODEL", "REQUESTS", "TOKENS"],
+              [[m["model"], f"{m['requests']:,}", f"{m['tokens']:,}"] for m in p["models"]],
+              right={1, 2}, title=f"{p['provider']} by model")
+    return 0
+
