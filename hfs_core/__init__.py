@@ -15,11 +15,11 @@ import re
 from typing import Any
 
 from hfs_core.config import Config, ProviderConfig, load_config
+from hfs_core.discovery import PluginInfo
 from hfs_core.env import EnvReport
 from hfs_core.errors import ConfigError, HFSError, ProviderNotFoundError, ProviderUnavailableError
 from hfs_core.plugin import Problem, ProviderSpec, declared_keys, hookimpl, key_shape_problems, openai_style_options
 from hfs_core.registry import (
-    PluginInfo,
     ProviderManager,
     Registry,
     get_model,

@@ -84,11 +84,6 @@ class SecretMask:
         return text
 
 
-def redact_url(url: str) -> str:
-    """A database URL with its password replaced by ``***``."""
-    return re.sub(r"^([A-Za-z0-9+.\-]+://[^:/@?#]*):[^@/?#]*@", r"\1:***@", url)
-
-
 def load_env(
     dotenv_path: Path | None = None,
     environ: Mapping[str, str] | None = None,

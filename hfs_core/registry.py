@@ -14,17 +14,13 @@ import importlib.metadata
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-import pluggy
-
-from hfs_core import catalog, plugin
+from hfs_core import catalog
 from hfs_core.config import Config, load_config, looks_like_db_url
-from hfs_core.deadline import DeadlineExceeded, call_with_deadline
+from hfs_core.discovery import HOOK_TIMEOUT, PluginFault, PluginInfo, Plugins, describe, in_plugin_code
 from hfs_core.env import EnvReport, SecretMask, check_provider_env, load_env
 from hfs_core.errors import HFSError, ProviderNotFoundError, ProviderUnavailableError
 from hfs_core.plugin import Problem, ProviderSpec, shown_name
@@ -35,30 +31,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hfs_core")
 
-ENTRY_POINT_GROUP = "hfs.providers"
 PLUGINS_ENV = "HFS_PLUGINS"
 DB_URL_ENV = "TIDB_DB_URL"
 CALL_DEFAULTS: Mapping[str, Any] = {"estimated_tokens": 1000, "wait": True, "timeout": 10.0, "max_retries": 5}
 HISTORY_SECONDS = 86400
-HOOK_TIMEOUT = 10.0
-"""Seconds a plugin's import or hook may take before it counts as failed (it may be hung)."""
-
-
-@dataclass(frozen=True)
-class PluginInfo:
-    """One discovered plugin: where it comes from and whether it loaded."""
-
-    name: str
-    distribution: str | None
-    version: str | None
-    state: Literal["loaded", "failed", "skipped"]
-    provider: str | None = None
-    hooks: tuple[str, ...] = ()
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {**self.__dict__, "hooks": list(self.hooks)}
 
 
 def default_usage_url() -> str:
@@ -68,20 +44,6 @@ def default_usage_url() -> str:
     directory = Path(platformdirs.user_data_dir("hfs-providers", appauthor=False))
     directory.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{directory / 'usage.sqlite3'}"
-
-
-class _PluginFault(Exception):
-    """Plugin code raised (`raised`) or did not finish in time; `detail` says which and how."""
-
-    def __init__(self, raised: bool, detail: str) -> None:
-        super().__init__(f"raised {detail}" if raised else f"did not finish {detail}")
-        self.raised = raised
-        self.detail = detail
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,18 +87,18 @@ class Registry:
         plugins: Sequence[str] | None = None,
         hook_timeout: float = HOOK_TIMEOUT,
     ) -> None:
-        self.hook_timeout = hook_timeout
         self.problems: list[Problem] = []
         self.env: dict[str, str] = load_env(problems=self.problems) if env is None else dict(env)
         self.mask = SecretMask(self.env)
         """Hides keys in text: every ``*_API_KEY*`` value, and (once plugins load) words shaped like keys."""
         self.config = load_config(env=self.env) if config is None else config
         self._lock = threading.RLock()
-        self._manager = pluggy.PluginManager("hfs")
-        self._manager.add_hookspecs(plugin)
-        self._plugins: list[PluginInfo] = []
-        self._modules: dict[str, ModuleType] = {}
-        self._specs: dict[str, ProviderSpec] = {}
+        only = self._plugin_filter(plugins)
+        picks = {name: p.plugin for name, p in self.config.providers.items() if p.plugin}
+        self._discovery = Plugins(only=only, picks=picks, source_name=self.config.source_name,
+                                  hook_timeout=hook_timeout, mask=self.mask)
+        self._plugins = self._discovery.infos
+        self._specs = self._discovery.specs
         self._keys: dict[str, list[str]] = {}
         self._reports: dict[str, EnvReport] = {}
         self._pools: dict[str, KeyPool] = {}
@@ -145,7 +107,10 @@ class Registry:
         self._usage_ready = False
         self._warned_models: set[tuple[str, str]] = set()
         self._closed = False
-        self._load_plugins(self._plugin_filter(plugins))
+        source = PLUGINS_ENV if (self.env.get(PLUGINS_ENV) or "").strip() else self.config.source_name
+        for name in self._discovery.missing:
+            self.problems.append(Problem("warning", source, f"names plugin {shown_name(name)!r}, which is not "
+                                         "installed", f"pip install hfs-provider-{shown_name(name)}"))
         self._check_environment()
         self._log_start()
 
@@ -162,130 +127,6 @@ class Registry:
         if raw:
             return {p.strip() for p in raw.split(",") if p.strip()}
         return set(self.config.plugins) if self.config.plugins is not None else None
-
-    def _load_plugins(self, only: set[str] | None) -> None:
-        found = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
-        claims: dict[str, list[tuple[PluginInfo, ModuleType, ProviderSpec]]] = {}
-        for ep in found:
-            dist = getattr(ep, "dist", None)
-            dist_name = dist.metadata["Name"] if dist is not None else None
-            version = dist.version if dist is not None else None
-            if only is not None and ep.name not in only:
-                self._plugins.append(PluginInfo(ep.name, dist_name, version, "skipped"))
-                continue
-            loaded = self._load_one(ep, dist_name, version)
-            if isinstance(loaded, PluginInfo):
-                self._plugins.append(loaded)
-                log.warning("plugin %s (%s) failed to load: %s", ep.name, dist_name or "?", loaded.error)
-            else:
-                claims.setdefault(loaded[2].name, []).append(loaded)
-        for provider, claimants in claims.items():
-            self._settle_claims(provider, claimants)
-        self._plugins.sort(key=lambda p: p.name)
-        if only is not None:
-            missing = sorted(only - {ep.name for ep in found})
-            source = PLUGINS_ENV if (self.env.get(PLUGINS_ENV) or "").strip() else self.config.source_name
-            for name in missing:
-                self.problems.append(Problem("warning", source, f"names plugin {shown_name(name)!r}, which is not "
-                                             "installed", f"pip install hfs-provider-{shown_name(name)}"))
-
-    def _settle_claims(self, provider: str, claimants: list[tuple[PluginInfo, ModuleType, ProviderSpec]]) -> None:
-        """Give `provider` to the one plugin that claims it, or to the one the configuration picks.
-
-        When several installed plugins claim one provider name, none of them gets its keys
-        (one may be a look-alike that would send them elsewhere) until ``[providers.NAME]
-        plugin = "<distribution>"`` picks one.
-        """
-        picked = self.config.provider(provider).plugin
-        if len(claimants) == 1 and picked is None:
-            winners = claimants
-        else:
-            winners = [c for c in claimants if c[0].distribution == picked]
-        if len(winners) == 1:
-            info, module, spec = winners[0]
-            self._specs[provider] = spec
-            self._modules[provider] = module
-            self._plugins.append(info)
-        else:
-            winners = []
-        names = " and ".join(f"{c[0].distribution} {c[0].version}" for c in claimants)
-        for info, module, _ in claimants:
-            if winners and info is winners[0][0]:
-                continue
-            self._manager.unregister(module)
-            if winners:
-                error = (f"provider {provider!r} is also claimed by {names}; "
-                         f"[providers.{provider}] plugin in {self.config.source_name} picks {picked}")
-            elif picked is not None:
-                error = (f"provider {provider!r} is claimed by {names}, and [providers.{provider}] plugin = "
-                         f"{shown_name(picked)!r} in {self.config.source_name} names none of them")
-            else:
-                error = (f"provider {provider!r} is claimed by {names}; none of them gets "
-                         f"{self._env_prefix(claimants)}_API_KEY_* until [providers.{provider}] plugin = "
-                         f'"<distribution>" in hfs.toml picks one (or one is uninstalled)')
-            self._plugins.append(replace(info, state="failed", error=error))
-            log.warning("plugin %s (%s) failed to load: %s", info.name, info.distribution or "?", error)
-
-    @staticmethod
-    def _env_prefix(claimants: list[tuple[PluginInfo, ModuleType, ProviderSpec]]) -> str:
-        return "/".join(sorted({spec.env_prefix for _, _, spec in claimants}))
-
-    def _load_one(self, ep: importlib.metadata.EntryPoint, dist: str | None,
-                  version: str | None) -> PluginInfo | tuple[PluginInfo, ModuleType, ProviderSpec]:
-        """Import one plugin and ask it for its spec: the plugin's claim, or a failed PluginInfo.
-
-        Plugin code runs with a time limit, and whatever it raises (``SystemExit`` too, but
-        not ``KeyboardInterrupt``) is the plugin's failure, never the registry's.
-        """
-        def failed(error: str, hooks: tuple[str, ...] = ()) -> PluginInfo:
-            return PluginInfo(ep.name, dist, version, "failed", hooks=hooks, error=self.mask(error))
-
-        try:
-            module = self._plugin_code(ep.load, f"importing plugin {ep.name}")
-        except _PluginFault as fault:
-            return failed(f"import failed: {fault.detail}" if fault.raised else f"import {fault}")
-        try:
-            self._manager.register(module, name=f"{ep.name}:{dist}")
-        except Exception as exc:
-            return failed(f"not a valid hfs plugin: {_describe(exc)}")
-        hooks = tuple(sorted(h.name for h in self._manager.get_hookcallers(module) or []))
-        try:
-            spec = self._plugin_code(lambda: self._call(module, "register_provider"), "register_provider")
-        except _PluginFault as fault:
-            self._manager.unregister(module)
-            return failed(f"register_provider {fault}", hooks)
-        if spec is None:
-            self._manager.unregister(module)
-            return failed("does not implement register_provider", hooks)
-        if not isinstance(spec, ProviderSpec):
-            self._manager.unregister(module)
-            return failed(f"register_provider returned {type(spec).__name__}, not a ProviderSpec", hooks)
-        return PluginInfo(ep.name, dist, version, "loaded", provider=spec.name, hooks=hooks), module, spec
-
-    def _plugin_code(self, work: Callable[[], Any], what: str) -> Any:
-        """Run plugin code within `hook_timeout`; raise `_PluginFault` for anything it raises or a hang."""
-        def in_plugin_thread() -> Any:
-            _plugin_thread.active = True
-            return work()
-
-        try:
-            return call_with_deadline(in_plugin_thread, self.hook_timeout, name=f"hfs-plugin {what}")
-        except KeyboardInterrupt:
-            raise
-        except DeadlineExceeded:
-            raise _PluginFault(False, f"within {self.hook_timeout:g}s") from None
-        except BaseException as exc:  # a plugin's sys.exit() or bug is its own failure
-            raise _PluginFault(True, _describe(exc)) from None
-
-    def _call(self, module: ModuleType, hook: str, **kwargs: Any) -> Any:
-        """Call one plugin's implementation of `hook` (None if it has none).
-
-        As pluggy does, pass only the arguments the implementation names.
-        """
-        for impl in getattr(self._manager.hook, hook).get_hookimpls():
-            if impl.plugin is module:
-                return impl.function(**{name: kwargs[name] for name in impl.argnames})
-        return None
 
     # -- environment ---------------------------------------------------------------------
 
@@ -331,13 +172,10 @@ class Registry:
                                          f"pip install hfs-provider-{name.replace('_', '-')}, or unset {var}"))
 
     def _plugin_problems(self, spec: ProviderSpec) -> list[Problem]:
-        module = self._modules[spec.name]
         try:
-            found = self._plugin_code(lambda: self._call(module, "validate_env", spec=spec, env=self.env),
-                                      "validate_env") or []
-        except _PluginFault as fault:
-            return [Problem("warning", f"plugin {spec.name}", self.mask(f"validate_env {fault}"),
-                            "report it to the plugin's authors")]
+            found = self._discovery.call(spec.name, "validate_env", spec=spec, env=self.env) or []
+        except PluginFault as fault:
+            return [Problem("warning", f"plugin {spec.name}", str(fault), "report it to the plugin's authors")]
         if not isinstance(found, list) or not all(isinstance(p, Problem) for p in found):
             return [Problem("warning", f"plugin {spec.name}", "validate_env did not return a list of Problem",
                             "report it to the plugin's authors")]
@@ -463,7 +301,7 @@ class Registry:
             pool = KeyPool(spec, keys, state, usage, model_class)
         except Exception as exc:
             hint = f"; reinstall it: pip install hfs-provider-{spec.name}" if isinstance(exc, ImportError) else ""
-            self._pool_errors[spec.name] = _describe(exc) + hint
+            self._pool_errors[spec.name] = describe(exc) + hint
             log.error("%s: cannot build the key pool: %s", spec.name, self._pool_errors[spec.name])
             raise ProviderUnavailableError(f"provider {spec.name!r} cannot start: {self._pool_errors[spec.name]}") \
                 from exc
@@ -537,8 +375,6 @@ ProviderManager = Registry
 """The name HFS code already uses for the registry."""
 
 _registry: Registry | None = None
-_plugin_thread = threading.local()
-"""``active`` is set in the threads that run plugin code for a registry being built."""
 _registry_lock = threading.RLock()
 _creating = False
 _atexit_registered = False
@@ -549,7 +385,7 @@ def get_registry() -> Registry:
     global _registry, _atexit_registered, _creating
     registry = _registry
     if registry is None:
-        if getattr(_plugin_thread, "active", False):  # plugin code, run for the registry being created
+        if in_plugin_code():  # a plugin's import or hook, run for the registry being created
             raise HFSError("get_registry() was called while the registry is being created (by a "
                            "plugin at import time?); call it after the import instead")
         with _registry_lock:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from hfs_core.cli.output import LogFilter, remember_secrets
+from hfs_core.env import SecretMask
 from hfs_core.errors import ConfigError
 from hfs_core.plugin import Problem
 
@@ -38,7 +39,7 @@ def open_registry(log_filter: LogFilter, *, keep_going: bool = False) -> tuple[R
     from hfs_core.config import Config
     from hfs_core.registry import Registry
 
-    remember_secrets(os.environ)
+    remember_secrets(SecretMask(os.environ))
     with _startup(log_filter):
         try:
             registry = Registry()
@@ -50,5 +51,5 @@ def open_registry(log_filter: LogFilter, *, keep_going: bool = False) -> tuple[R
             problem = Problem("error", where, message or str(exc),
                               "fix the file, or point HFS_CONFIG at another one; defaults are used meanwhile")
             registry = Registry(config=Config())
-    remember_secrets(registry.env)
+    remember_secrets(registry.mask)
     return registry, problem

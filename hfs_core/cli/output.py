@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, TextIO
 
-from hfs_core.env import mask_key
+from hfs_core.env import SecretMask
 
 PROG = "hfs"
 
@@ -22,19 +22,19 @@ Cell = str | tuple[str, str]
 
 # -- secrets -------------------------------------------------------------------------------
 
-_SECRETS: set[str] = set()
+_masks: list[SecretMask] = []
 
 
-def remember_secrets(env: Mapping[str, str]) -> None:
-    """Note every API key in `env` so that nothing this command prints can contain one."""
-    _SECRETS.update(v.strip() for k, v in env.items() if "_API_KEY" in k and len(v.strip()) >= 8)
+def remember_secrets(mask: SecretMask) -> None:
+    """Hide what `mask` hides (the registry's: every key it read, and words shaped like keys) in all
+    this command prints."""
+    _masks.append(mask)
 
 
 def scrub(text: str) -> str:
-    """`text` with every known key cut down to its last 4 characters."""
-    for secret in _SECRETS:
-        if secret in text:
-            text = text.replace(secret, mask_key(secret))
+    """`text` with every key cut down to its last 4 characters."""
+    for mask in _masks:
+        text = mask(text)
     return text
 
 

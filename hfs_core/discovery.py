@@ -1,0 +1,234 @@
+"""Discovery: the installed provider plugins, found by entry point and loaded one by one.
+
+Each plugin is imported and asked for its spec on its own, with a time limit; whatever one
+plugin does (fail to import, raise, exit, hang, return the wrong thing, claim a provider
+another plugin claims) is recorded as that plugin's failure and never stops the others.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import threading
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
+from types import ModuleType
+from typing import Any, Literal
+
+import pluggy
+
+from hfs_core import plugin
+from hfs_core.deadline import DeadlineExceeded, call_with_deadline
+from hfs_core.plugin import ProviderSpec, shown_name
+
+log = logging.getLogger("hfs_core")
+
+ENTRY_POINT_GROUP = "hfs.providers"
+HOOK_TIMEOUT = 10.0
+"""Seconds a plugin's import or hook may take before it counts as failed (it may be hung)."""
+
+_plugin_thread = threading.local()
+"""``active`` is set in the threads that run plugin code."""
+
+Claim = tuple["PluginInfo", ModuleType, ProviderSpec]
+
+
+def in_plugin_code() -> bool:
+    """Whether the calling thread is running a plugin's import or hook for the registry."""
+    return bool(getattr(_plugin_thread, "active", False))
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One discovered plugin: where it comes from and whether it loaded."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    state: Literal["loaded", "failed", "skipped"]
+    provider: str | None = None
+    hooks: tuple[str, ...] = ()
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {**self.__dict__, "hooks": list(self.hooks)}
+
+
+class _PluginFault(Exception):
+    """Plugin code raised (`raised`) or did not finish in time; `detail` says which and how."""
+
+    def __init__(self, raised: bool, detail: str) -> None:
+        super().__init__(f"raised {detail}" if raised else f"did not finish {detail}")
+        self.raised = raised
+        self.detail = detail
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+class PluginFault(Exception):
+    """A plugin's hook raised or did not finish in time (the message says which)."""
+
+
+class Plugins:
+    """The provider plugins of one registry: what loaded, what failed, and their hooks.
+
+    Args:
+        only: entry-point names of the only plugins to load (None: all installed).
+        picks: the distribution the configuration picks for a provider name, if any.
+        source_name: the configuration's file name, for messages.
+        hook_timeout: seconds a plugin's import or hook may take.
+        mask: hides keys in the text of a plugin's errors.
+    """
+
+    def __init__(self, *, only: Collection[str] | None, picks: Mapping[str, str], source_name: str,
+                 hook_timeout: float = HOOK_TIMEOUT, mask: Callable[[str], str] = str) -> None:
+        self.hook_timeout = hook_timeout
+        self._picks = picks
+        self._source_name = source_name
+        self._mask = mask
+        self._manager = pluggy.PluginManager("hfs")
+        self._manager.add_hookspecs(plugin)
+        self.infos: list[PluginInfo] = []
+        """Every discovered plugin, loaded, failed or skipped, by entry-point name."""
+        self.specs: dict[str, ProviderSpec] = {}
+        """The loaded providers' specs by provider name."""
+        self._modules: dict[str, ModuleType] = {}
+        self.missing: list[str] = []
+        """Names in `only` that no installed plugin has."""
+        self._load(None if only is None else set(only))
+
+    def call(self, provider: str, hook: str, **kwargs: Any) -> Any:
+        """Run `provider`'s plugin implementation of `hook` within the time limit (None if it has none).
+
+        Raises `PluginFault` for whatever the plugin raised or a hang; the message says which.
+        """
+        module = self._modules[provider]
+        try:
+            return self._plugin_code(lambda: self._call(module, hook, **kwargs), hook)
+        except _PluginFault as fault:
+            raise PluginFault(self._mask(f"{hook} {fault}")) from None
+
+    def _load(self, only: set[str] | None) -> None:
+        found = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+        claims: dict[str, list[Claim]] = {}
+        for ep in found:
+            dist = getattr(ep, "dist", None)
+            dist_name = dist.metadata["Name"] if dist is not None else None
+            version = dist.version if dist is not None else None
+            if only is not None and ep.name not in only:
+                self.infos.append(PluginInfo(ep.name, dist_name, version, "skipped"))
+                continue
+            loaded = self._load_one(ep, dist_name, version)
+            if isinstance(loaded, PluginInfo):
+                self.infos.append(loaded)
+                log.warning("plugin %s (%s) failed to load: %s", ep.name, dist_name or "?", loaded.error)
+            else:
+                claims.setdefault(loaded[2].name, []).append(loaded)
+        for provider, claimants in claims.items():
+            self._settle_claims(provider, claimants)
+        self.infos.sort(key=lambda p: p.name)
+        if only is not None:
+            self.missing = sorted(only - {ep.name for ep in found})
+
+    def _settle_claims(self, provider: str, claimants: list[Claim]) -> None:
+        """Give `provider` to the one plugin that claims it, or to the one the configuration picks.
+
+        When several installed plugins claim one provider name, none of them gets its keys
+        (one may be a look-alike that would send them elsewhere) until ``[providers.NAME]
+        plugin = "<distribution>"`` picks one.
+        """
+        picked = self._picks.get(provider)
+        if len(claimants) == 1 and picked is None:
+            winners = claimants
+        else:
+            winners = [c for c in claimants if c[0].distribution == picked]
+        if len(winners) == 1:
+            info, module, spec = winners[0]
+            self.specs[provider] = spec
+            self._modules[provider] = module
+            self.infos.append(info)
+        else:
+            winners = []
+        names = " and ".join(f"{c[0].distribution} {c[0].version}" for c in claimants)
+        for info, module, _ in claimants:
+            if winners and info is winners[0][0]:
+                continue
+            self._manager.unregister(module)
+            if winners:
+                error = (f"provider {provider!r} is also claimed by {names}; "
+                         f"[providers.{provider}] plugin in {self._source_name} picks {picked}")
+            elif picked is not None:
+                error = (f"provider {provider!r} is claimed by {names}, and [providers.{provider}] plugin = "
+                         f"{shown_name(picked)!r} in {self._source_name} names none of them")
+            else:
+                error = (f"provider {provider!r} is claimed by {names}; none of them gets "
+                         f"{self._env_prefix(claimants)}_API_KEY_* until [providers.{provider}] plugin = "
+                         f'"<distribution>" in hfs.toml picks one (or one is uninstalled)')
+            self.infos.append(replace(info, state="failed", error=error))
+            log.warning("plugin %s (%s) failed to load: %s", info.name, info.distribution or "?", error)
+
+    @staticmethod
+    def _env_prefix(claimants: list[Claim]) -> str:
+        return "/".join(sorted({spec.env_prefix for _, _, spec in claimants}))
+
+    def _load_one(self, ep: importlib.metadata.EntryPoint, dist: str | None,
+                  version: str | None) -> PluginInfo | Claim:
+        """Import one plugin and ask it for its spec: the plugin's claim, or a failed PluginInfo.
+
+        Plugin code runs with a time limit, and whatever it raises (``SystemExit`` too, but
+        not ``KeyboardInterrupt``) is the plugin's failure, never the registry's.
+        """
+        def failed(error: str, hooks: tuple[str, ...] = ()) -> PluginInfo:
+            return PluginInfo(ep.name, dist, version, "failed", hooks=hooks, error=self._mask(error))
+
+        try:
+            module = self._plugin_code(ep.load, f"importing plugin {ep.name}")
+        except _PluginFault as fault:
+            return failed(f"import failed: {fault.detail}" if fault.raised else f"import {fault}")
+        try:
+            self._manager.register(module, name=f"{ep.name}:{dist}")
+        except Exception as exc:
+            return failed(f"not a valid hfs plugin: {describe(exc)}")
+        hooks = tuple(sorted(h.name for h in self._manager.get_hookcallers(module) or []))
+        try:
+            spec = self._plugin_code(lambda: self._call(module, "register_provider"), "register_provider")
+        except _PluginFault as fault:
+            self._manager.unregister(module)
+            return failed(f"register_provider {fault}", hooks)
+        if spec is None:
+            self._manager.unregister(module)
+            return failed("does not implement register_provider", hooks)
+        if not isinstance(spec, ProviderSpec):
+            self._manager.unregister(module)
+            return failed(f"register_provider returned {type(spec).__name__}, not a ProviderSpec", hooks)
+        return PluginInfo(ep.name, dist, version, "loaded", provider=spec.name, hooks=hooks), module, spec
+
+    def _plugin_code(self, work: Callable[[], Any], what: str) -> Any:
+        """Run plugin code within `hook_timeout`; raise `_PluginFault` for anything it raises or a hang."""
+        def in_plugin_thread() -> Any:
+            _plugin_thread.active = True
+            return work()
+
+        try:
+            return call_with_deadline(in_plugin_thread, self.hook_timeout, name=f"hfs-plugin {what}")
+        except KeyboardInterrupt:
+            raise
+        except DeadlineExceeded:
+            raise _PluginFault(False, f"within {self.hook_timeout:g}s") from None
+        except BaseException as exc:  # a plugin's sys.exit() or bug is its own failure
+            raise _PluginFault(True, describe(exc)) from None
+
+    def _call(self, module: ModuleType, hook: str, **kwargs: Any) -> Any:
+        """Call one plugin's implementation of `hook` (None if it has none).
+
+        As pluggy does, pass only the arguments the implementation names.
+        """
+        for impl in getattr(self._manager.hook, hook).get_hookimpls():
+            if impl.plugin is module:
+                return impl.function(**{name: kwargs[name] for name in impl.argnames})
+        return None
+
