@@ -18,7 +18,20 @@ from hfs_core.config import Config, ProviderConfig, load_config
 from hfs_core.discovery import PluginInfo
 from hfs_core.env import EnvReport
 from hfs_core.errors import ConfigError, HFSError, ProviderNotFoundError, ProviderUnavailableError
-from hfs_core.plugin import Problem, ProviderSpec, declared_keys, hookimpl, key_shape_problems, openai_style_options
+from hfs_core.plugin import (
+    Action,
+    ErrorRules,
+    Problem,
+    ProviderReply,
+    ProviderSpec,
+    Verdict,
+    declared_keys,
+    hookimpl,
+    key_shape_problems,
+    openai_style_options,
+    parse_duration,
+    seconds_until_midnight,
+)
 from hfs_core.registry import (
     ProviderManager,
     Registry,
@@ -35,10 +48,12 @@ __version__ = "0.1.0"
 logging.getLogger("hfs_core").addHandler(logging.NullHandler())
 
 __all__ = [
+    "Action",
     "CallOptions",
     "Config",
     "ConfigError",
     "EnvReport",
+    "ErrorRules",
     "HFSError",
     "KeyPool",
     "NoAvailableKeyError",
@@ -47,9 +62,11 @@ __all__ = [
     "ProviderConfig",
     "ProviderManager",
     "ProviderNotFoundError",
+    "ProviderReply",
     "ProviderSpec",
     "ProviderUnavailableError",
     "Registry",
+    "Verdict",
     "declared_keys",
     "get_model",
     "get_provider_manager",
@@ -60,6 +77,8 @@ __all__ = [
     "list_available_providers",
     "load_config",
     "openai_style_options",
+    "parse_duration",
+    "seconds_until_midnight",
     "shutdown",
 ]
 

@@ -5,7 +5,33 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hfs_core import Problem, ProviderSpec, get_model, hookimpl, key_shape_problems
+from hfs_core import Action, Problem, ProviderReply, ProviderSpec, Verdict, get_model, hookimpl, key_shape_problems
+
+
+def error_rules(reply: ProviderReply) -> Verdict | None:
+    """Cerebras' failures as it sends them: bodies not wrapped in ``{"error": ...}`` (the recorded
+    replies and their sources are in ``hfs_core/testing/standin/recorded.py``).
+
+    - 429 ``queue_exceeded`` "We're experiencing high traffic right now!": the service's queue is
+      full for everyone, not this key's limit.
+    - 429 ``request_quota_exceeded`` / ``token_quota_exceeded``: the key's limit; "per day" in the
+      message is the daily quota, reset after ``Retry-After`` (86399 s seen) or the
+      ``x-ratelimit-reset-*-day`` header (seconds; inference-docs.cerebras.ai/support/rate-limits).
+    """
+    code, message = reply.error.get("code"), str(reply.error.get("message", ""))
+    if reply.status != 429:
+        return None
+    if code == "queue_exceeded":
+        return Verdict(Action.PROVIDER_BUSY, reason="Cerebras queue full (queue_exceeded)")
+    if code in ("request_quota_exceeded", "token_quota_exceeded"):
+        if "per day" in message:
+            reset = (reply.header_seconds("retry-after") or reply.header_seconds("x-ratelimit-reset-requests-day")
+                     or reply.header_seconds("x-ratelimit-reset-tokens-day"))
+            return Verdict(Action.COOL_KEY, reset, "day", f"per-day quota ({code})")
+        reset = reply.header_seconds("retry-after") or reply.header_seconds("x-ratelimit-reset-tokens-minute")
+        return Verdict(Action.COOL_KEY, reset, "minute", f"per-minute limit ({code})")
+    return None
+
 
 SPEC = ProviderSpec(
     name="cerebras",
@@ -14,6 +40,7 @@ SPEC = ProviderSpec(
     model_class="agno.models.cerebras:Cerebras",
     key_prefix="csk-",
     docs_url="https://cloud.cerebras.ai",
+    error_rules=error_rules,
 )
 
 

@@ -5,7 +5,48 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hfs_core import Problem, ProviderSpec, get_model, hookimpl, key_shape_problems
+from hfs_core import (
+    Action,
+    Problem,
+    ProviderReply,
+    ProviderSpec,
+    Verdict,
+    get_model,
+    hookimpl,
+    key_shape_problems,
+    parse_duration,
+    seconds_until_midnight,
+)
+
+
+def error_rules(reply: ProviderReply) -> Verdict | None:
+    """Gemini's failures as it sends them (the recorded replies and their sources are in
+    ``hfs_core/testing/standin/recorded.py``).
+
+    - 400 ``INVALID_ARGUMENT`` with ``ErrorInfo.reason = "API_KEY_INVALID"``: a bad key, not a
+      bad request (cequence-io/openai-scala-client#109).
+    - 429 ``RESOURCE_EXHAUSTED`` whose ``QuotaFailure`` names a ``PerDay`` quota: the daily quota,
+      which resets at midnight Pacific time (ai.google.dev/gemini-api/docs/rate-limits); its
+      ``retryDelay`` is not the reset (diegosouzapw/OmniRoute#9504). Otherwise a per-minute
+      quota, waiting ``RetryInfo.retryDelay``.
+    - 503 ``UNAVAILABLE`` "The model is overloaded": the model is busy for everyone
+      (google-gemini/cookbook#425).
+    """
+    error = reply.error
+    details = [d for d in error.get("details") or () if isinstance(d, Mapping)]
+    if any(d.get("reason") == "API_KEY_INVALID" for d in details):
+        return Verdict(Action.RETIRE_KEY, reason="API key not valid (API_KEY_INVALID)")
+    status = reply.status or error.get("code")
+    if status == 429:
+        violations = [v for d in details for v in d.get("violations") or () if isinstance(v, Mapping)]
+        if any("PerDay" in str(v.get("quotaId", "")) for v in violations):
+            return Verdict(Action.COOL_KEY, seconds_until_midnight("America/Los_Angeles"), "day", "per-day quota")
+        delay = next((str(d["retryDelay"]) for d in details if "retryDelay" in d), "")
+        return Verdict(Action.COOL_KEY, parse_duration(delay) if delay else None, "minute", "per-minute quota")
+    if status == 503:
+        return Verdict(Action.PROVIDER_BUSY, reason="model overloaded (503 UNAVAILABLE)")
+    return None
+
 
 
 def sdk_options(base_url: str | None) -> dict[str, Any]:
@@ -24,6 +65,7 @@ SPEC = ProviderSpec(
     key_prefix="AIza",
     docs_url="https://aistudio.google.com/apikey",
     sdk_options=sdk_options,
+    error_rules=error_rules,
 )
 
 

@@ -2,10 +2,51 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from hfs_core import Problem, ProviderSpec, get_model, hookimpl, key_shape_problems
+from hfs_core import (
+    Action,
+    Problem,
+    ProviderReply,
+    ProviderSpec,
+    Verdict,
+    get_model,
+    hookimpl,
+    key_shape_problems,
+    parse_duration,
+)
+
+
+def error_rules(reply: ProviderReply) -> Verdict | None:
+    """Groq's failures as it sends them (the recorded replies and their sources are in
+    ``hfs_core/testing/standin/recorded.py``; what the pool does with each: docs/reliability.md).
+
+    - 498 ``capacity_exceeded``: flex capacity is full for everyone (console.groq.com/docs/flex-processing).
+    - 413 "Request too large ... please reduce your message size": larger than the key's TPM, so
+      no key can take it (ITSpecialist111/ai_automation_suggester#61).
+    - 429 ``rate_limit_exceeded`` "... on tokens per day (TPD) ... Please try again in 9m38.016s":
+      a per-day quota (RPD/TPD) or a per-minute one (RPM/TPM), waiting the time it names
+      (continuedev/continue#10920, ago19800/HomeMind#29).
+    - 400 ``organization_restricted``: the key's organization is blocked (crewAIInc/crewAI#783).
+    """
+    error = reply.error
+    code, message = error.get("code"), str(error.get("message", ""))
+    if reply.status == 498:
+        return Verdict(Action.PROVIDER_BUSY, reason="flex capacity exceeded (498)")
+    if reply.status == 413:
+        return Verdict(Action.CALLER_ERROR, reason="request larger than the model's tokens-per-minute limit")
+    if code == "organization_restricted":
+        return Verdict(Action.RETIRE_KEY, reason="organization restricted")
+    if reply.status == 429 and code == "rate_limit_exceeded":
+        wait = re.search(r"try again in ([0-9hms.]+)", message)
+        seconds = parse_duration(wait.group(1)) if wait else reply.header_seconds("retry-after")
+        daily = re.search(r"per day \((RPD|TPD)\)", message)
+        return Verdict(Action.COOL_KEY, seconds, "day" if daily else "minute",
+                       f"per-day quota ({daily.group(1)})" if daily else "per-minute limit")
+    return None
+
 
 SPEC = ProviderSpec(
     name="groq",
@@ -14,6 +55,7 @@ SPEC = ProviderSpec(
     model_class="agno.models.groq:Groq",
     key_prefix="gsk_",
     docs_url="https://console.groq.com/keys",
+    error_rules=error_rules,
 )
 
 
