@@ -41,6 +41,7 @@ Run it in the foreground with ``python -m hfs_core.testing.standin --port 0``; i
 from hfs_core.testing.standin.behaviours import KEY_STATUSES, Reply
 from hfs_core.testing.standin.cli import main
 from hfs_core.testing.standin.exchange import ToolResult, key_label
+from hfs_core.testing.standin.recorded import RECORDED, Recorded
 from hfs_core.testing.standin.server import StandIn
 
-__all__ = ["KEY_STATUSES", "Reply", "StandIn", "ToolResult", "key_label", "main"]
+__all__ = ["KEY_STATUSES", "RECORDED", "Recorded", "Reply", "StandIn", "ToolResult", "key_label", "main"]
