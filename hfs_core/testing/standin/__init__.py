@@ -30,9 +30,24 @@ the turn, so a test can see that the tool really ran; :meth:`StandIn.tool_result
 results received. Several scripted tools offered together are called in one turn (parallel calls).
 :meth:`StandIn.clear_tool_calls` or :meth:`StandIn.reset` stop it.
 
+Recorded provider failures: :data:`RECORDED` holds real error replies of the four providers (status,
+headers, verbatim JSON body, ``source`` and ``confidence``; see :mod:`.recorded`). ``standin.replay(key,
+"gemini.invalid_key")`` answers every request on ``key`` with it until :meth:`StandIn.clear_replays`
+(``times=N``: the next N requests); ``standin.replay_all("cerebras.queue_exceeded", times=3)`` does it
+for any key (a key's own replays come first); ``wait=`` seconds fills the time-dependent values
+(Retry-After, ``retryDelay``, Groq's "Please try again in 7.66s", OpenRouter's ``X-RateLimit-Reset``),
+which otherwise are the recorded ones (OpenRouter's reset: the next whole minute, or the next midnight
+UTC for the daily limit). In-stream entries (``*.stream_error``) answer streaming requests
+only: a 200 stream whose recorded error event comes before any content chunk (``after_chunks=N``: after
+N). The reply is sent as recorded, with no stand-in headers; ``stats()["replayed"]`` counts replies by
+name and :meth:`StandIn.requests_for` by key. A reply due on a route of the other wire format (a Gemini
+entry on ``/chat/completions``) is the test's mistake: it is answered 500 ``stand-in misuse: ...`` in
+plain text and listed in ``stats()["replay_errors"]``.
+
 Modules: :mod:`.server` (the :class:`StandIn` object), :mod:`.behaviours` (faults, limits, key
-states, replies, tool calls), :mod:`.openai` and :mod:`.gemini` (the wire formats), :mod:`.handler`
-(the HTTP server), :mod:`.exchange` (the values they pass), :mod:`.cli`.
+states, replies, tool calls, replays), :mod:`.openai` and :mod:`.gemini` (the wire formats),
+:mod:`.recorded` (the recorded failures), :mod:`.handler` (the HTTP server), :mod:`.exchange` (the
+values they pass), :mod:`.cli`.
 
 Run it in the foreground with ``python -m hfs_core.testing.standin --port 0``; it prints one line
 ``STANDIN_URL=http://127.0.0.1:<port>`` when ready and serves until SIGTERM/SIGINT.
@@ -41,6 +56,7 @@ Run it in the foreground with ``python -m hfs_core.testing.standin --port 0``; i
 from hfs_core.testing.standin.behaviours import KEY_STATUSES, Reply
 from hfs_core.testing.standin.cli import main
 from hfs_core.testing.standin.exchange import ToolResult, key_label
+from hfs_core.testing.standin.recorded import RECORDED, Recorded
 from hfs_core.testing.standin.server import StandIn
 
-__all__ = ["KEY_STATUSES", "Reply", "StandIn", "ToolResult", "key_label", "main"]
+__all__ = ["KEY_STATUSES", "RECORDED", "Recorded", "Reply", "StandIn", "ToolResult", "key_label", "main"]

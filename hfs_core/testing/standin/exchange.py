@@ -100,10 +100,31 @@ class Decision:
 
 @dataclass(frozen=True)
 class StreamBreak:
-    """Break this stream after ``chunks`` content chunks: send an error event, or ``abort`` the connection."""
+    """Break this stream after ``chunks`` content chunks: send an error event, or ``abort`` the connection.
+
+    ``event`` is the SSE frame to send instead of the wire format's own error event (a recorded one).
+    """
 
     chunks: int
     mode: Literal["error", "abort"]
+    event: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A recorded reply sent as it is, instead of a wire format's own answer.
+
+    ``name`` is the catalogue name the statistics count it under. A plain reply is ``status``,
+    ``headers`` and the exact ``body`` bytes. An error inside a 200 stream has ``stream_after`` set:
+    ``body`` is then the SSE frame sent after that many content chunks.
+    """
+
+    name: str
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    content_type: str = "application/json"
+    stream_after: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,13 +140,15 @@ class SseBody:
 @dataclass(frozen=True)
 class Plan:
     """Everything the HTTP handler needs to answer one request: the decision, how long to wait
-    first, the delay between streamed chunks, the answer (accepted requests only) and a stream break."""
+    first, the delay between streamed chunks, the answer (accepted requests only), a stream break,
+    and a recorded reply to send as it is (then ``answer`` is ``None``)."""
 
     decision: Decision
     delay: float
     chunk_delay: float
     answer: Answer | None = None
     stream_break: StreamBreak | None = None
+    replay: Replay | None = None
 
 
 class WireFormat(Protocol):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from hfs_core.testing.standin import gemini, openai
-from hfs_core.testing.standin.exchange import SseBody, StreamBreak, WireFormat
+from hfs_core.testing.standin.exchange import Replay, SseBody, StreamBreak, WireFormat
 
 if TYPE_CHECKING:
     from hfs_core.testing.standin.server import StandIn
@@ -117,6 +117,17 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _send_recorded(self, replay: Replay) -> None:
+        """Send a recorded reply as it is: its status, its own headers and body, and no stand-in headers."""
+        self.send_response_only(replay.status)
+        self.send_header("Date", self.date_time_string())
+        self.send_header("Content-Type", replay.content_type)
+        self.send_header("Content-Length", str(len(replay.body)))
+        for name, value in replay.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(replay.body)
+
     def _send_chunk(self, data: bytes) -> None:
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
@@ -143,7 +154,7 @@ class Handler(BaseHTTPRequestHandler):
             if breaker is not None and index - sse.first_content >= breaker.chunks:
                 if breaker.mode == "abort":
                     self._abort()
-                self._send_chunk(sse.error_event)
+                self._send_chunk(breaker.event or sse.error_event)
                 break
             if chunk_delay > 0 and index > 0:
                 time.sleep(chunk_delay)
@@ -193,6 +204,9 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.standin.exchange(request) as plan:
             if plan.delay > 0:
                 time.sleep(plan.delay)
+            if plan.replay is not None:
+                self._send_recorded(plan.replay)
+                return
             if plan.answer is None:
                 self._send_json(plan.decision.status, wire.error_payload(plan.decision), plan.decision.headers)
                 return

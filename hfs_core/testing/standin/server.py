@@ -11,8 +11,8 @@ from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from hfs_core.testing.standin.behaviours import Behaviours, Reply
-from hfs_core.testing.standin.exchange import Plan, Request, ToolResult, key_label
+from hfs_core.testing.standin.behaviours import Behaviours, ReplayMismatchError, Reply
+from hfs_core.testing.standin.exchange import Decision, Plan, Replay, Request, StreamBreak, ToolResult, key_label
 from hfs_core.testing.standin.handler import HOST, Server
 
 
@@ -130,7 +130,7 @@ class StandIn(Behaviours):
     # ------------------------------------------------------------------ configuration
 
     def reset(self) -> None:
-        """Clear faults, rate-limit windows, key states, per-key limits, tool scripts and statistics."""
+        """Clear faults, rate-limit windows, key states, per-key limits, tool scripts, replays and statistics."""
         super().reset()
         with self._lock:
             self._init_stats()
@@ -144,7 +144,9 @@ class StandIn(Behaviours):
         ``fail_next`` ({``n``, ``status``?, ``message``?, ``retry_after``?}), ``fail_for``
         ({``seconds``, ``status``?, ``message``?, ``retry_after``?}), ``stream_fail_after``
         ({``chunks``, ``mode``?, ``times``?} or an int / null), ``tool_calls`` (list of
-        {``name``, ``arguments``?}, see :meth:`script_tool_call`; ``[]`` clears them).
+        {``name``, ``arguments``?}, see :meth:`script_tool_call`; ``[]`` clears them),
+        ``clear_replays`` (bool), ``replay`` (list of {``name``, ``key``?, ``times``?, ``wait``?,
+        ``after_chunks``?}; without ``key`` it is :meth:`replay_all`).
         """
         if command.get("reset"):
             self.reset()
@@ -192,6 +194,14 @@ class StandIn(Behaviours):
                 if not isinstance(arguments, dict):
                     raise ValueError("tool_calls[].arguments must be a JSON object")
                 self.script_tool_call(str(entry["name"]), arguments)
+        if command.get("clear_replays"):
+            self.clear_replays()
+        for entry in command.get("replay") or []:
+            times, wait, after = entry.get("times"), entry.get("wait"), int(entry.get("after_chunks", 0))
+            if "key" in entry:
+                self.replay(str(entry["key"]), str(entry["name"]), times=times, wait=wait, after_chunks=after)
+            else:
+                self.replay_all(str(entry["name"]), times=times, wait=wait, after_chunks=after)
         return {"ok": True}
 
     # ------------------------------------------------------------------ statistics
@@ -203,7 +213,9 @@ class StandIn(Behaviours):
         ``by_status`` ({status: n}), ``by_key`` ({last-4-chars: {status: n, "total": n}}),
         ``by_route`` ({path: n}), ``streams``, ``bad_requests``, ``in_flight``, ``max_in_flight``,
         ``warmups``, ``tool_calls`` (answers that called tools), ``tool_results`` (tool results
-        received), ``uptime_s``. Keys appear only by their last four characters.
+        received), ``replayed`` ({recorded reply name: n}), ``replay_errors`` (messages of replies due
+        on a route of the other wire format, answered 500), ``uptime_s``. Keys appear only by their
+        last four characters.
         """
         with self._lock:
             return {
@@ -223,6 +235,8 @@ class StandIn(Behaviours):
                 "warmups": self._warmups,
                 "tool_calls": self._tool_calls,
                 "tool_results": len(self._tool_results),
+                "replayed": dict(sorted(self._replayed.items())),
+                "replay_errors": list(self._replay_errors),
                 "uptime_s": round(time.monotonic() - self._stats_started, 3),
             }
 
@@ -271,6 +285,8 @@ class StandIn(Behaviours):
     _warmups: int
     _tool_calls: int
     _tool_results: list[ToolResult]
+    _replayed: dict[str, int]
+    _replay_errors: list[str]
     _stats_started: float
 
     def _init_stats(self) -> None:
@@ -284,6 +300,8 @@ class StandIn(Behaviours):
         self._warmups = 0
         self._tool_calls = 0
         self._tool_results = []
+        self._replayed = {}
+        self._replay_errors = []
         self._stats_started = time.monotonic()
 
     # ------------------------------------------------------------------ the handler's interface
@@ -310,24 +328,54 @@ class StandIn(Behaviours):
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
         try:
-            decision = self.decide(request.key, request.model, request.problem)
             latency, error_latency, chunk_delay = self.delays()
+            try:
+                replay = self.claim_replay(request.key, request.provider, request.stream)
+            except ReplayMismatchError as exc:
+                with self._lock:
+                    self._replay_errors.append(str(exc))
+                self._record(request, 500, None)
+                misuse = Replay("", 500, {}, f"stand-in misuse: {exc}".encode(), "text/plain; charset=utf-8")
+                yield Plan(Decision(500, str(exc)), error_latency, chunk_delay, replay=misuse)
+                return
+            if replay is not None and replay.stream_after is None:
+                self._record(request, replay.status, None, replayed=replay.name)
+                yield Plan(Decision(replay.status), error_latency, chunk_delay, replay=replay)
+                return
+            decision = Decision(200) if replay else self.decide(request.key, request.model, request.problem)
             if decision.status != 200:
                 self._record(request, decision.status, None)
                 yield Plan(decision, error_latency, chunk_delay)
                 return
             answer = self.answer(request.conversation)
-            self._record(request, 200, request.conversation.fresh_results, tool_calls=bool(answer.tool_calls))
-            stream_break = self.claim_stream_break() if request.stream else None
+            self._record(
+                request,
+                200,
+                request.conversation.fresh_results,
+                tool_calls=bool(answer.tool_calls),
+                replayed=replay.name if replay else None,
+            )
+            if replay is not None and replay.stream_after is not None:
+                stream_break: StreamBreak | None = StreamBreak(replay.stream_after, "error", replay.body)
+            else:
+                stream_break = self.claim_stream_break() if request.stream else None
             yield Plan(decision, latency, chunk_delay, answer, stream_break)
         finally:
             with self._lock:
                 self._in_flight -= 1
 
     def _record(
-        self, request: Request, status: int, results: tuple[ToolResult, ...] | None, *, tool_calls: bool = False
+        self,
+        request: Request,
+        status: int,
+        results: tuple[ToolResult, ...] | None,
+        *,
+        tool_calls: bool = False,
+        replayed: str | None = None,
     ) -> None:
         with self._lock:
+            if replayed is not None:
+                self._replayed[replayed] = self._replayed.get(replayed, 0) + 1
             self._total += 1
             self._by_status[status] = self._by_status.get(status, 0) + 1
             per_key = self._by_key.setdefault(key_label(request.key), {})
