@@ -35,15 +35,22 @@ PLUGINS_ENV = "HFS_PLUGINS"
 DB_URL_ENV = "TIDB_DB_URL"
 CALL_DEFAULTS: Mapping[str, Any] = {"estimated_tokens": 1000, "wait": True, "timeout": 10.0, "max_retries": 5}
 HISTORY_SECONDS = 86400
+USAGE_FIXES = ("set TIDB_DB_URL or usage_db_url to a database, track_usage = false to record no usage, "
+               "or XDG_DATA_HOME to a writable folder")
+"""What the user can do when the data folder cannot hold the usage database or its spool."""
+
+
+def data_dir() -> Path:
+    """The user data folder (``$XDG_DATA_HOME/hfs-providers`` on Linux): the default usage database and
+    the spool of rows waiting for a database that is down. Not created here (the usage store creates it)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("hfs-providers", appauthor=False))
 
 
 def default_usage_url() -> str:
-    """The SQLite file used when no database URL is configured (in the user data directory)."""
-    import platformdirs
-
-    directory = Path(platformdirs.user_data_dir("hfs-providers", appauthor=False))
-    directory.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{directory / 'usage.sqlite3'}"
+    """The SQLite file used when no database URL is configured (in the user data folder, `data_dir`)."""
+    return f"sqlite:///{data_dir() / 'usage.sqlite3'}"
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,6 +120,10 @@ class Registry:
                                          "installed", f"pip install hfs-provider-{shown_name(name)}"))
         self._check_environment()
         self._log_start()
+        if self.config.track_usage:  # a registry is usually made on the main thread, where this must run
+            from hfs_core.usage import catch_sigterm
+
+            catch_sigterm()
 
     def __repr__(self) -> str:
         return (f"Registry(providers={sorted(self._specs)}, available={self.available_providers}, "
@@ -265,9 +276,16 @@ class Registry:
                 self._usage_ready = True
                 url = self.usage_url()
                 if url is not None:
-                    from hfs_core.usage import UsageStore
+                    from hfs_core.usage import Spool, UsageStore, catch_sigterm, folder_problem
 
-                    self._usage = UsageStore(url)
+                    # An unusable data folder costs the spool (rows wait in memory) and, for the
+                    # default SQLite file, the database: said once, never a reason to fail a call.
+                    folder = data_dir()
+                    problem = folder_problem(folder)
+                    spool = None if problem else Spool(folder / "spool.sqlite3", url)
+                    hint = f"the data folder cannot be used ({problem}): {USAGE_FIXES}" if problem else None
+                    self._usage = UsageStore(url, spool=spool, hint=hint)
+                    catch_sigterm()
             return self._usage
 
     def usage_health(self) -> UsageHealth | None:

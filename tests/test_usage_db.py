@@ -293,21 +293,26 @@ def test_database_unreachable_at_start(make_registry: Any, standin: StandIn, iso
                            capture_output=True, text=True, timeout=60)
     assert shown in plain.stdout and "unreachable" in plain.stdout
 
-    # At shutdown the rows that never found the database are counted lost and said so (the
-    # store is closed with a short timeout first: registry.shutdown() would give it 5 s).
+    # At shutdown the rows that never found the database wait in the spool of the data folder
+    # for the next process, and it is said (the store is closed with a short timeout first:
+    # registry.shutdown() would give it 5 s).
     caplog.clear()
     store = registry.usage_store()
     assert store is not None
     store.close(timeout=0.5)
     registry.shutdown()
     health = registry.usage_health()
-    assert health is not None and (health.written, health.pending, health.lost) == (0, 0, 20)
-    assert any("20 rows could not be written" in r.getMessage() and shown in r.getMessage()
-               for r in caplog.records if r.levelno == logging.ERROR)
+    assert health is not None and (health.written, health.pending, health.spooled, health.lost) == (0, 20, 20, 0)
+    spool = isolated / "data" / "hfs-providers" / "spool.sqlite3"
+    assert any("20 rows wait in the spool" in r.getMessage() and shown in r.getMessage() and str(spool) in
+               r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    with sqlite3.connect(spool) as db:
+        assert db.execute("SELECT COUNT(*) FROM spooled_rows").fetchone() == (20,)
     assert "secret-pw-123" not in caplog.text
+    assert b"secret-pw-123" not in spool.read_bytes()
     record_property("calls", n)
     record_property("call_seconds", round(elapsed, 2))
-    record_property("lost_reported", health.lost)
+    record_property("spooled_reported", health.spooled)
 
 
 # ---------------------------------------------------------------------- going away mid-run
@@ -358,7 +363,7 @@ def test_mariadb_goes_away_and_comes_back(make_registry: Any, standin: StandIn, 
 
 @pytest.mark.mariadb
 @needs_mariadb
-def test_mariadb_gone_at_shutdown_counts_and_reports_the_loss(make_registry: Any, standin: StandIn,
+def test_mariadb_gone_at_shutdown_spools_and_reports_the_rest(make_registry: Any, standin: StandIn,
                                                               proxy: TcpProxy, mariadb: sa.Engine,
                                                               caplog: pytest.LogCaptureFixture,
                                                               record_property: Record) -> None:
@@ -374,13 +379,13 @@ def test_mariadb_gone_at_shutdown_counts_and_reports_the_loss(make_registry: Any
         registry.shutdown()
         took = time.monotonic() - started
         health = store.health()
-        assert (health.written, health.pending, health.lost) == (10, 0, 15)
-        assert any("15 rows could not be written before shutdown" in r.getMessage()
-                   for r in caplog.records if r.levelno == logging.ERROR)
+        assert (health.written, health.pending, health.spooled, health.lost) == (10, 15, 15, 0)
+        assert any("15 rows wait in the spool" in r.getMessage()
+                   for r in caplog.records if r.levelno == logging.WARNING)
         assert took < 12.0
         assert len(rows_for(mariadb, suffixes(keys))) == 10
         record_property("written", health.written)
-        record_property("lost_reported", health.lost)
+        record_property("spooled_reported", health.spooled)
         record_property("shutdown_seconds", round(took, 2))
     finally:
         delete_rows(mariadb, suffixes(keys))

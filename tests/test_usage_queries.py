@@ -80,8 +80,11 @@ def test_missing_sqlite_file_is_neither_created_nor_an_error(tmp_path: Path) -> 
     probe = probe_db(f"sqlite:///{path}")
     assert (probe.reachable, probe.exists) == (True, False)
     assert read_usage(f"sqlite:///{path}").state == "no_database"
-    unwritable = probe_db(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.sqlite3'}")
-    assert (unwritable.reachable, unwritable.error) == (False, "not writable")
+    later = probe_db(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.sqlite3'}")  # the store creates folders
+    assert (later.reachable, later.exists) == (True, False)
+    (tmp_path / "blocked").write_text("")
+    unwritable = probe_db(f"sqlite:///{tmp_path / 'blocked' / 'dir.sqlite3'}")
+    assert not unwritable.reachable and unwritable.error and "is not a folder" in unwritable.error
     sa.create_engine(f"sqlite:///{path}").connect().close()
     assert read_usage(f"sqlite:///{path}").state == "no_table"
     assert not (tmp_path / "no").exists()

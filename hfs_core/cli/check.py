@@ -91,10 +91,16 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
         message = f"({'the SQLite default' if source == 'default' else source}) {probe.detail}"
         if probe.reachable:
             findings.append(Finding("usage db", "ok", probe.url, message))
+        elif not probe.exists:  # a SQLite file whose folder cannot be created (an unusable data folder)
+            from hfs_core.registry import USAGE_FIXES
+
+            findings.append(Finding("usage db", "error", probe.url, message,
+                                    f"calls go on, but their usage is not recorded: {USAGE_FIXES}"))
         else:
             findings.append(Finding("usage db", "error", probe.url, message,
                                     "start the database or fix the URL; calls go on but usage rows wait "
-                                    "in memory and rate windows are not restored on restart"))
+                                    "(in the spool of the data folder, else in memory) and rate windows "
+                                    "are not restored on restart"))
     return findings, usage
 
 

@@ -73,10 +73,17 @@ def cmd_usage(args: argparse.Namespace, log_filter: LogFilter) -> int:
         else:
             out(f"No usage recorded: {message}.")
         return 0
-    from hfs_core.usage.queries import UsageQueryError, read_usage, summarise
+    from hfs_core.usage.queries import UsageQueryError, folder_problem, read_usage, sqlite_path, summarise
     from hfs_core.usage.redact import redact_url
 
     shown = redact_url(url)
+    path = sqlite_path(url)
+    unusable = folder_problem(path.parent) if path is not None and not path.exists() else None
+    if unusable is not None:
+        from hfs_core.registry import USAGE_FIXES
+
+        raise CliError(f"no usage is recorded: the usage database {shown} cannot be created ({unusable})",
+                       USAGE_FIXES)
     try:
         found = read_usage(url, since.seconds, provider)
     except UsageQueryError as exc:

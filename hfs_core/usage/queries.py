@@ -69,6 +69,21 @@ def sqlite_path(url: str) -> Path | None:
     return Path(match.group(2))
 
 
+def folder_problem(directory: Path) -> str | None:
+    """Why files cannot be created in `directory` (created as needed), or None if they can.
+
+    Nothing is created: the nearest existing folder on the way must be a writable folder.
+    """
+    existing = directory
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder, so {directory} cannot be created"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable, so files cannot be created in {directory}"
+    return None
+
+
 def _engine(url: str, timeout: float) -> Any:
     """A SQLAlchemy engine that gives up connecting after `timeout` seconds where the driver allows."""
     from sqlalchemy import create_engine
@@ -89,11 +104,10 @@ def probe_db(url: str, timeout: float = DB_TIMEOUT) -> DbProbe:
     shown = redact_url(url)
     path = sqlite_path(url)
     if path is not None and not path.exists():
-        directory = path.parent
-        if directory.is_dir() and os.access(directory, os.W_OK):
+        problem = folder_problem(path.parent)
+        if problem is None:
             return DbProbe(shown, True, "does not exist yet; it is created by the first call", exists=False)
-        return DbProbe(shown, False, f"directory {directory} does not exist or is not writable",
-                       exists=False, error="not writable")
+        return DbProbe(shown, False, f"cannot be created: {problem}", exists=False, error=problem)
     try:
         from sqlalchemy import text
 
