@@ -23,7 +23,8 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
-from hfs_core.pool import CallOptions, Failure, KeyPool, Lease, Outcome
+from hfs_core.plugin import Action
+from hfs_core.pool import CallOptions, KeyPool, Lease
 
 _LEASE: contextvars.ContextVar[Lease | None] = contextvars.ContextVar("hfs_lease", default=None)
 _CLIENT_FIELDS = ("base_url", "timeout", "max_retries", "default_headers", "default_query", "client_params",
@@ -32,6 +33,15 @@ _BACKOFF_FIRST = 0.25
 _BACKOFF_MAX = 4.0
 _END = object()
 """What a driver sends back for a `_Pull` of an exhausted source."""
+
+
+_CONTENT_FIELDS = ("content", "tool_calls", "reasoning_content", "redacted_reasoning_content", "audio", "images",
+                   "videos", "files", "citations")
+
+
+def _carries(chunk: Any) -> bool:
+    """Whether a stream chunk carries something the caller uses (not an empty role or usage delta)."""
+    return any(getattr(chunk, name, None) for name in _CONTENT_FIELDS)
 
 
 def _tokens(response: Any) -> int | None:
@@ -90,42 +100,48 @@ class _Call:
         self.retries = 0
         self.rate_limits = 0
         self.announced = False
+        self.avoid: frozenset[int] = frozenset()  # keys that failed this call: tried again only as a last resort
 
     def lease(self) -> Lease:
-        lease, waited, announced = self.pool.acquire(self.model_id, self.options, self.budget, not self.announced)
+        lease, waited, announced = self.pool.acquire(self.model_id, self.options, self.budget, not self.announced,
+                                                     self.avoid)
         self.budget -= waited
         self.announced = self.announced or announced
         return lease
 
     async def alease(self) -> Lease:
         lease, waited, announced = await self.pool.acquire_async(self.model_id, self.options, self.budget,
-                                                                 not self.announced)
+                                                                 not self.announced, self.avoid)
         self.budget -= waited
         self.announced = self.announced or announced
         return lease
 
     def after_failure(self, lease: Lease, exc: BaseException) -> float:
-        """Decide on a failed attempt: re-raise it, or return the back-off before the next one."""
-        failure: Failure = self.pool.failed(lease, exc)
-        if failure.outcome is Outcome.FATAL:
+        """Decide on a failed attempt: re-raise it, or return the back-off before the next one.
+
+        The pool has already acted on the key (retired, cooled, set aside) or the provider
+        (backed off, which the next lease waits out within the budget). Rate limits may
+        come once per key and retry (up to `max_retries` each); other faults count against
+        `max_retries`; a caller's error is raised at once.
+        """
+        verdict = self.pool.failed(lease, exc)
+        self.avoid = self.avoid | {lease.index}
+        if verdict.action is Action.CALLER_ERROR:
             raise exc
-        if failure.outcome is Outcome.DEAD:
+        if verdict.action is Action.RETIRE_KEY:
             return 0.0
-        if failure.outcome is Outcome.RATE_LIMITED:
-            # The key now cools for its Retry-After, so the next attempt takes another key or waits
-            # (within the budget): a caller meeting 429s from keys its neighbours just filled must
-            # not run out of retries while keys are about to free. Up to max_retries per key.
+        if verdict.action is Action.COOL_KEY:
             self.rate_limits += 1
             if self.rate_limits > self.options.max_retries * self.pool.size:
                 raise exc
             return 0.0
         if self.retries >= self.options.max_retries:
             raise exc
-        delay = failure.retry_after
-        if delay is None:
-            step = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2**self.retries)
-            delay = step / 2 + random.uniform(0, step / 2)
         self.retries += 1
+        if verdict.action is Action.PROVIDER_BUSY or len(self.avoid) < self.pool.status().live:
+            return 0.0  # the next lease waits out the provider's back-off, or takes another key now
+        step = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2.0 ** (self.retries - 1))
+        delay = step / 2 + random.uniform(0, step / 2)
         if delay > self.budget:
             raise exc
         self.budget -= delay
@@ -135,8 +151,9 @@ class _Call:
         """The attempt loop, as steps for `_run` or `_arun`; `start` opens one attempt's source.
 
         Each attempt leases a key and pulls chunks with the lease set for the provider's code.
-        A failure before the first chunk rotates (after `after_failure`'s back-off); one after
-        it reaches the caller. A stream closed early (GeneratorExit) counts as a success.
+        A failure before the first chunk with content rotates (after `after_failure`'s back-off;
+        empty role or usage deltas may have been handed over, which a retry makes no worse); one
+        after it reaches the caller. A stream closed early (GeneratorExit) counts as a success.
         """
         while True:
             lease: Lease = yield _LEASE_STEP
@@ -152,7 +169,7 @@ class _Call:
                         _LEASE.reset(token)
                     if chunk is _END:
                         break
-                    started = True
+                    started = started or _carries(chunk)
                     usage = _tokens(chunk) or usage
                     yield _Emit(chunk)
             except GeneratorExit:
@@ -274,8 +291,8 @@ class RotatingModel:
         return response
 
     def invoke_stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        """Agno's invoke_stream on a leased key. A failure before the first chunk rotates to
-        another key; a failure after chunks were yielded reaches the caller."""
+        """Agno's invoke_stream on a leased key. A failure before the first chunk with content
+        rotates to another key; a failure after content was yielded reaches the caller."""
         parent = cast(Any, super())
         return _run(self._hfs_call(), lambda: parent.invoke_stream(*args, **kwargs))
 

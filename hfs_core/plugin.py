@@ -87,6 +87,12 @@ class ProviderReply:
         return parse_duration(value) if value else None
 
 
+Window = Literal["minute", "day"]
+"""The window of a limit a key hit (`Verdict.window`)."""
+Counts = Literal["requests", "tokens"]
+"""What a limit a key hit counts (`Verdict.counts`)."""
+
+
 class Action(Enum):
     """What a failed attempt means, and so what the pool does about it."""
 
@@ -110,15 +116,17 @@ class Verdict:
         action: what the pool does (see `Action`).
         seconds: for COOL_KEY and PROVIDER_BUSY, how long; None lets the core choose (Retry-After,
             else its default back-off).
-        window: for COOL_KEY, the limit that was hit: ``"minute"`` (a refusal below the key's
-            table limit teaches the pool a lower limit for it) or ``"day"`` (a quota: the key is
-            kept out until `seconds` have passed, remembered across restarts).
+        window: for COOL_KEY, the limit that was hit: ``"minute"`` or ``"day"`` (a quota: the
+            key is kept out until `seconds` have passed, remembered across restarts).
+        counts: for COOL_KEY, what the limit counts: ``"requests"`` (a per-minute refusal below
+            the key's table limit then teaches the pool a lower limit for it) or ``"tokens"``.
         reason: a few words for the log, e.g. ``"per-day quota"``.
     """
 
     action: Action
     seconds: float | None = None
-    window: Literal["minute", "day"] | None = None
+    window: Window | None = None
+    counts: Counts | None = None
     reason: str = ""
 
 

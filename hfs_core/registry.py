@@ -328,6 +328,9 @@ class Registry:
             used = state.load_history(rows)
             if used:
                 log.info("%s: replayed %d usage rows of the last 24 h into the rate windows", spec.name, used)
+            out = pool.restore_cooldowns(usage.cooldowns.in_force(spec.name))
+            if out:
+                log.info("%s: %d keys stay out until their quota resets (seen before a restart)", spec.name, out)
         self._pools[spec.name] = pool
         return pool
 

@@ -29,6 +29,7 @@ class DictPoolState:
         self._in_flight = [0] * self.size
         self._cool_until = [0.0] * self.size
         self._dead: set[int] = set()
+        self._caps: dict[int, tuple[int, float]] = {}  # index -> (learned per-minute cap, when learned)
         self._next = 0
         self._lock = threading.Lock()
 
@@ -36,20 +37,24 @@ class DictPoolState:
         calls = self._calls[index] = [stamp for stamp in self._calls[index] if stamp > now - WINDOW]
         return calls
 
+    def _limit(self, index: int, now: float) -> int:
+        cap, since = self._caps.get(index, (self._per_minute, now))
+        return min(self._per_minute, cap + int((now - since) // WINDOW))
+
     def _free_at(self, index: int, now: float) -> float:
         """When key `index` may take a call (``inf``: once a call in flight ends)."""
         calls = sorted(self._recent(index, now))
-        excess = len(calls) + self._in_flight[index] - self._per_minute + 1
+        excess = len(calls) + self._in_flight[index] - self._limit(index, now) + 1
         if excess > len(calls):
             return math.inf
         return max(self._cool_until[index], calls[excess - 1] + WINDOW if excess > 0 else now)
 
-    def try_acquire(self, model_id: str, tokens: int) -> Lease | float:
+    def try_acquire(self, model_id: str, tokens: int, avoid: frozenset[int] = frozenset()) -> Lease | float:
         now = time.time()
         with self._lock:
             live = [(self._next + offset) % self.size for offset in range(self.size)
                     if (self._next + offset) % self.size not in self._dead]
-            for index in live:
+            for index in [i for i in live if i not in avoid] + [i for i in live if i in avoid]:
                 if self._free_at(index, now) <= now:
                     self._next = index + 1
                     self._in_flight[index] += 1
@@ -69,6 +74,15 @@ class DictPoolState:
     def mark_dead(self, index: int) -> None:
         with self._lock:
             self._dead.add(index)
+
+    def learn_limit(self, index: int, model_id: str) -> int | None:
+        now = time.time()
+        with self._lock:
+            seen = len(self._recent(index, now)) + self._in_flight[index]
+            if seen >= self._limit(index, now):
+                return None
+            self._caps[index] = (max(1, seen), now)
+            return max(1, seen)
 
     def status(self) -> PoolStatus:
         now = time.time()

@@ -372,7 +372,7 @@ def test_ask_reports_rate_limits_on_stderr(tmp_path: Path, standin: StandIn) -> 
     run = hfs("ask", "-p", "groq", "--base-url", standin.url, "again", env=env, cwd=tmp_path)
     assert run.code == 0, run.err
     assert run.out == "stand-in reply: again\n"
-    assert run.err.count("rate limited (429)") == 2 and "GROQ_API_KEY_" in run.err
+    assert run.err.count("answered 429: per-minute limit") == 2 and "GROQ_API_KEY_" in run.err
 
 
 def test_ask_provider_error_is_one_line(tmp_path: Path, standin: StandIn) -> None:

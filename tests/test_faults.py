@@ -9,7 +9,6 @@ Every scenario runs against the provider stand-in on 127.0.0.1. The figures each
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -243,33 +242,19 @@ def real_limit_run(model: Any, standin: StandIn, keys: list[str], *, limit: int,
     assert set(outcomes) <= {"ok", "no_key_in_budget"}, f"errors other than a clear refusal: {figures}"
     # Each key cools for its Retry-After, so 429s come from the rush on a key as it reopens
     # (48 to 123 in the scaled run so far); without the cooldown the callers would meet thousands.
-    assert standin.count(429) <= 5 * capacity, f"keys were hammered: {figures}"
+    assert standin.count(429) <= capacity // 2, f"reopened keys were rushed (learned limits not kept): {figures}"
     assert all(standin.requests_for(k, 200) <= limit * windows for k in keys)
     return figures
 
 
+@pytest.mark.slow
 def test_real_limit_below_keycycle_table(make_registry: Any, standin: StandIn, sqlite_url: str,
                                          record_property: Record) -> None:
-    """The provider allows 4 requests per key per 2 s; keycycle's table says 30 per minute.
-
-    Scaled from "10 per 60 s against a table of 30 RPM" (which takes minutes; run it with
-    HFS_FULL_SCALE=1, see the next test): within the 6 s run keycycle would let each key
-    take 30 calls while the stand-in takes 4 per 2 s window (12 per run), so only the 429s
-    and their Retry-After can teach the pool the real capacity. 12 callers keep asking (more
-    than the capacity) with a 2 s wait budget each.
-    """
-    _, model, keys = groq_model(make_registry, standin, sqlite_url, 3, model_id=GROQ_30_RPM, timeout=2.0)
-    figures = real_limit_run(model, standin, keys, limit=4, window=2.0, run_seconds=6.0, budget=2.0, callers=12)
-    for name, value in figures.items():
-        record_property(name, value)
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("HFS_FULL_SCALE") != "1", reason="takes 130 s; set HFS_FULL_SCALE=1 to run it")
-def test_real_limit_below_keycycle_table_full_scale(make_registry: Any, standin: StandIn, sqlite_url: str,
-                                                    record_property: Record) -> None:
-    """The unscaled scenario: 10 requests per key per 60 s at the provider, 30 RPM in keycycle's
-    table, three windows (130 s), 12 callers with the default 10 s wait budget."""
+    """10 requests per key per 60 s at the provider, 30 RPM in keycycle's table, three windows
+    (130 s), 12 callers with the default 10 s wait budget: only the 429s can teach the pool the
+    real capacity, and the limit it learns from the first of them keeps the key from being
+    rushed when it reopens. (It runs in real minutes: the learned limit is per minute, so the
+    window cannot be scaled down as it once was.)"""
     _, model, keys = groq_model(make_registry, standin, sqlite_url, 3, model_id=GROQ_30_RPM)
     figures = real_limit_run(model, standin, keys, limit=10, window=60.0, run_seconds=130.0, budget=10.0,
                              callers=12)

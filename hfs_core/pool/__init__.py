@@ -2,11 +2,11 @@
 
 `KeyPool` (`keypool`) is the front the models use; its mutable state sits behind the
 `PoolState` interface (`state`), kept in process by `LocalPoolState` (`local`, on
-keycycle's per-key windows). `failures` classifies errors; `clients` caches SDK clients.
+keycycle's per-key windows). `failures` reads a failure and judges it; `clients` caches SDK clients.
 """
 
 from hfs_core.pool.clients import ClientCache
-from hfs_core.pool.failures import Failure, Outcome, classify
+from hfs_core.pool.failures import default_verdict, judge, read_reply
 from hfs_core.pool.keypool import CallOptions, KeyPool, NoAvailableKeyError, UsageRecorder
 from hfs_core.pool.local import LocalPoolState, keycycle_wrapper, rate_limits
 from hfs_core.pool.state import HistoryRow, Lease, PoolState, PoolStatus, key_suffix
@@ -14,18 +14,18 @@ from hfs_core.pool.state import HistoryRow, Lease, PoolState, PoolStatus, key_su
 __all__ = [
     "CallOptions",
     "ClientCache",
-    "Failure",
     "HistoryRow",
     "KeyPool",
     "Lease",
     "LocalPoolState",
     "NoAvailableKeyError",
-    "Outcome",
     "PoolState",
     "PoolStatus",
     "UsageRecorder",
-    "classify",
+    "default_verdict",
+    "judge",
     "key_suffix",
     "keycycle_wrapper",
     "rate_limits",
+    "read_reply",
 ]

@@ -1,39 +1,30 @@
-"""What a failed model call says about its key: dead, rate limited, transient or fatal."""
+"""What a failed attempt says: the provider's reply, read from the innermost SDK error, and its verdict.
+
+`read_reply` turns an exception into a `ProviderReply` (status, JSON body, headers), reading
+the innermost SDK error so that a reply wrapped by Agno (``ModelProviderError``, which a
+third-party class may give a default 502) or by an SDK's stream reader still shows what the
+provider sent. `judge` asks the provider's own rules (`ProviderSpec.error_rules`) first, and
+falls back to `default_verdict`, the core's reading of plain HTTP.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import re
-from collections.abc import Iterator
-from dataclasses import dataclass
-from enum import Enum
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
 
-from hfs_core._keycycle import is_rate_limit_error, is_temporary_rate_limit_error
+from hfs_core.plugin import Action, ErrorRules, ProviderReply, Verdict
 
+log = logging.getLogger("hfs_core.pool")
 
-class Outcome(Enum):
-    """What a failed attempt says about its key."""
-
-    DEAD = "dead"
-    RATE_LIMITED = "rate_limited"
-    TRANSIENT = "transient"
-    FATAL = "fatal"
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A classified failure: what it was, its HTTP status, and the provider's Retry-After."""
-
-    outcome: Outcome
-    status: int | None
-    retry_after: float | None
-
-
-_TRANSIENT_NAMES = ("Timeout", "ConnectError", "ConnectionError", "APIConnectionError", "RemoteProtocolError",
-                    "ReadError", "WriteError", "ServerDisconnected")
+_TRANSPORT_NAMES = ("Timeout", "ConnectError", "ConnectionError", "APIConnectionError", "RemoteProtocolError",
+                    "ReadError", "WriteError", "ServerDisconnected", "IncompleteRead")
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then what it was raised from, outermost first."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -42,42 +33,94 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def _retry_after(exc: BaseException) -> float | None:
-    for err in _chain(exc):
-        response = getattr(err, "response", None)
-        headers = getattr(response, "headers", None)
-        if headers is not None:
-            with contextlib.suppress(TypeError, ValueError):
-                if headers.get("retry-after-ms"):
-                    return float(headers["retry-after-ms"]) / 1000.0
-                if headers.get("retry-after"):
-                    return float(headers["retry-after"])
-        delay = re.search(r'"retryDelay":\s*"(\d+(?:\.\d+)?)s"', str(getattr(err, "message", "")) or str(err))
-        if delay:
-            return float(delay.group(1))
+def _status_of(err: BaseException) -> int | None:
+    """The HTTP status an SDK error carries (openai-style ``status_code``, google-genai ``code``)."""
+    for attr in ("status_code", "code"):
+        value = getattr(err, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+            return value
     return None
 
 
-def classify(exc: BaseException) -> Failure:
-    """Sort a model call's exception into dead key, rate limit, transient fault or fatal error."""
-    status: int | None = None
-    for err in _chain(exc):
-        for attr in ("status_code", "code"):
-            value = getattr(err, attr, None)
-            if isinstance(value, int) and 100 <= value <= 599:
-                status = value
-                break
-        if status is not None:
-            break
-    transport = any(any(name in cls.__name__ for name in _TRANSIENT_NAMES)
-                    for err in _chain(exc) for cls in type(err).__mro__)
-    if status in (401, 402, 403):
-        return Failure(Outcome.DEAD, status, None)
-    if status == 429 or (status is None and isinstance(exc, Exception) and is_rate_limit_error(exc)):
-        if isinstance(exc, Exception) and is_temporary_rate_limit_error(exc):
-            return Failure(Outcome.TRANSIENT, status, _retry_after(exc))
-        return Failure(Outcome.RATE_LIMITED, status, _retry_after(exc))
-    if transport or status in (408, 409) or (status is not None and status >= 500):
-        return Failure(Outcome.TRANSIENT, status, _retry_after(exc))
-    return Failure(Outcome.FATAL, status, None)
+def _is_sdk_error(err: BaseException) -> bool:
+    """An error raised by a provider SDK itself (it has the response, or the body the SDK parsed)."""
+    return getattr(err, "response", None) is not None or hasattr(err, "body") or hasattr(err, "details")
 
+
+def _json(value: Any) -> Mapping[str, Any]:
+    if isinstance(value, Mapping):
+        return value
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], Mapping):
+        return value[0]  # google-genai unwraps a one-element list the same way
+    if isinstance(value, str | bytes):
+        with contextlib.suppress(ValueError):
+            return _json(json.loads(value))
+    return {}
+
+
+def read_reply(exc: BaseException) -> ProviderReply:
+    """The provider's reply behind `exc`, from the innermost SDK error in its chain."""
+    errors = list(_chain(exc))
+    inner = next((err for err in reversed(errors) if _is_sdk_error(err)), None)
+    if inner is None:
+        status = next((s for s in map(_status_of, errors) if s is not None), None)
+        transport = any(name in cls.__name__ for err in errors for cls in type(err).__mro__
+                        for name in _TRANSPORT_NAMES)
+        return ProviderReply(None if transport else status, {}, {}, str(exc))
+    response = getattr(inner, "response", None)
+    http_status = getattr(response, "status_code", None)
+    headers = {str(k).lower(): str(v) for k, v in getattr(response, "headers", {}).items()}
+    body: Mapping[str, Any] = {}
+    if http_status is not None and http_status != 200:
+        with contextlib.suppress(Exception):
+            body = _json(response.json())  # type: ignore[union-attr]
+    if not body:
+        body = _json(getattr(inner, "details", None)) or _json(getattr(inner, "body", None))
+    # An error event inside a stream: the response was the stream's 200 (or the SDK kept none),
+    # and the SDK kept only the error object.
+    in_stream = http_status == 200 or (http_status is None and bool(body))
+    if in_stream and body and "error" not in body:
+        body = {"error": body}
+    status = None if in_stream else (_status_of(inner) or http_status)
+    message = str(getattr(inner, "message", "") or inner)
+    return ProviderReply(status, body, headers, message, in_stream)
+
+
+def default_verdict(reply: ProviderReply) -> Verdict:
+    """The core's reading of a reply its provider's rules leave open.
+
+    401/402/403 retire the key; 429 cools it for its Retry-After (``retry-after-ms`` or
+    ``retry-after``); 408, 409, 5xx, 498, no answer at all (a timeout, a dropped connection)
+    and an error inside a started stream are retried on another key; any other status (400,
+    404, 413, 422...) is the caller's error.
+    """
+    status = reply.status
+    if status in (401, 402, 403):
+        return Verdict(Action.RETIRE_KEY, reason=f"HTTP {status}")
+    if status == 429:
+        millis = reply.header_seconds("retry-after-ms")
+        seconds = millis / 1000 if millis is not None else reply.header_seconds("retry-after")
+        return Verdict(Action.COOL_KEY, seconds, "minute", reason="rate limited (429)")
+    if status is None or reply.in_stream or status in (408, 409, 498) or status >= 500:
+        return Verdict(Action.RETRY, reason="a passing fault")
+    return Verdict(Action.CALLER_ERROR, reason=f"HTTP {status}")
+
+
+def judge(exc: BaseException, rules: ErrorRules | None, provider: str) -> tuple[ProviderReply, Verdict]:
+    """Read `exc` and decide on it: the provider's `rules` first, then `default_verdict`.
+
+    A rule that raises is the plugin's bug: it is logged and the default applies.
+    """
+    reply = read_reply(exc)
+    verdict: Verdict | None = None
+    if rules is not None:
+        try:
+            verdict = rules(reply)
+        except Exception as err:  # the plugin's bug must not decide the call
+            log.warning("%s: the plugin's error_rules raised %s; the core's defaults apply", provider,
+                        type(err).__name__)
+        if verdict is not None and not isinstance(verdict, Verdict):
+            log.warning("%s: the plugin's error_rules returned %s, not a Verdict; the core's defaults apply",
+                        provider, type(verdict).__name__)
+            verdict = None
+    return reply, verdict or default_verdict(reply)

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hfs_core._keycycle import DEFAULT_COOLDOWN_SECONDS
 from hfs_core._keycycle import NoAvailableKeyError as KeycycleNoAvailableKeyError
 from hfs_core.errors import HFSError
+from hfs_core.plugin import Action, Verdict
 from hfs_core.pool.clients import ClientCache
-from hfs_core.pool.failures import Failure, Outcome, classify
+from hfs_core.pool.failures import judge
 from hfs_core.pool.state import Lease, PoolState, PoolStatus, key_suffix
 
 if TYPE_CHECKING:
@@ -31,11 +32,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("hfs_core.pool")
 
 
+_BUSY_FIRST = 0.5
+_BUSY_MAX = 30.0
+"""The provider's back-off after a PROVIDER_BUSY verdict: 0.5 s, doubling with each one in a row, to 30 s."""
+_WINDOW_SECONDS = {"minute": 60.0, "day": 86400.0}
+"""How long a key cools for a limit whose reply names no wait: until the window it hit has passed."""
+_FLAKY_FIRST = 1.0
+_FLAKY_MAX = 60.0
+"""A key failing transiently twice or more in a row is set aside: 1 s, doubling, to 60 s."""
+
+
 class UsageRecorder(Protocol):
-    """Where a pool records each successful call (the registry's usage store)."""
+    """Where a pool records each successful call, and the keys kept out until a reset (the usage store)."""
 
     def record(self, provider: str, model: str, suffix: str, tokens: int) -> None:
         """Record one call of `model` on the key ending in `suffix`."""
+
+    def remember_cooldown(self, provider: str, suffix: str, until: float) -> None:
+        """Remember, across restarts, that the key ending in `suffix` is out until `until` (epoch seconds)."""
 
 
 class NoAvailableKeyError(HFSError, KeycycleNoAvailableKeyError):
@@ -109,6 +123,10 @@ class KeyPool:
         self._waiters_lock = threading.Lock()
         self.clients = ClientCache(keys, model_class)
         self._closed = False
+        self._busy_until = 0.0  # time.monotonic() until which the provider is backed off
+        self._busy_streak = 0
+        self._busy_reason = ""
+        self._flaky = [0] * len(self._keys)  # transient failures in a row, per key
 
     def __repr__(self) -> str:
         status = self.state.status()
@@ -132,10 +150,15 @@ class KeyPool:
 
     def _unavailable(self, model_id: str, options: CallOptions, delay: float) -> NoAvailableKeyError:
         status = self.state.status()
+        busy = self._busy_until - time.monotonic()
         if status.dead == status.total:
             message = (f"{self.provider}: all {status.total} keys are dead (401/402/403 from the provider); "
                        f"replace {self.spec.env_prefix}_API_KEY_<i>")
             next_free: float | None = None
+        elif busy > 0:
+            next_free = busy
+            message = (f"{self.provider}/{model_id}: the provider is busy ({self._busy_reason}) and backed off "
+                       f"for {busy:.1f}s more, past a {options.timeout:g}s wait budget; its keys are kept")
         else:
             next_free = None if math.isinf(delay) else delay
             when = "when a call in flight ends" if next_free is None else f"in {next_free:.1f}s"
@@ -158,9 +181,16 @@ class KeyPool:
         log.info("%s/%s: no key free; waiting up to %.0fs (the next key frees %s)", self.provider, model_id,
                  left, when)
 
-    def acquire(self, model_id: str, options: CallOptions, budget: float,
-                announce: bool = True) -> tuple[Lease, float, bool]:
-        """Reserve a key, waiting up to `budget` seconds.
+    def _try(self, model_id: str, options: CallOptions, avoid: frozenset[int]) -> Lease | float:
+        """A lease now, or the seconds until one may be had (the provider's back-off counts)."""
+        busy = self._busy_until - time.monotonic()
+        if busy > 0:
+            return busy
+        return self.state.try_acquire(model_id, options.estimated_tokens, avoid)
+
+    def acquire(self, model_id: str, options: CallOptions, budget: float, announce: bool = True,
+                avoid: frozenset[int] = frozenset()) -> tuple[Lease, float, bool]:
+        """Reserve a key, waiting up to `budget` seconds, preferring keys not in `avoid`.
 
         Returns the lease, the time waited, and whether the wait was announced: with `announce`,
         a call that has to wait logs it once (INFO on ``hfs_core.pool``).
@@ -169,7 +199,7 @@ class KeyPool:
         announced = False
         while True:
             generation = self._generation
-            got = self.state.try_acquire(model_id, options.estimated_tokens)
+            got = self._try(model_id, options, avoid)
             if isinstance(got, Lease):
                 return got, time.monotonic() - start, announced
             left = budget - (time.monotonic() - start)
@@ -181,8 +211,8 @@ class KeyPool:
                 if generation == self._generation:
                     self._cond.wait(min(got, left) + 0.002)
 
-    async def acquire_async(self, model_id: str, options: CallOptions, budget: float,
-                            announce: bool = True) -> tuple[Lease, float, bool]:
+    async def acquire_async(self, model_id: str, options: CallOptions, budget: float, announce: bool = True,
+                            avoid: frozenset[int] = frozenset()) -> tuple[Lease, float, bool]:
         """`acquire` for coroutines: waits with ``await``, never blocking the event loop."""
         loop = asyncio.get_running_loop()
         start = time.monotonic()
@@ -192,7 +222,7 @@ class KeyPool:
             with self._waiters_lock:
                 self._async_waiters.add(waiter)
             try:
-                got = self.state.try_acquire(model_id, options.estimated_tokens)
+                got = self._try(model_id, options, avoid)
                 if isinstance(got, Lease):
                     return got, time.monotonic() - start, announced
                 left = budget - (time.monotonic() - start)
@@ -221,28 +251,54 @@ class KeyPool:
         """Count a successful attempt against its key and record it in the usage store."""
         used = tokens if tokens else lease.reserved_tokens
         self.state.settle(lease, used)
+        self._flaky[lease.index] = 0
+        self._busy_streak = 0
         if self.usage is not None:
             self.usage.record(self.provider, lease.model_id, self._suffixes[lease.index], used)
         self._wake()
 
-    def failed(self, lease: Lease, exc: BaseException) -> Failure:
-        """Release a failed attempt's key and act on what the failure says about it."""
-        failure = classify(exc)
+    def failed(self, lease: Lease, exc: BaseException) -> Verdict:
+        """Release a failed attempt's key and act on what the provider's reply says (see `Action`)."""
+        reply, verdict = judge(exc, self.spec.error_rules, self.provider)
         self.state.settle(lease, None)
-        where = f"{self.provider} key {self.spec.key_var(lease.index + 1)} (…{self._keys[lease.index][-4:]})"
-        if failure.outcome is Outcome.DEAD:
-            self.state.mark_dead(lease.index)
+        index = lease.index
+        where = f"{self.provider} key {self.spec.key_var(index + 1)} (…{self._keys[index][-4:]})"
+        what = "an error event in its stream" if reply.in_stream else str(reply.status or "nothing (no answer)")
+        why = f": {verdict.reason}" if verdict.reason else ""
+        if verdict.action is Action.RETIRE_KEY:
+            self.state.mark_dead(index)
             status = self.state.status()
-            log.warning("%s answered %s: marked dead, %d of %d keys left", where, failure.status,
-                        status.live, status.total)
-        elif failure.outcome is Outcome.RATE_LIMITED:
-            seconds = failure.retry_after if failure.retry_after is not None else DEFAULT_COOLDOWN_SECONDS
-            self.state.cool_down(lease.index, seconds)
-            log.info("%s rate limited (429): cooling for %.1fs", where, seconds)
-        elif failure.outcome is Outcome.TRANSIENT:
-            log.info("%s failed with %s (transient): retrying", where, failure.status or type(exc).__name__)
+            log.warning("%s answered %s%s: retired, %d of %d keys left", where, what, why, status.live, status.total)
+        elif verdict.action is Action.COOL_KEY:
+            seconds = verdict.seconds if verdict.seconds is not None else _WINDOW_SECONDS.get(
+                verdict.window or "", DEFAULT_COOLDOWN_SECONDS)
+            self.state.cool_down(index, seconds)
+            if verdict.window == "day":
+                if self.usage is not None:
+                    self.usage.remember_cooldown(self.provider, self._suffixes[index], time.time() + seconds)
+                log.info("%s answered %s%s: out for %.0fs, until its quota resets", where, what, why, seconds)
+            else:
+                cap = self.state.learn_limit(index, lease.model_id) if verdict.counts == "requests" else None
+                learned = f"; it now takes at most {cap} a minute" if cap is not None else ""
+                log.info("%s answered %s%s: cooling for %.1fs%s", where, what, why, seconds, learned)
+        elif verdict.action is Action.PROVIDER_BUSY:
+            self._busy_streak += 1
+            pause = verdict.seconds if verdict.seconds is not None else \
+                min(_BUSY_MAX, _BUSY_FIRST * 2 ** (self._busy_streak - 1))
+            self._busy_until = max(self._busy_until, time.monotonic() + pause)
+            self._busy_reason = verdict.reason or f"HTTP {reply.status}"
+            log.info("%s answered %s%s: the provider is busy, backing it off for %.1fs (keys kept)", where, what,
+                     why, pause)
+        elif verdict.action is Action.RETRY:
+            self._flaky[index] += 1
+            if self._flaky[index] >= 2:
+                aside = min(_FLAKY_MAX, _FLAKY_FIRST * 2 ** (self._flaky[index] - 2))
+                self.state.cool_down(index, aside)
+                log.info("%s failed again (%s%s): set aside for %.0fs", where, what, why, aside)
+            else:
+                log.info("%s failed (%s%s): retrying on another key", where, what, why)
         self._wake()
-        return failure
+        return verdict
 
     # -- SDK clients ---------------------------------------------------------------------
 
@@ -256,6 +312,17 @@ class KeyPool:
         if status.dead == status.total:
             raise self._unavailable(self.spec.default_model, CallOptions(wait=False), math.inf)
         return random.randrange(self.size)
+
+    def restore_cooldowns(self, rows: Sequence[tuple[str, float]]) -> int:
+        """Keep out the keys a previous process saw refused until a reset: (suffix, until) rows."""
+        by_suffix = {suffix: index for index, suffix in enumerate(self._suffixes)}
+        restored = 0
+        for suffix, until in rows:
+            index = by_suffix.get(suffix)
+            if index is not None and until > time.time():
+                self.state.cool_down(index, until - time.time())
+                restored += 1
+        return restored
 
     def close(self) -> None:
         """Close every SDK client and the state's background work. Safe to call twice."""

@@ -72,6 +72,8 @@ class LocalPoolState:
         self._random = random.Random()
         # id(token window) -> (its first entry, bucket.total_tokens, its sum) at the last check
         self._token_sums: dict[int, tuple[Any, int, int]] = {}
+        # (key index, bucket) -> (learned requests per minute, when it was learned or last relaxed)
+        self._caps: dict[tuple[int, str], tuple[int, float]] = {}
         self._closed = False
 
     @classmethod
@@ -97,6 +99,33 @@ class LocalPoolState:
     def _bucket(self, key: KeyUsage, model_id: str) -> Any:
         return key.global_bucket if self._global else key.buckets[model_id]
 
+    def _per_minute(self, index: int, model_id: str, limits: RateLimits, now: float) -> int:
+        """The key's requests per minute: the table's, or a learned cap below it, relaxed by one a minute."""
+        slot = (index, self._bucket_name(model_id))
+        learned = self._caps.get(slot)
+        if learned is None:
+            return int(limits.requests_per_minute)
+        cap, since = learned
+        grown = cap + int((now - since) // 60.0)
+        if grown >= limits.requests_per_minute:
+            del self._caps[slot]
+            return int(limits.requests_per_minute)
+        return grown
+
+    def learn_limit(self, index: int, model_id: str) -> int | None:
+        now = time.time()
+        limits = self.limits(model_id)
+        with self._lock:
+            bucket = self._bucket(self._keys[index], model_id)
+            cutoff = now - 60.0
+            seen = sum(1 for stamp in bucket.requests_minute if stamp > cutoff)
+            seen += self._in_flight.get((index, self._bucket_name(model_id)), 0)
+            if seen >= self._per_minute(index, model_id, limits, now):
+                return None
+            cap = max(1, seen)
+            self._caps[(index, self._bucket_name(model_id))] = (cap, now)
+            return cap
+
     def _fits(self, index: int, model_id: str, tokens: int, limits: RateLimits, now: float) -> bool:
         """keycycle's limit check (``UsageBucket.check_limits``) with calls in flight counted,
         in O(1): keycycle sums its token windows on every check, which costs O(calls in the
@@ -108,8 +137,8 @@ class LocalPoolState:
         flying = self._in_flight.get((index, self._bucket_name(model_id)), 0)
         for (seconds, _), stamps, limit in zip(_WINDOWS, (bucket.requests_minute, bucket.requests_hour,
                                                           bucket.requests_day),
-                                               (limits.requests_per_minute, limits.requests_per_hour,
-                                                limits.requests_per_day), strict=True):
+                                               (self._per_minute(index, model_id, limits, now),
+                                                limits.requests_per_hour, limits.requests_per_day), strict=True):
             cutoff = now - seconds
             while stamps and stamps[0] <= cutoff:
                 stamps.popleft()
@@ -147,11 +176,11 @@ class LocalPoolState:
         bucket = self._bucket(self._keys[index], model_id)
         return len(bucket.requests_minute) + self._in_flight.get((index, self._bucket_name(model_id)), 0)
 
-    def try_acquire(self, model_id: str, tokens: int) -> Lease | float:
+    def try_acquire(self, model_id: str, tokens: int, avoid: frozenset[int] = frozenset()) -> Lease | float:
         now = time.time()
         limits = self.limits(model_id)
         with self._lock:
-            chosen = self._choose(model_id, tokens, limits, now)
+            chosen = self._choose(model_id, tokens, limits, now, avoid)
             if chosen is None:
                 return self._seconds_until_free(model_id, tokens, limits, now)
             key = self._keys[chosen]
@@ -162,15 +191,16 @@ class LocalPoolState:
                 self._probing.add(chosen)
             return Lease(chosen, model_id, tokens)
 
-    def _choose(self, model_id: str, tokens: int, limits: RateLimits, now: float) -> int | None:
+    def _choose(self, model_id: str, tokens: int, limits: RateLimits, now: float,
+                avoid: frozenset[int]) -> int | None:
         n = self.size
         picks = [i for i in {self._random.randrange(n), self._random.randrange(n)}
-                 if self._fits(i, model_id, tokens, limits, now)]
+                 if i not in avoid and self._fits(i, model_id, tokens, limits, now)]
         if picks:
             return min(picks, key=lambda i: self._load(i, model_id))
         start = self._random.randrange(n)
-        for offset in range(n):
-            index = (start + offset) % n
+        order = [(start + offset) % n for offset in range(n)]
+        for index in [i for i in order if i not in avoid] + [i for i in order if i in avoid]:
             if self._fits(index, model_id, tokens, limits, now):
                 return index
         return None
@@ -196,7 +226,7 @@ class LocalPoolState:
         bucket.clean()
         flying = self._in_flight.get((index, self._bucket_name(model_id)), 0)
         request_windows = (
-            (bucket.requests_minute, limits.requests_per_minute),
+            (bucket.requests_minute, self._per_minute(index, model_id, limits, time.time())),
             (bucket.requests_hour, limits.requests_per_hour),
             (bucket.requests_day, limits.requests_per_day),
         )

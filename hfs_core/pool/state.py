@@ -56,8 +56,11 @@ class PoolState(Protocol):
     def size(self) -> int:
         """Number of keys."""
 
-    def try_acquire(self, model_id: str, tokens: int) -> Lease | float:
-        """Reserve a usable key, or return the seconds until one may be (``inf``: when a call ends)."""
+    def try_acquire(self, model_id: str, tokens: int, avoid: frozenset[int] = frozenset()) -> Lease | float:
+        """Reserve a usable key, or return the seconds until one may be (``inf``: when a call ends).
+
+        Keys in `avoid` (those that just failed this call) are taken only when no other key can be.
+        """
 
     def settle(self, lease: Lease, tokens: int | None) -> None:
         """End a lease: count `tokens` against its key, or (None) release it unused."""
@@ -67,6 +70,14 @@ class PoolState(Protocol):
 
     def mark_dead(self, index: int) -> None:
         """Take key `index` out of rotation for good."""
+
+    def learn_limit(self, index: int, model_id: str) -> int | None:
+        """Key `index` was just refused for `model_id` by a per-minute limit: if its minute window
+        holds fewer requests than its table allows, cap it there (at least 1) and return the cap.
+
+        The cap binds the key's later calls and relaxes by one request for every minute without
+        a refusal, until the table's limit is back. None: no cap (the table's limit was reached).
+        """
 
     def status(self) -> PoolStatus:
         """Counts of keys by state."""

@@ -30,6 +30,7 @@ from typing import Any
 
 from hfs_core.deadline import DeadlineExceeded, call_with_deadline
 from hfs_core.usage import exits
+from hfs_core.usage.cooldowns import Cooldowns
 from hfs_core.usage.queries import sqlite_path
 from hfs_core.usage.redact import describe_error, redact_url
 from hfs_core.usage.spool import Row, Spool
@@ -136,6 +137,8 @@ class UsageStore:
         self._last_error: str | None = None
         self._down = False
         exits.track(self)
+        self.cooldowns = Cooldowns(self._engine, self._connect_lock, self._note_error)
+        """Keys kept out until a reset, remembered in the same database."""
         self._thread = threading.Thread(target=self._run, name="hfs-usage-writer", daemon=True)
         self._thread.start()
 
@@ -230,6 +233,14 @@ class UsageStore:
             log.warning("usage database %s did not answer within %gs: %s starts with empty rate windows "
                         "(its last 24 h of usage is not replayed)", self.shown_url, wait, provider)
             return []
+
+    def remember_cooldown(self, provider: str, suffix: str, until: float) -> None:
+        """Remember, across restarts, that the key ending in `suffix` is out until `until` (in the background)."""
+        self.cooldowns.remember(provider, suffix, until)
+
+    def _engine(self) -> Any:
+        """The database's engine, connecting if need be (None while it is unreachable)."""
+        return self._db.engine if self._connect() else None
 
     # -- the writer thread ---------------------------------------------------------------------
 
@@ -410,6 +421,7 @@ class UsageStore:
                 return self.health()
             self._closing = True
         self.flush(timeout)
+        self.cooldowns.close(timeout)
         with self._cond:
             self._stopping = True
             self._closed = True

@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hfs_core import Action, Problem, ProviderReply, ProviderSpec, Verdict, get_model, hookimpl, key_shape_problems
+from hfs_core import (
+    Action,
+    Counts,
+    Problem,
+    ProviderReply,
+    ProviderSpec,
+    Verdict,
+    get_model,
+    hookimpl,
+    key_shape_problems,
+)
 
 
 def error_rules(reply: ProviderReply) -> Verdict | None:
@@ -24,12 +34,13 @@ def error_rules(reply: ProviderReply) -> Verdict | None:
     if code == "queue_exceeded":
         return Verdict(Action.PROVIDER_BUSY, reason="Cerebras queue full (queue_exceeded)")
     if code in ("request_quota_exceeded", "token_quota_exceeded"):
+        counts: Counts = "requests" if code == "request_quota_exceeded" else "tokens"
         if "per day" in message:
             reset = (reply.header_seconds("retry-after") or reply.header_seconds("x-ratelimit-reset-requests-day")
                      or reply.header_seconds("x-ratelimit-reset-tokens-day"))
-            return Verdict(Action.COOL_KEY, reset, "day", f"per-day quota ({code})")
+            return Verdict(Action.COOL_KEY, reset, "day", counts, f"per-day quota ({code})")
         reset = reply.header_seconds("retry-after") or reply.header_seconds("x-ratelimit-reset-tokens-minute")
-        return Verdict(Action.COOL_KEY, reset, "minute", f"per-minute limit ({code})")
+        return Verdict(Action.COOL_KEY, reset, "minute", counts, f"per-minute limit ({code})")
     return None
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from hfs_core import (
     Action,
+    Counts,
     Problem,
     ProviderReply,
     ProviderSpec,
@@ -38,11 +39,15 @@ def error_rules(reply: ProviderReply) -> Verdict | None:
         return Verdict(Action.RETIRE_KEY, reason="API key not valid (API_KEY_INVALID)")
     status = reply.status or error.get("code")
     if status == 429:
-        violations = [v for d in details for v in d.get("violations") or () if isinstance(v, Mapping)]
-        if any("PerDay" in str(v.get("quotaId", "")) for v in violations):
-            return Verdict(Action.COOL_KEY, seconds_until_midnight("America/Los_Angeles"), "day", "per-day quota")
+        quotas = [str(v.get("quotaId", "")) for d in details for v in d.get("violations") or ()
+                  if isinstance(v, Mapping)]
+        counts: Counts | None = "tokens" if any("Token" in q for q in quotas) else "requests" if quotas else None
+        if any("PerDay" in quota for quota in quotas):
+            return Verdict(Action.COOL_KEY, seconds_until_midnight("America/Los_Angeles"), "day", counts,
+                           "per-day quota")
         delay = next((str(d["retryDelay"]) for d in details if "retryDelay" in d), "")
-        return Verdict(Action.COOL_KEY, parse_duration(delay) if delay else None, "minute", "per-minute quota")
+        return Verdict(Action.COOL_KEY, parse_duration(delay) if delay else None, "minute", counts,
+                       "per-minute quota")
     if status == 503:
         return Verdict(Action.PROVIDER_BUSY, reason="model overloaded (503 UNAVAILABLE)")
     return None

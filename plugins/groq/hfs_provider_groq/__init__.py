@@ -8,10 +8,12 @@ from typing import Any
 
 from hfs_core import (
     Action,
+    Counts,
     Problem,
     ProviderReply,
     ProviderSpec,
     Verdict,
+    Window,
     get_model,
     hookimpl,
     key_shape_problems,
@@ -42,9 +44,10 @@ def error_rules(reply: ProviderReply) -> Verdict | None:
     if reply.status == 429 and code == "rate_limit_exceeded":
         wait = re.search(r"try again in ([0-9hms.]+)", message)
         seconds = parse_duration(wait.group(1)) if wait else reply.header_seconds("retry-after")
-        daily = re.search(r"per day \((RPD|TPD)\)", message)
-        return Verdict(Action.COOL_KEY, seconds, "day" if daily else "minute",
-                       f"per-day quota ({daily.group(1)})" if daily else "per-minute limit")
+        limit = re.search(r"per (minute|day) \(([RT])P[MD]\)", message)
+        window: Window = "day" if limit and limit.group(1) == "day" else "minute"
+        counts: Counts | None = None if limit is None else "requests" if limit.group(2) == "R" else "tokens"
+        return Verdict(Action.COOL_KEY, seconds, window, counts, f"per-{window} limit")
     return None
 
 

@@ -6,7 +6,17 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from hfs_core import Action, Problem, ProviderReply, ProviderSpec, Verdict, get_model, hookimpl, key_shape_problems
+from hfs_core import (
+    Action,
+    Counts,
+    Problem,
+    ProviderReply,
+    ProviderSpec,
+    Verdict,
+    get_model,
+    hookimpl,
+    key_shape_problems,
+)
 
 
 def _reset_in(reply: ProviderReply) -> float | None:
@@ -41,9 +51,10 @@ def error_rules(reply: ProviderReply) -> Verdict | None:
     if "rate-limited upstream" in message or metadata.get("limit_source") == "upstream_provider_shared_pool":
         return Verdict(Action.PROVIDER_BUSY, reason="upstream provider rate-limited for all OpenRouter users")
     if status == 429 and "free-models-per-day" in message:
-        return Verdict(Action.COOL_KEY, _reset_in(reply), "day", "free models per day")
+        return Verdict(Action.COOL_KEY, _reset_in(reply), "day", "requests", "free models per day")
     if status == 429:
-        return Verdict(Action.COOL_KEY, _reset_in(reply), "minute", "rate limit")
+        counts: Counts | None = "requests" if "free-models-per-min" in message else None
+        return Verdict(Action.COOL_KEY, _reset_in(reply), "minute", counts, "rate limit")
     if status == 403 and ("reasons" in metadata or "patterns" in metadata or "region" in message):
         return Verdict(Action.CALLER_ERROR, reason="request refused by moderation, a guardrail or region")
     if status == 503:
