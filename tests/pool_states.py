@@ -75,6 +75,9 @@ class DictPoolState:
         with self._lock:
             self._dead.add(index)
 
+    def max_tokens(self, model_id: str) -> int | None:
+        return None  # this state has no token windows
+
     def learn_limit(self, index: int, model_id: str) -> int | None:
         now = time.time()
         with self._lock:

@@ -12,14 +12,17 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from agno.models.message import Message
 from conftest import fake_key, provider_env
 
-from hfs_core import ConfigError, HFSError, Registry
+from hfs_core import ConfigError, HFSError, NoAvailableKeyError, Registry
+from hfs_core.testing.standin import StandIn
 
 Record = Callable[[str, object], None]
 
@@ -167,3 +170,22 @@ def test_a_key_count_for_a_provider_with_no_plugin_gets_a_hint(make_registry: An
     [problem] = registry.problems
     assert problem.variable == "NUM_MISTRAL" and "no installed plugin reads it" in problem.message
     assert "pip install hfs-provider-mistral" in problem.hint
+
+
+# -- 10: an estimate no key can ever take ----------------------------------------------------------------
+
+
+def test_an_estimate_no_key_can_take_fails_at_once(make_registry: Any, standin: StandIn,
+                                                   record_property: Record) -> None:
+    registry = make_registry(env=provider_env({"groq": 2}))
+    model = registry.get_model("groq", base_url=standin.url, estimated_tokens=10**9, timeout=30.0)
+    started = time.monotonic()
+    with pytest.raises(NoAvailableKeyError) as caught:
+        model.response(messages=[Message(role="user", content="hi")])
+    took = time.monotonic() - started
+    assert "estimated_tokens=1000000000 is more than any key can ever take" in str(caught.value)
+    assert "in flight" not in str(caught.value) and standin.total == 0
+    assert took < 5, f"it waited {took:.1f}s of a 30 s budget for a key that can never come"
+    record_property("seconds_to_error", round(took, 3))
+    assert registry.get_model("groq", base_url=standin.url).response(
+        messages=[Message(role="user", content="hi")]).content == "stand-in reply: hi"

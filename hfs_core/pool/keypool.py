@@ -161,7 +161,8 @@ class KeyPool:
                        f"for {busy:.1f}s more, past a {options.timeout:g}s wait budget; its keys are kept")
         else:
             next_free = None if math.isinf(delay) else delay
-            when = "when a call in flight ends" if next_free is None else f"in {next_free:.1f}s"
+            when = f"in {next_free:.1f}s" if next_free is not None else \
+                "when a call in flight ends" if status.in_flight else "at no known time"
             budget = "wait=False" if not options.wait else f"a {options.timeout:g}s wait budget"
             message = (f"{self.provider}/{model_id}: no key free within {budget}; "
                        f"{status.live} of {status.total} keys live, {status.cooling} cooling down, "
@@ -181,6 +182,17 @@ class KeyPool:
         log.info("%s/%s: no key free; waiting up to %.0fs (the next key frees %s)", self.provider, model_id,
                  left, when)
 
+    def _check_estimate(self, model_id: str, options: CallOptions) -> None:
+        """Fail at once when no key could ever take `estimated_tokens` (waiting would not help)."""
+        most = self.state.max_tokens(model_id)
+        if most is not None and options.estimated_tokens > most:
+            status = self.state.status()
+            raise NoAvailableKeyError(
+                f"{self.provider}/{model_id}: estimated_tokens={options.estimated_tokens} is more than any key "
+                f"can ever take (its smallest token limit is {most}); pass a smaller estimated_tokens to get_model",
+                provider=self.provider, model_id=model_id, wait=options.wait, timeout=options.timeout,
+                total_keys=status.total, dead_keys=status.dead, cooling_down=status.cooling, next_free_in=None)
+
     def _try(self, model_id: str, options: CallOptions, avoid: frozenset[int]) -> Lease | float:
         """A lease now, or the seconds until one may be had (the provider's back-off counts)."""
         busy = self._busy_until - time.monotonic()
@@ -195,6 +207,7 @@ class KeyPool:
         Returns the lease, the time waited, and whether the wait was announced: with `announce`,
         a call that has to wait logs it once (INFO on ``hfs_core.pool``).
         """
+        self._check_estimate(model_id, options)
         start = time.monotonic()
         announced = False
         while True:
@@ -214,6 +227,7 @@ class KeyPool:
     async def acquire_async(self, model_id: str, options: CallOptions, budget: float, announce: bool = True,
                             avoid: frozenset[int] = frozenset()) -> tuple[Lease, float, bool]:
         """`acquire` for coroutines: waits with ``await``, never blocking the event loop."""
+        self._check_estimate(model_id, options)
         loop = asyncio.get_running_loop()
         start = time.monotonic()
         announced = False

@@ -93,6 +93,11 @@ class LocalPoolState:
             found = self._limits[model_id] = rate_limits(self._provider, model_id or self._default_model)
         return found
 
+    def max_tokens(self, model_id: str) -> int | None:
+        limits = self.limits(model_id)
+        found = [int(v) for v in (limits.tokens_per_minute, limits.tokens_per_hour, limits.tokens_per_day) if v]
+        return min(found) if found else None
+
     def _bucket_name(self, model_id: str) -> str:
         return "*" if self._global else model_id
 

@@ -79,6 +79,10 @@ class PoolState(Protocol):
         a refusal, until the table's limit is back. None: no cap (the table's limit was reached).
         """
 
+    def max_tokens(self, model_id: str) -> int | None:
+        """The most tokens one call of `model_id` can ever reserve on a key (its smallest token
+        limit), or None when no token limit applies."""
+
     def status(self) -> PoolStatus:
         """Counts of keys by state."""
 
