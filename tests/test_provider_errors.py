@@ -92,36 +92,36 @@ def provider_of(scenario: str) -> str:
     return scenario.split(".")[0]
 
 
-def figures(record: Record, scenario: str, answered: int, bad_hits: int) -> None:
+def bad_key_run(scenario: str, make_registry: Any, standin: StandIn, sqlite_url: str, clock: list[float],
+                record: Record, step: float | None = None, stream: bool = False,
+                wait: float | None = None) -> tuple[Registry, int, int]:
+    """Replay `scenario` on the bad key of a two-key pool, make 10 calls; the registry, calls
+    answered and requests the bad key received (recorded as the scenario's figures)."""
+    provider = provider_of(scenario)
+    registry, model, bad, _ = pool_of_two(make_registry, standin, provider, sqlite_url)
+    standin.replay(bad, scenario, wait=wait)
+    answered = ten_calls(model, clock, STEP.get(provider, 0.0) if step is None else step, stream)
+    hits = standin.requests_for(bad)
     record("scenario", scenario)
     record("answered_of_10", answered)
-    record("bad_key_requests", bad_hits)
+    record("bad_key_requests", hits)
+    return registry, answered, hits
 
 
 @pytest.mark.parametrize("scenario", DEAD)
 def test_dead_key_is_hit_once(scenario: str, make_registry: Any, standin: StandIn, sqlite_url: str,
                               clock: list[float], record_property: Record) -> None:
-    provider = provider_of(scenario)
-    registry, model, bad, _ = pool_of_two(make_registry, standin, provider, sqlite_url)
-    standin.replay(bad, scenario)
-    answered = ten_calls(model, clock, STEP.get(provider, 0.0))
-    hits = standin.requests_for(bad)
-    figures(record_property, scenario, answered, hits)
+    registry, answered, hits = bad_key_run(scenario, make_registry, standin, sqlite_url, clock, record_property)
     assert answered == 10 and hits == 1
-    assert registry.pool(provider).status().dead == 1
+    assert registry.pool(provider_of(scenario)).status().dead == 1
 
 
 @pytest.mark.parametrize("scenario", PER_MINUTE)
 def test_per_minute_limit_is_met_at_most_twice(scenario: str, make_registry: Any, standin: StandIn,
                                                sqlite_url: str, clock: list[float], record_property: Record) -> None:
-    provider = provider_of(scenario)
-    registry, model, bad, _ = pool_of_two(make_registry, standin, provider, sqlite_url)
-    standin.replay(bad, scenario)
-    answered = ten_calls(model, clock, STEP.get(provider, 0.0))
-    hits = standin.requests_for(bad)
-    figures(record_property, scenario, answered, hits)
+    registry, answered, hits = bad_key_run(scenario, make_registry, standin, sqlite_url, clock, record_property)
     assert answered == 10 and hits <= 2
-    assert registry.pool(provider).status().dead == 0  # a limit never retires a key
+    assert registry.pool(provider_of(scenario)).status().dead == 0  # a limit never retires a key
 
 
 @pytest.mark.parametrize("scenario", PER_DAY)
@@ -129,13 +129,12 @@ def test_per_day_quota_keeps_the_key_out_until_its_reset(scenario: str, make_reg
                                                          sqlite_url: str, clock: list[float],
                                                          record_property: Record) -> None:
     provider = provider_of(scenario)
-    registry, model, bad, _ = pool_of_two(make_registry, standin, provider, sqlite_url)
     wait = 3600.0 if provider in ("groq", "gemini") else None  # Groq names the wait; Gemini's is ignored
-    standin.replay(bad, scenario, wait=wait)
-    answered = ten_calls(model, clock, 60.0)  # nine simulated minutes between the first call and the last
-    hits = standin.requests_for(bad)
-    figures(record_property, scenario, answered, hits)
+    # a minute between calls: nine simulated minutes between the first call and the last
+    registry, answered, hits = bad_key_run(scenario, make_registry, standin, sqlite_url, clock, record_property,
+                                           step=60.0, wait=wait)
     assert answered == 10 and hits == 1
+    bad = keys_of(registry.env, provider)[0]
     registry.shutdown()  # the usage store writes the cooldown; a new process reads it back
     again = Registry(env=registry.env)
     try:
@@ -153,27 +152,16 @@ def test_per_day_quota_keeps_the_key_out_until_its_reset(scenario: str, make_reg
 def test_provider_overload_backs_off_the_provider_not_the_keys(scenario: str, make_registry: Any,
                                                                 standin: StandIn, sqlite_url: str,
                                                                 clock: list[float], record_property: Record) -> None:
-    provider = provider_of(scenario)
-    registry, model, bad, _ = pool_of_two(make_registry, standin, provider, sqlite_url)
-    standin.replay(bad, scenario)
-    answered = ten_calls(model, clock, STEP.get(provider, 0.0))
-    hits = standin.requests_for(bad)
-    figures(record_property, scenario, answered, hits)
+    registry, answered, _ = bad_key_run(scenario, make_registry, standin, sqlite_url, clock, record_property)
     assert answered == 10
-    status = registry.pool(provider).status()
-    assert status.dead == 0, "provider-wide trouble retired a key"
+    assert registry.pool(provider_of(scenario)).status().dead == 0, "provider-wide trouble retired a key"
 
 
 @pytest.mark.parametrize("scenario", IN_STREAM)
 def test_error_inside_a_stream_is_retried_on_the_other_key(scenario: str, make_registry: Any, standin: StandIn,
                                                            sqlite_url: str, clock: list[float],
                                                            record_property: Record) -> None:
-    provider = provider_of(scenario)
-    _, model, bad, _ = pool_of_two(make_registry, standin, provider, sqlite_url)
-    standin.replay(bad, scenario)
-    answered = ten_calls(model, clock, STEP.get(provider, 0.0), stream=True)
-    hits = standin.requests_for(bad)
-    figures(record_property, scenario, answered, hits)
+    _, answered, _ = bad_key_run(scenario, make_registry, standin, sqlite_url, clock, record_property, stream=True)
     assert answered == 10  # the bad key: set aside after its second failure in a row (Gemini's 503 event
     # backs off the provider instead, as its overload does: see the figures)
 
