@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
@@ -26,6 +27,7 @@ from typing import Any, cast
 from hfs_core.plugin import Action
 from hfs_core.pool import CallOptions, KeyPool, Lease
 
+_log = logging.getLogger("hfs_core.pool")
 _LEASE: contextvars.ContextVar[Lease | None] = contextvars.ContextVar("hfs_lease", default=None)
 _CLIENT_FIELDS = ("base_url", "timeout", "max_retries", "default_headers", "default_query", "client_params",
                   "http_client", "vertexai", "project_id", "location")
@@ -90,12 +92,18 @@ async def _asingle(call: Callable[[], Any]) -> AsyncIterator[Any]:
 
 
 class _Call:
-    """One model call: its wait budget, its retry count, and what each failure costs."""
+    """One model call: its wait budget, its retry count, and what each failure costs.
+
+    ``timeout`` bounds the waiting (for a key, in back-off), and no new attempt or wait starts
+    once that much time has passed since the call began: a slow or hung upstream costs at most
+    the attempt under way (its SDK's idle-read timeout) past the budget.
+    """
 
     def __init__(self, pool: KeyPool, model_id: str, options: CallOptions) -> None:
         self.pool = pool
         self.model_id = model_id
         self.options = options
+        self.started = time.monotonic()
         self.budget = options.timeout
         self.retries = 0
         self.rate_limits = 0
@@ -128,6 +136,10 @@ class _Call:
         self.avoid = self.avoid | {lease.index}
         if verdict.action is Action.CALLER_ERROR:
             raise exc
+        elapsed = time.monotonic() - self.started
+        if elapsed >= self.options.timeout:
+            raise exc  # the budget is spent (on a slow provider): no new attempt starts
+        self.budget = min(self.budget, self.options.timeout - elapsed)
         if verdict.action is Action.RETIRE_KEY:
             return 0.0
         if verdict.action is Action.COOL_KEY:
@@ -302,10 +314,29 @@ class RotatingModel:
         return _arun(self._hfs_call(), lambda: parent.ainvoke_stream(*args, **kwargs))
 
 
+class _RecoveredAttempts(logging.Filter):
+    """Keeps Agno's ERROR line for a failed attempt ("Error calling Groq API: ...") out of the
+    application's log while the pool is still working on the call: the pool logs the attempt
+    itself (INFO), and what reaches the caller reaches it as an exception."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and _LEASE.get() is not None:
+            _log.debug("%s (attempt failed; the pool retries or raises): %s", record.name, record.getMessage())
+            return False
+        return True
+
+
 @functools.cache
 def rotating_class(model_class: type) -> type:
     """The rotating subclass of an Agno model class (built once per class)."""
+    _quiet_agno()
     return type(f"Rotating{model_class.__name__}", (RotatingModel, model_class), {"__module__": __name__})
+
+
+@functools.cache
+def _quiet_agno() -> None:
+    for name in ("agno", "agno-team", "agno-workflow"):
+        logging.getLogger(name).addFilter(_RecoveredAttempts())
 
 
 def build_model(pool: KeyPool, model_id: str, options: CallOptions, kwargs: dict[str, Any]) -> Any:

@@ -189,3 +189,4 @@ def test_an_estimate_no_key_can_take_fails_at_once(make_registry: Any, standin: 
     record_property("seconds_to_error", round(took, 3))
     assert registry.get_model("groq", base_url=standin.url).response(
         messages=[Message(role="user", content="hi")]).content == "stand-in reply: hi"
+

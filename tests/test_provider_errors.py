@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import logging
 import time
 import zoneinfo
 from collections.abc import Callable, Iterator
@@ -205,3 +206,17 @@ def test_a_wrapped_401_still_retires_the_key(make_registry: Any, standin: StandI
         plain.invoke = original
     assert answers == ["stand-in reply: hello there"] * 10
     assert standin.requests_for(bad) == 1 and standin.requests_for(good) == 10
+
+
+def test_a_recovered_attempt_logs_no_error(make_registry: Any, standin: StandIn, sqlite_url: str,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    """Agno logs ``ERROR Error calling Groq API`` for every failed attempt; while the pool recovers
+    from it, that line stays out of the application's log (kept at DEBUG on ``hfs_core.pool``)."""
+    caplog.set_level(logging.DEBUG)
+    _, model, bad, _ = pool_of_two(make_registry, standin, "groq", sqlite_url)
+    standin.replay(bad, "groq.per_minute_requests")
+    assert [ask(model) for _ in range(3)] == ["stand-in reply: hello there"] * 3
+    assert standin.requests_for(bad) == 1
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert any("attempt failed; the pool retries or raises" in r.getMessage() for r in caplog.records
+               if r.name == "hfs_core.pool" and r.levelno == logging.DEBUG)
