@@ -12,6 +12,8 @@ Example ``hfs.toml``::
     expected_keys = 16
     base_url = "http://127.0.0.1:8000"     # a proxy or a local stand-in
     plugin = "hfs-provider-groq"           # which distribution serves groq when two claim it
+    connect_timeout = 5.0                  # seconds to connect, per attempt
+    read_timeout = 30.0                    # seconds between two pieces of an answer (idle)
 
 A value that might be a secret (a key pasted in the wrong place) is never echoed in an error.
 """
@@ -36,7 +38,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 CONFIG_ENV = "HFS_CONFIG"
 _TOP_KEYS = {"plugins", "usage_db_url", "track_usage", "providers"}
-_PROVIDER_KEYS = {"enabled", "default_model", "expected_keys", "base_url", "plugin"}
+_PROVIDER_KEYS = {"enabled", "default_model", "expected_keys", "base_url", "plugin", "connect_timeout",
+                  "read_timeout"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class ProviderConfig:
     expected_keys: int | None = None
     base_url: str | None = None
     plugin: str | None = None
+    connect_timeout: float | None = None
+    read_timeout: float | None = None
 
 
 def looks_like_db_url(url: str) -> bool:
@@ -189,5 +194,12 @@ def _provider(name: str, table: Any, path: Path, where: str) -> ProviderConfig:
     plugin = table.get("plugin")
     if plugin is not None and (not isinstance(plugin, str) or not plugin.strip()):
         raise _fail(path, section, "plugin must name a distribution, e.g. plugin = \"hfs-provider-groq\"")
+    waits = {}
+    for name in ("connect_timeout", "read_timeout"):
+        value = table.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not 0 < value < float("inf")):
+            raise _fail(path, section, f"{name} must be a number of seconds above 0, got {_described(value)}")
+        waits[name] = float(value) if value is not None else None
     return ProviderConfig(enabled=enabled, default_model=model, expected_keys=expected, base_url=base_url,
-                          plugin=plugin.strip() if plugin else None)
+                          plugin=plugin.strip() if plugin else None, **waits)

@@ -46,9 +46,25 @@ _PLACEHOLDER = re.compile(
 )
 """Placeholder values. Runs of x must be long: a real random key holds "Xxxx" now and then."""
 
-SdkOptions = Callable[[str | None], dict[str, Any]]
-"""Given a base URL (or None), the keyword arguments for the Agno model class that point its SDK
-at that URL and turn the SDK's own retries off."""
+@dataclass(frozen=True)
+class Timeouts:
+    """How long one attempt may take on the wire, in seconds.
+
+    Attributes:
+        connect: to open the connection.
+        read: between two pieces of the answer (an idle timeout: a long answer that keeps
+            coming is never cut).
+    """
+
+    connect: float = 5.0
+    read: float = 30.0
+
+
+SdkOptions = Callable[..., dict[str, Any]]
+"""``sdk_options(base_url, timeouts)``: the keyword arguments for the Agno model class that point
+its SDK at `base_url` (None: the provider's own), give each attempt `timeouts` (a `Timeouts`), and
+turn the SDK's own retries off. (A function taking only `base_url` still works, with the SDK's
+own timeouts.)"""
 
 WrapperFactory = Callable[["ProviderSpec", Sequence[str], str], Any]
 """Builds the keycycle wrapper holding a provider's key windows (None in a spec: the core's own)."""
@@ -177,11 +193,16 @@ class Problem:
         return {"severity": self.severity, "variable": self.variable, "message": self.message, "hint": self.hint}
 
 
-def openai_style_options(base_url: str | None) -> dict[str, Any]:
-    """Model kwargs for SDKs shaped like OpenAI's: no SDK retries, optional base URL."""
+def openai_style_options(base_url: str | None, timeouts: Timeouts | None = None) -> dict[str, Any]:
+    """Model kwargs for SDKs shaped like OpenAI's (groq, cerebras, openai): no SDK retries, an
+    optional base URL, and an ``httpx.Timeout`` with the connect and idle-read timeouts."""
     options: dict[str, Any] = {"max_retries": 0}
     if base_url:
         options["base_url"] = base_url
+    if timeouts is not None:
+        import httpx  # every OpenAI-style SDK is built on it
+
+        options["timeout"] = httpx.Timeout(timeouts.read, connect=timeouts.connect)
     return options
 
 
@@ -196,8 +217,9 @@ class ProviderSpec:
         model_class: the Agno model class as ``"module:Class"``, imported only when needed.
         env_prefix: prefix of ``NUM_<PREFIX>`` and ``<PREFIX>_API_KEY_<i>``; defaults to ``NAME``.
         key_prefix: how this provider's keys start (e.g. ``"gsk_"``), used to spot misplaced keys.
-        sdk_options: a callable from a base URL (or None) to the model kwargs that point the SDK
-            there and turn its own retries off (default: `openai_style_options`).
+        sdk_options: a callable from a base URL (or None) and `Timeouts` to the model kwargs that
+            point the SDK there, bound each attempt and turn the SDK's own retries off (default:
+            `openai_style_options`; see `SdkOptions`).
         wrapper_factory: builds the keycycle wrapper that holds the key windows; None (the
             default) lets the core build keycycle's own.
         error_rules: the provider's rules for reading its failures (see `ErrorRules`); None, or

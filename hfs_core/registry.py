@@ -11,7 +11,9 @@ from __future__ import annotations
 import atexit
 import importlib
 import importlib.metadata
+import inspect
 import logging
+import math
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -23,7 +25,7 @@ from hfs_core.config import Config, load_config, looks_like_db_url
 from hfs_core.discovery import HOOK_TIMEOUT, PluginFault, PluginInfo, Plugins, describe, in_plugin_code
 from hfs_core.env import EnvReport, SecretMask, check_provider_env, load_env
 from hfs_core.errors import HFSError, ProviderNotFoundError, ProviderUnavailableError
-from hfs_core.plugin import Problem, ProviderSpec, shown_name
+from hfs_core.plugin import Problem, ProviderSpec, Timeouts, shown_name
 
 if TYPE_CHECKING:
     from hfs_core.pool import KeyPool
@@ -63,14 +65,29 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
     return merged
 
 
+def _seconds(provider: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise TypeError(f"get_model({provider!r}): {name} must be a number of seconds above 0, got {value!r}")
+    return float(value)
+
+
+def _sdk_kwargs(spec: ProviderSpec, base_url: str | None, timeouts: Timeouts) -> dict[str, Any]:
+    """The plugin's `sdk_options` for `base_url` and `timeouts` (an older one takes only the URL)."""
+    try:
+        takes_timeouts = len(inspect.signature(spec.sdk_options).parameters) >= 2
+    except (TypeError, ValueError):
+        takes_timeouts = False
+    return spec.sdk_options(base_url, timeouts) if takes_timeouts else spec.sdk_options(base_url)
+
+
 def _check_options(provider: str, options: Any) -> None:
     """Reject call options of the wrong type or range at `get_model`, not at the first call."""
     numbers = {"estimated_tokens": options.estimated_tokens, "timeout": options.timeout,
                "max_retries": options.max_retries}
     for name, value in numbers.items():
         whole = name != "timeout"
-        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or value < 0:
-            kind = "a whole number" if whole else "a number of seconds"
+        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or not value >= 0:
+            kind = "a whole number" if whole else "a number of seconds (inf: wait without limit)"
             raise TypeError(f"get_model({provider!r}): {name} must be {kind} of at least 0, got {value!r}")
     if not isinstance(options.wait, bool):
         raise TypeError(f"get_model({provider!r}): wait must be True or False, got {options.wait!r}")
@@ -350,8 +367,11 @@ class Registry:
         """A rotating Agno model for `provider` (or ``"provider:model"``).
 
         Keyword arguments `estimated_tokens` (1000), `wait` (True), `timeout` (10.0 s of
-        waiting in all) and `max_retries` (5) shape how calls wait and retry; every other
-        keyword goes to the provider's Agno model class (``base_url``, ``temperature``...).
+        waiting in all; ``inf`` waits without limit) and `max_retries` (5) shape how calls wait
+        and retry; `connect_timeout` (5.0 s) and `read_timeout` (30.0 s between two pieces of
+        the answer) bound each attempt on the wire (also settable per provider in the
+        configuration); every other keyword goes to the provider's Agno model class
+        (``base_url``, ``temperature``...).
         """
         from hfs_core.pool import CallOptions
 
@@ -362,7 +382,10 @@ class Registry:
         settings = self.config.provider(name)
         self._warn_unknown_model(name, model_id)
         base_url = kwargs.pop("base_url", None) or settings.base_url
-        model_kwargs = _merge(pool.spec.sdk_options(base_url), kwargs)
+        timeouts = Timeouts(*(_seconds(provider, name, kwargs.pop(name, None) or getattr(settings, name) or default)
+                              for name, default in (("connect_timeout", Timeouts.connect),
+                                                    ("read_timeout", Timeouts.read))))
+        model_kwargs = _merge(_sdk_kwargs(pool.spec, base_url, timeouts), kwargs)
         from hfs_core.model import build_model
 
         try:

@@ -27,13 +27,13 @@ ASK_TIMEOUT = 60.0
 
 
 def positive_float(text: str) -> float:
-    """Parse ``--timeout``: a number of seconds, 0 or more."""
+    """Parse ``--timeout``: a number of seconds, 0 or more (``inf``: wait without limit)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more seconds")
+    if not value >= 0:  # negative, or nan
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds (or inf), got {text!r}")
     return value
 
 

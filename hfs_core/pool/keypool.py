@@ -35,6 +35,8 @@ log = logging.getLogger("hfs_core.pool")
 _BUSY_FIRST = 0.5
 _BUSY_MAX = 30.0
 """The provider's back-off after a PROVIDER_BUSY verdict: 0.5 s, doubling with each one in a row, to 30 s."""
+_LONGEST_WAIT = 3600.0
+"""The longest single wait for a key (a caller with ``timeout=inf`` waits in steps of this)."""
 _WINDOW_SECONDS = {"minute": 60.0, "day": 86400.0}
 """How long a key cools for a limit whose reply names no wait: until the window it hit has passed."""
 _FLAKY_FIRST = 1.0
@@ -222,7 +224,7 @@ class KeyPool:
                 announced = True
             with self._cond:
                 if generation == self._generation:
-                    self._cond.wait(min(got, left) + 0.002)
+                    self._cond.wait(min(got, left, _LONGEST_WAIT) + 0.002)
 
     async def acquire_async(self, model_id: str, options: CallOptions, budget: float, announce: bool = True,
                             avoid: frozenset[int] = frozenset()) -> tuple[Lease, float, bool]:
@@ -244,7 +246,7 @@ class KeyPool:
                 if announce and not announced:
                     self._announce(model_id, got, left)
                     announced = True
-                await asyncio.wait({waiter[1]}, timeout=min(got, left) + 0.002)
+                await asyncio.wait({waiter[1]}, timeout=min(got, left, _LONGEST_WAIT) + 0.002)
             finally:
                 with self._waiters_lock:
                     self._async_waiters.discard(waiter)

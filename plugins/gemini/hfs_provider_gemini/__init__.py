@@ -11,6 +11,7 @@ from hfs_core import (
     Problem,
     ProviderReply,
     ProviderSpec,
+    Timeouts,
     Verdict,
     get_model,
     hookimpl,
@@ -54,11 +55,15 @@ def error_rules(reply: ProviderReply) -> Verdict | None:
 
 
 
-def sdk_options(base_url: str | None) -> dict[str, Any]:
-    """google-genai takes its base URL and retry policy in ``http_options``; one attempt only."""
+def sdk_options(base_url: str | None, timeouts: Timeouts | None = None) -> dict[str, Any]:
+    """google-genai takes its base URL, retry policy and timeout in ``http_options``; one attempt
+    only. Its timeout is one number (milliseconds), which httpx applies to connecting and to
+    each read alike: the read (idle) timeout is used for both."""
     http_options: dict[str, Any] = {"retry_options": {"attempts": 1}}
     if base_url:
         http_options["base_url"] = base_url
+    if timeouts is not None:
+        http_options["timeout"] = int(timeouts.read * 1000)
     return {"client_params": {"http_options": http_options}}
 
 
