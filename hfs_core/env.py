@@ -142,8 +142,6 @@ def parse_key_count(spec: ProviderSpec, env: Mapping[str, str]) -> tuple[int | N
                 f"set {var}={found}",
             )
         hint = f"set {var}=<count> and {first_key} ... {spec.env_prefix}_API_KEY_<count>"
-        if env.get(f"{spec.env_prefix}_API_KEY"):
-            hint = f"rename {spec.env_prefix}_API_KEY to {first_key} and set {var}=1"
         return None, Problem("error", var, "is not set, so no keys are loaded", hint)
     text = raw.strip()
     if not text:
@@ -180,8 +178,12 @@ def check_provider_env(
     provider set in another's variable.
 
     A bad key is skipped with a warning and never stops the others; a provider with
-    no usable key gets an error.
+    no usable key gets an error. A single ``<PREFIX>_API_KEY`` (the name the SDKs, Agno,
+    LiteLLM and llm read) with no ``NUM_<PREFIX>`` and no numbered keys is a pool of one key.
     """
+    single = (env.get(f"{spec.env_prefix}_API_KEY") or "").strip()
+    if single and env.get(spec.count_var) is None and not _indexed_keys(spec, env):
+        return _single_key(spec, single, key_prefixes or {})
     count, problem = parse_key_count(spec, env)
     if count is None:
         return [], [problem] if problem else []
@@ -231,6 +233,17 @@ def check_provider_env(
             f"set expected_keys = {count} under [providers.{spec.name}] in hfs.toml if {count} is right",
         ))
     return keys, problems
+
+
+def _single_key(spec: ProviderSpec, value: str, key_prefixes: Mapping[str, str]) -> tuple[list[str], list[Problem]]:
+    var = f"{spec.env_prefix}_API_KEY"
+    reason = unusable_key_reason(value)
+    if reason:
+        return [], [Problem("error", var, f"{reason}; no usable key", f"put a real key in {var}")]
+    note = Problem("warning", var, f"is the only key ({spec.count_var} is not set): a pool of one key, "
+                   "nothing to rotate to", f"to rotate keys, set {spec.count_var}=<count> and "
+                   f"{spec.key_var(1)} ... {spec.env_prefix}_API_KEY_<count>")
+    return [value], [note, *_prefix_problems(spec, var, value, key_prefixes)]
 
 
 def _prefix_problems(spec: ProviderSpec, var: str, value: str, key_prefixes: Mapping[str, str]) -> list[Problem]:

@@ -35,6 +35,8 @@ log = logging.getLogger("hfs_core")
 
 PLUGINS_ENV = "HFS_PLUGINS"
 DB_URL_ENV = "TIDB_DB_URL"
+DB_URL_ENVS = ("HFS_USAGE_DB_URL", DB_URL_ENV)
+"""The variables that name the usage database, the first set one winning (``TIDB_DB_URL``: keycycle's name)."""
 CALL_DEFAULTS: Mapping[str, Any] = {"estimated_tokens": 1000, "wait": True, "timeout": 10.0, "max_retries": 5}
 HISTORY_SECONDS = 86400
 USAGE_FIXES = ("set TIDB_DB_URL or usage_db_url to a database, track_usage = false to record no usage, "
@@ -182,10 +184,11 @@ class Registry:
                 "warning", self.config.source_name, f"[providers.{shown}] names no installed provider "
                 f"(installed: {', '.join(installed) or 'none'})", f"pip install hfs-provider-{shown} or remove it"))
         self._unclaimed_counts()
-        url = (self.env.get(DB_URL_ENV) or "").strip()  # empty means unset
-        if url and not looks_like_db_url(url):
+        var = self.db_url_var()
+        url = (self.env.get(var) or "").strip() if var else ""
+        if var and not looks_like_db_url(url):
             self.problems.append(Problem(
-                "error", DB_URL_ENV, "is not a database URL; usage goes to the SQLite default instead",
+                "error", var, "is not a database URL; usage goes to the SQLite default instead",
                 "use a SQLAlchemy URL such as mysql+pymysql://user:password@host:4000/db"))
 
     def _unclaimed_counts(self) -> None:
@@ -279,11 +282,16 @@ class Registry:
 
     # -- pools and models ---------------------------------------------------------------------
 
+    def db_url_var(self) -> str | None:
+        """The variable that names the usage database (``HFS_USAGE_DB_URL``, else ``TIDB_DB_URL``), if one is set."""
+        return next((var for var in DB_URL_ENVS if (self.env.get(var) or "").strip()), None)
+
     def usage_url(self) -> str | None:
         """The usage database URL in effect (None when usage tracking is off)."""
         if not self.config.track_usage:
             return None
-        url = (self.env.get(DB_URL_ENV) or "").strip() or self.config.usage_db_url
+        var = self.db_url_var()
+        url = (self.env.get(var) or "").strip() if var else self.config.usage_db_url
         return url if url and looks_like_db_url(url) else default_usage_url()
 
     def usage_store(self) -> UsageStore | None:

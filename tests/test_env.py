@@ -111,12 +111,22 @@ def test_count_missing_but_keys_present_says_how_many() -> None:
     assert_no_secret([problem], env)
 
 
-def test_unnumbered_key_gets_a_rename_hint() -> None:
+def test_a_single_unnumbered_key_is_a_pool_of_one() -> None:
+    """``GROQ_API_KEY`` alone (the name the groq SDK, Agno, LiteLLM and llm read) is one key, with a note."""
     env = {"GROQ_API_KEY": fake_key("groq")}
-    _, problem = parse_key_count(GROQ, env)
-    assert problem is not None
-    assert "rename GROQ_API_KEY to GROQ_API_KEY_1" in problem.hint
-    assert_no_secret([problem], env)
+    keys, problems = check_provider_env(GROQ, env, expected=16)
+    assert keys == [env["GROQ_API_KEY"]]
+    [note] = problems
+    assert note.severity == "warning" and note.variable == "GROQ_API_KEY" and "a pool of one key" in note.message
+    assert "NUM_GROQ" in note.hint and "16" not in note.message
+    assert_no_secret(problems, env)
+    assert check_provider_env(GROQ, {"GROQ_API_KEY": "changeme"}, expected=16)[0] == []
+
+
+def test_numbered_keys_win_over_a_single_key() -> None:
+    env = {"GROQ_API_KEY": fake_key("groq"), "NUM_GROQ": "1", "GROQ_API_KEY_1": fake_key("groq")}
+    keys, _ = check_provider_env(GROQ, env, expected=1)
+    assert keys == [env["GROQ_API_KEY_1"]]
 
 
 def test_long_garbage_count_is_not_echoed() -> None:

@@ -31,11 +31,10 @@ class Finding:
 
 
 def _db_source(registry: Registry) -> str:
-    """Where the usage database URL comes from: TIDB_DB_URL, the config file, or the default."""
-    from hfs_core.registry import DB_URL_ENV
-
-    if (registry.env.get(DB_URL_ENV) or "").strip():
-        return DB_URL_ENV
+    """Where the usage database URL comes from: HFS_USAGE_DB_URL or TIDB_DB_URL, the config file, or the default."""
+    var = registry.db_url_var()
+    if var:
+        return var
     if registry.config.usage_db_url:
         return f"usage_db_url in {registry.config.source_name}"
     return "default"

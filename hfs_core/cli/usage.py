@@ -56,12 +56,12 @@ def _key_names(registry: Registry) -> dict[str, str]:
 
 def cmd_usage(args: argparse.Namespace, log_filter: LogFilter) -> int:
     """Requests and tokens per provider, key and model, read from the usage database."""
-    from hfs_core.registry import DB_URL_ENV
+    from hfs_core.registry import DB_URL_ENVS
 
     registry, _ = open_registry(log_filter)
     url = registry.usage_url()
     for problem in registry.problems:
-        if problem.variable == DB_URL_ENV:
+        if problem.variable in DB_URL_ENVS:
             warn(f"{PROG}: warning: {problem.variable} {problem.message}")
     since: Since = args.since
     window = "all time" if since.seconds is None else f"the last {since.text}"

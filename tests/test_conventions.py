@@ -1,0 +1,43 @@
+"""The conventions users already have: one ``GROQ_API_KEY``, a generic usage-database variable,
+Agno's quiet recovery (see test_provider_errors), installable packages (see test_packaging)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from agno.models.message import Message
+from conftest import fake_key, provider_env
+
+from hfs_core.testing.standin import StandIn
+
+
+def test_a_single_groq_api_key_serves_as_a_pool_of_one(make_registry: Any, standin: StandIn) -> None:
+    key = fake_key("groq")
+    registry = make_registry(env={"GROQ_API_KEY": key})
+    report = registry.environment_status["groq"]
+    assert report.keys_found == 1 and report.healthy
+    assert any("a pool of one key" in p.message for p in report.problems)
+    standin.accept_any_key = False
+    standin.set_key(key, 200)
+    model = registry.get_model("groq", base_url=standin.url)
+    assert model.response(messages=[Message(role="user", content="hi")]).content == "stand-in reply: hi"
+
+
+def test_hfs_usage_db_url_names_the_usage_database(make_registry: Any, tmp_path: Path, isolated: Path) -> None:
+    mine, theirs = f"sqlite:///{tmp_path / 'mine.sqlite3'}", f"sqlite:///{tmp_path / 'theirs.sqlite3'}"
+    registry = make_registry(env=provider_env(1, HFS_USAGE_DB_URL=mine, TIDB_DB_URL=theirs))
+    assert registry.usage_url() == mine and registry.db_url_var() == "HFS_USAGE_DB_URL"
+    assert make_registry(env=provider_env(1, HFS_USAGE_DB_URL=" ", TIDB_DB_URL=theirs)).usage_url() == theirs
+    bad = make_registry(env=provider_env(1, HFS_USAGE_DB_URL="not a url"))
+    assert [p.variable for p in bad.problems] == ["HFS_USAGE_DB_URL"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUM_", "HFS_", "TIDB_")) and "_API_KEY" not in k}
+    env.update(provider_env(1, HFS_USAGE_DB_URL=mine))
+    done = subprocess.run([sys.executable, "-m", "hfs_core.cli", "check", "--json"], cwd=isolated, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode in (0, 1), done.stderr
+    assert '"HFS_USAGE_DB_URL"' in json.dumps(json.loads(done.stdout))
