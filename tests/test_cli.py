@@ -6,6 +6,7 @@ environment, nor the 8-character suffix the usage database keeps (only 4 are sho
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -122,9 +123,15 @@ def test_listing_commands_import_nothing_heavy(tmp_path: Path, args: tuple[str, 
     assert heavy == [], f"hfs {' '.join(args)} imported {heavy[:10]}"
 
 
+def test_hfs_alone_prints_help_and_exits_0(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "hfs_core.cli"], env=clean_env(tmp_path, {}), cwd=tmp_path,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.startswith("usage: hfs") and "providers" in done.stdout
+
+
 @pytest.mark.parametrize("args", [
     ("check", "--bogus"), ("ask",), ("ask", "-m", "groq", "hi"), ("ask", "-p", "groq", "-m", "groq:x", "hi"),
-    ("usage", "--since", "3x"), ("ask", "--timeout", "soon", "hi"), ("frobnicate",), (),
+    ("usage", "--since", "3x"), ("ask", "--timeout", "soon", "hi"), ("frobnicate",),
 ])
 def test_bad_usage_exits_2(tmp_path: Path, args: tuple[str, ...]) -> None:
     run = hfs(*args, env=clean_env(tmp_path), cwd=tmp_path)
@@ -221,7 +228,9 @@ def test_broken_plugin_is_listed_and_fails_check(tmp_path: Path, broken_plugin: 
     assert "broken-plugin 0.1" in row and "failed" in row and "the broken plugin fails on import" in row
     for provider in PROVIDERS:
         assert re.search(rf"^{provider} .*hfs-provider-{provider}.* ok", run.out, re.MULTILINE), run.out
+    assert re.search(r"^groq .*register_provider, validate_env", run.out, re.MULTILINE), run.out
     data = json.loads(hfs("providers", "--json", env=env, cwd=tmp_path).out)
+    assert next(p for p in data["providers"] if p["name"] == "groq")["hooks"] == ["register_provider", "validate_env"]
     assert [p["name"] for p in data["failed_plugins"]] == ["broken"]
     assert "RuntimeError: the broken plugin fails on import" in data["failed_plugins"][0]["error"]
     assert len(data["providers"]) == 4
@@ -309,6 +318,8 @@ def test_ask_streams_the_answer_and_records_usage(tmp_path: Path, standin: Stand
     (groq,) = data["providers"]
     assert groq["keys"] == [{"key": "…" + used[-4:], "variable": variable, "requests": 1,
                              "tokens": groq["tokens"]}]
+    last = datetime.datetime.fromisoformat(groq["last"].replace("Z", "+00:00"))  # ISO 8601, UTC
+    assert groq["last"].endswith("Z") and abs(time.time() - last.timestamp()) < 600
 
 
 def test_ask_without_streaming_uses_the_sqlite_default(tmp_path: Path, standin: StandIn) -> None:

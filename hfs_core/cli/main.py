@@ -136,11 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse `argv`; with no command, print the help and exit 2."""
+    """Parse `argv`; with no command, print the help and exit 0 (as ``hfs --help`` does)."""
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help(sys.stderr)
-        parser.exit(2)
+        parser.print_help()
+        parser.exit(0)
     return args
 
 

@@ -49,6 +49,7 @@ def provider_entries(registry: Registry) -> list[dict[str, Any]]:
             "plugin": plugin.name if plugin else None,
             "distribution": plugin.distribution if plugin else None,
             "version": plugin.version if plugin else None,
+            "hooks": list(plugin.hooks) if plugin else [],
             "default_model": settings.default_model or spec.default_model,
             "keys_found": report.keys_found,
             "expected_keys": report.expected,
@@ -92,12 +93,13 @@ def cmd_providers(args: argparse.Namespace, log_filter: LogFilter) -> int:
         rows: list[list[Cell]] = []
         for e in entries:
             plugin = f"{e['distribution'] or e['plugin']} {e['version'] or ''}".strip()
-            rows.append([e["name"], plugin, e["default_model"], f"{e['keys_found']}/{e['expected_keys']}",
+            keys = f"{e['keys_found']}/{e['expected_keys']}"
+            rows.append([e["name"], plugin, ", ".join(e["hooks"]), e["default_model"], keys,
                          (e["status"], _STATUS_STYLE[e["status"]]), _note(e)])
         for f in failed:
             plugin = f"{f['distribution'] or '?'} {f['version'] or ''}".strip()
-            rows.append([f["name"], plugin, "-", "-", ("failed", "red"), f["error"] or ""])
-        table(["PROVIDER", "PLUGIN", "DEFAULT MODEL", "KEYS", "STATUS", "NOTES"], rows, right={3})
+            rows.append([f["name"], plugin, "-", "-", "-", ("failed", "red"), f["error"] or ""])
+        table(["PROVIDER", "PLUGIN", "HOOKS", "DEFAULT MODEL", "KEYS", "STATUS", "NOTES"], rows, right={4})
     if skipped:
         names = ", ".join(p["name"] for p in skipped)
         out(f"\nInstalled but not loaded (HFS_PLUGINS or `plugins` in the config): {names}")

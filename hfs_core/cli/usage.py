@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hfs_core.cli.common import CliError, open_registry
 from hfs_core.cli.output import PROG, Cell, LogFilter, out, plural, print_json, table, warn
@@ -54,6 +55,22 @@ def _key_names(registry: Registry) -> dict[str, str]:
     return names
 
 
+def _iso(stamp: float) -> str:
+    """An epoch time as ISO 8601 in UTC, e.g. ``2026-11-28T06:45:03Z``."""
+    return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).isoformat(timespec="seconds") \
+        .replace("+00:00", "Z")
+
+
+def _with_iso_times(value: Any) -> Any:
+    """`value` with every ``last`` (an epoch time) turned to ISO 8601."""
+    if isinstance(value, dict):
+        return {k: _iso(v) if k == "last" and isinstance(v, float | int) else _with_iso_times(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_iso_times(v) for v in value]
+    return value
+
+
 def cmd_usage(args: argparse.Namespace, log_filter: LogFilter) -> int:
     """Requests and tokens per provider, key and model, read from the usage database."""
     from hfs_core.registry import DB_URL_ENVS
@@ -97,12 +114,12 @@ def cmd_usage(args: argparse.Namespace, log_filter: LogFilter) -> int:
         print_json({
             "status": status,
             "database": shown,
-            "since": None if since.seconds is None else time.time() - since.seconds,
+            "since": None if since.seconds is None else _iso(time.time() - since.seconds),
             "window": since.text,
             "provider": provider,
             "total": {"requests": sum(p["requests"] for p in providers),
                       "tokens": sum(p["tokens"] for p in providers)},
-            "providers": providers,
+            "providers": _with_iso_times(providers),
         })
         return 0
     if status == "no_database":
