@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import importlib
 import importlib.metadata
+import importlib.util
 import inspect
 import logging
 import math
@@ -254,6 +255,24 @@ class Registry:
             return False
         pool = self._pools.get(name)
         return pool is None or pool.status().live > 0
+
+    def import_problem(self, name: str) -> str | None:
+        """Why provider `name` could not be built (its Agno class's package, or a dependency its
+        plugin declares, is not installed), found without importing them; None when nothing is missing."""
+        spec = self._specs[name]
+        package = spec.model_class.partition(":")[0].split(".")[0]
+        if importlib.util.find_spec(package) is None:
+            return f"{spec.model_class} cannot be imported: {package} is not installed"
+        dist = next((p.distribution for p in self._plugins if p.provider == name and p.state == "loaded"), None)
+        for requirement in (importlib.metadata.requires(dist) if dist else None) or []:
+            found = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+            if found is None or ";" in requirement:  # conditional (an extra, a Python version): not checked
+                continue
+            try:
+                importlib.metadata.distribution(found.group())
+            except importlib.metadata.PackageNotFoundError:
+                return f"{dist} needs {found.group()}, which is not installed"
+        return None
 
     def _require(self, name: str) -> ProviderSpec:
         spec = self._specs.get(name)

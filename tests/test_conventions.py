@@ -41,3 +41,28 @@ def test_hfs_usage_db_url_names_the_usage_database(make_registry: Any, tmp_path:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode in (0, 1), done.stderr
     assert '"HFS_USAGE_DB_URL"' in json.dumps(json.loads(done.stdout))
+
+
+def test_hfs_check_fails_when_a_providers_sdk_or_agno_class_is_missing(isolated: Path, tmp_path: Path) -> None:
+    """A plugin whose declared SDK, or whose Agno class's package, is not installed is an error in
+    `hfs check` (checked without importing anything), not "healthy" followed by a failing call."""
+    site = tmp_path / "site"
+    site.mkdir()
+    spec = ("from hfs_core import ProviderSpec, hookimpl\n\n@hookimpl\ndef register_provider():\n"
+            "    return ProviderSpec(name={name!r}, default_model='m', expected_keys=1, model_class={cls!r})\n")
+    for name, cls, requires in (("nosdk", "agno.models.groq:Groq", "hfs-no-such-sdk-xyz>=1"),
+                                ("noclass", "hfs_no_such_package_xyz.models:Model", None)):
+        (site / f"hfs_test_{name}.py").write_text(spec.format(name=name, cls=cls))
+        info = site / f"hfs_test_{name}-0.1.dist-info"
+        info.mkdir()
+        meta = f"Metadata-Version: 2.1\nName: hfs-test-{name}\nVersion: 0.1\n"
+        (info / "METADATA").write_text(meta + (f"Requires-Dist: {requires}\n" if requires else ""))
+        (info / "entry_points.txt").write_text(f"[hfs.providers]\n{name} = hfs_test_{name}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUM_", "HFS_", "TIDB_")) and "_API_KEY" not in k}
+    env.update(provider_env(1), NUM_NOSDK="1", NOSDK_API_KEY_1="tw_" + "n" * 30, NUM_NOCLASS="1",
+               NOCLASS_API_KEY_1="tw_" + "c" * 30, PYTHONPATH=str(site))
+    done = subprocess.run([sys.executable, "-m", "hfs_core.cli", "check", "--skip-db"], cwd=isolated, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "hfs-test-nosdk needs hfs-no-such-sdk-xyz, which is not installed" in done.stdout
+    assert "hfs_no_such_package_xyz.models:Model cannot be imported" in done.stdout

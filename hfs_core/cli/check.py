@@ -61,6 +61,11 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
             findings.append(Finding(name, "info", "enabled", f"disabled in {registry.config.source_name}"))
             continue
         enabled += 1
+        missing = registry.import_problem(name)
+        if missing:
+            entry["healthy"] = False
+            findings.append(Finding(name, "error", "", missing, f"pip install --force-reinstall {entry['distribution']}"
+                                    if entry["distribution"] else "reinstall its plugin"))
         if entry["healthy"]:
             findings.append(Finding(name, "ok", "", f"{entry['keys_found']} keys (expected "
                                     f"{entry['expected_keys']}), default model {entry['default_model']}"))
