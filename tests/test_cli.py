@@ -472,3 +472,13 @@ def test_usage_unreadable_database_is_one_line(tmp_path: Path) -> None:
     run = hfs("usage", env=env, cwd=tmp_path, timeout=60)
     one_line_error(run)
     assert "topsecretpw" not in run.err and "u:***@127.0.0.1" in run.err
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_ask_with_an_empty_answer_is_an_error(tmp_path: Path, standin: StandIn, stream: bool) -> None:
+    standin.reply = ""
+    env = clean_env(tmp_path, provider_env({"groq": 1}))
+    run = hfs("ask", "-p", "groq", "--base-url", standin.url, *([] if stream else ["--no-stream"]), "hi",
+              env=env, cwd=tmp_path)
+    assert run.code == 1 and run.out == "", run
+    assert "answered, but" in run.err and "hint:" in run.err

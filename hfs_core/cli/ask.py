@@ -102,6 +102,7 @@ def _run_error(provider: str, model_id: str, content: Any, error_type: str | Non
 def _stream_answer(agent: Any, prompt: str, provider: str, model_id: str) -> int:
     """Print the answer's content deltas as they arrive."""
     wrote_newline = True
+    wrote = False
     for event in agent.run(prompt, stream=True):
         kind = getattr(event, "event", "")
         if kind == "RunContent":
@@ -109,17 +110,27 @@ def _stream_answer(agent: Any, prompt: str, provider: str, model_id: str) -> int
             if isinstance(content, str) and content:
                 sys.stdout.write(content)
                 sys.stdout.flush()
-                wrote_newline = content.endswith("\n")
+                wrote, wrote_newline = True, content.endswith("\n")
         elif kind == "RunError":
             if not wrote_newline:
                 sys.stdout.write("\n")
             raise _run_error(provider, model_id, getattr(event, "content", None), getattr(event, "error_type", None))
         elif kind == "RunCancelled":
             raise KeyboardInterrupt
+    if not wrote:
+        raise _empty_answer(provider, model_id, streamed=True)
     if not wrote_newline:
         sys.stdout.write("\n")
     sys.stdout.flush()
     return 0
+
+
+def _empty_answer(provider: str, model_id: str, *, streamed: bool) -> CliError:
+    """The provider answered, but with no text: say so rather than print nothing and exit 0."""
+    how = ("the stream ended without any text (a proxy that ignores `stream: true` answers plain JSON, "
+           "which the SDK reads as an empty stream)") if streamed else "the answer holds no text"
+    hint = "try --no-stream, or check the base URL" if streamed else "check the model and the base URL"
+    return CliError(f"{provider}/{model_id} answered, but {how}", hint)
 
 
 def _whole_answer(agent: Any, prompt: str, provider: str, model_id: str) -> int:
@@ -133,6 +144,8 @@ def _whole_answer(agent: Any, prompt: str, provider: str, model_id: str) -> int:
     if status.lower() == "cancelled":
         raise KeyboardInterrupt
     content = getattr(result, "content", None)
+    if content is None or content == "":
+        raise _empty_answer(provider, model_id, streamed=False)
     text = content if isinstance(content, str) else json.dumps(content, default=str)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     sys.stdout.flush()
