@@ -1,5 +1,7 @@
 """The TOML configuration: ``hfs.toml``, ``[tool.hfs]`` in ``pyproject.toml``, or ``$HFS_CONFIG``.
 
+The files are looked for in the working directory and its parents up to the project's root.
+
 Example ``hfs.toml``::
 
     plugins = ["groq", "gemini"]          # load only these plugins (default: all installed)
@@ -99,13 +101,26 @@ def find_config(cwd: Path | None = None, env: Mapping[str, str] | None = None) -
         if not path.is_file():
             raise ConfigError(f"{CONFIG_ENV}={explicit}: no such file; point {CONFIG_ENV} at an hfs.toml")
         return path, path.name == "pyproject.toml"
-    base = Path.cwd() if cwd is None else cwd
-    if (base / "hfs.toml").is_file():
-        return base / "hfs.toml", False
-    pyproject = base / "pyproject.toml"
-    if pyproject.is_file() and re.search(rb"(?m)^\s*(\[\s*tool\b|tool\s*[.=])", pyproject.read_bytes()):
-        return pyproject, True  # it has a [tool...] table: load_config looks for tool.hfs in it
+    for base in project_dirs(cwd):
+        if (base / "hfs.toml").is_file():
+            return base / "hfs.toml", False
+        pyproject = base / "pyproject.toml"
+        if pyproject.is_file() and re.search(rb"(?m)^\s*(\[\s*tool\b|tool\s*[.=])", pyproject.read_bytes()):
+            return pyproject, True  # it has a [tool...] table: load_config looks for tool.hfs in it
     return None
+
+
+def project_dirs(start: Path | None = None) -> list[Path]:
+    """Where to look for ``hfs.toml`` and ``.env``: `start` (the working directory) and its parents,
+    up to the project's root, the first that holds ``pyproject.toml`` or ``.git`` (as pytest finds
+    its rootdir and python-dotenv its ``.env``); every parent when there is no such directory."""
+    here = (Path.cwd() if start is None else start).resolve()
+    found = []
+    for directory in (here, *here.parents):
+        found.append(directory)
+        if (directory / "pyproject.toml").is_file() or (directory / ".git").exists():
+            break
+    return found
 
 
 def load_config(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Config:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfs_core import catalog
-from hfs_core.config import Config, load_config, looks_like_db_url
+from hfs_core.config import Config, load_config, looks_like_db_url, project_dirs
 from hfs_core.discovery import HOOK_TIMEOUT, PluginFault, PluginInfo, Plugins, describe, in_plugin_code
 from hfs_core.env import EnvReport, SecretMask, check_provider_env, load_env
 from hfs_core.errors import HFSError, ProviderNotFoundError, ProviderUnavailableError
@@ -115,7 +115,13 @@ class Registry:
         hook_timeout: float = HOOK_TIMEOUT,
     ) -> None:
         self.problems: list[Problem] = []
-        self.env: dict[str, str] = load_env(problems=self.problems) if env is None else dict(env)
+        self.env_file: Path | None = None
+        """The ``.env`` file read (the first in the working directory or its parents, up to the project's root)."""
+        if env is None:
+            self.env_file = next((d / ".env" for d in project_dirs() if (d / ".env").is_file()), None)
+            self.env = load_env(self.env_file, problems=self.problems)  # None: no .env (not even in the cwd)
+        else:
+            self.env = dict(env)
         self.mask = SecretMask(self.env)
         """Hides keys in text: every ``*_API_KEY*`` value, and (once plugins load) words shaped like keys."""
         self.config = load_config(env=self.env) if config is None else config

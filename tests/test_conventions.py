@@ -66,3 +66,25 @@ def test_hfs_check_fails_when_a_providers_sdk_or_agno_class_is_missing(isolated:
     assert done.returncode == 1, done.stdout + done.stderr
     assert "hfs-test-nosdk needs hfs-no-such-sdk-xyz, which is not installed" in done.stdout
     assert "hfs_no_such_package_xyz.models:Model cannot be imported" in done.stdout
+
+
+def test_files_are_found_from_a_subdirectory_up_to_the_project_root(tmp_path: Path, monkeypatch: Any,
+                                                                    make_registry: Any) -> None:
+    """As pytest finds its rootdir and python-dotenv its .env: look upward, stop at the project's root."""
+    above, root = tmp_path / "above", tmp_path / "above" / "project"
+    deep = root / "src" / "agents"
+    deep.mkdir(parents=True)
+    (above / ".env").write_text("NUM_CEREBRAS=1\n")  # outside the project: never read
+    (root / "pyproject.toml").write_text('[project]\nname = "app"\n')
+    (root / "hfs.toml").write_text('[providers.groq]\ndefault_model = "openai/gpt-oss-20b"\n')
+    (root / ".env").write_text("".join(f"{k}={v}\n" for k, v in provider_env({"groq": 2}).items()))
+    monkeypatch.chdir(deep)
+    registry = make_registry()
+    assert registry.env_file == root / ".env" and registry.config.source == root / "hfs.toml"
+    assert registry.environment_status["groq"].keys_found == 2
+    assert registry.config.provider("groq").default_model == "openai/gpt-oss-20b"
+    assert "NUM_CEREBRAS" not in registry.env
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUM_", "HFS_", "TIDB_")) and "_API_KEY" not in k}
+    done = subprocess.run([sys.executable, "-m", "hfs_core.cli", "check", "--skip-db", "--json"], cwd=deep, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert f"read {root / '.env'} and {root / 'hfs.toml'}" in done.stdout, done.stdout[-2000:]

@@ -47,6 +47,8 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
     if config_problem:
         findings.append(Finding("config", "error", config_problem.variable, config_problem.message,
                                 config_problem.hint))
+    env_file = str(registry.env_file) if registry.env_file else "no .env file"
+    findings.append(Finding("files", "info", "", f"read {env_file} and {registry.config.source_name}"))
     findings += [Finding("global", p.severity, p.variable, p.message, p.hint) for p in registry.problems]
     for plugin in registry.plugins:
         if plugin.state == "failed":
