@@ -17,6 +17,10 @@ Example ``hfs.toml``::
     connect_timeout = 5.0                  # seconds to connect, per attempt
     read_timeout = 30.0                    # seconds between two pieces of an answer (idle)
 
+    [providers.groq.models."openai/gpt-oss-20b"]
+    rpm = 30                               # per key: rpm, rph, rpd (requests), tpm, tph, tpd (tokens)
+    tpm = 8000                             # in place of keycycle's table (any provider, any model)
+
 A value that might be a secret (a key pasted in the wrong place) is never echoed in an error.
 """
 
@@ -41,7 +45,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 CONFIG_ENV = "HFS_CONFIG"
 _TOP_KEYS = {"plugins", "usage_db_url", "track_usage", "providers"}
 _PROVIDER_KEYS = {"enabled", "default_model", "expected_keys", "base_url", "plugin", "connect_timeout",
-                  "read_timeout"}
+                  "read_timeout", "models"}
+_LIMIT_KEYS = {"rpm", "rph", "rpd", "tpm", "tph", "tpd"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class ProviderConfig:
     plugin: str | None = None
     connect_timeout: float | None = None
     read_timeout: float | None = None
+    models: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """Per-model limits (``rpm``, ``rph``, ``rpd``, ``tpm``, ``tph``, ``tpd``), in place of keycycle's."""
 
 
 def looks_like_db_url(url: str) -> bool:
@@ -217,4 +224,24 @@ def _provider(name: str, table: Any, path: Path, where: str) -> ProviderConfig:
             raise _fail(path, section, f"{name} must be a number of seconds above 0, got {_described(value)}")
         waits[name] = float(value) if value is not None else None
     return ProviderConfig(enabled=enabled, default_model=model, expected_keys=expected, base_url=base_url,
-                          plugin=plugin.strip() if plugin else None, **waits)
+                          plugin=plugin.strip() if plugin else None, models=_model_limits(table, path, section),
+                          **waits)
+
+
+def _model_limits(table: Mapping[str, Any], path: Path, section: str) -> dict[str, dict[str, int]]:
+    """``[providers.NAME.models."MODEL"]`` tables: limits in LiteLLM's vocabulary (rpm, tpm, ...)."""
+    models = table.get("models", {})
+    if not isinstance(models, dict):
+        raise _fail(path, section, 'models must be a table of [providers.NAME.models."MODEL"] tables')
+    limits: dict[str, dict[str, int]] = {}
+    for model, values in models.items():
+        shown = model if ("/" in model or ":" in model) and len(model) <= 100 else shown_name(model)  # not a key
+        where = f'{section} models."{shown}"'
+        if not isinstance(values, dict) or not values:
+            raise _fail(path, where, "must be a table of limits, e.g. rpm = 30, tpm = 8000")
+        _check_keys(values, _LIMIT_KEYS, path, where)
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise _fail(path, where, f"{name} must be a whole number of at least 1, got {_described(value)}")
+        limits[model] = dict(values)
+    return limits

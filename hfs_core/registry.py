@@ -176,7 +176,7 @@ class Registry:
             keys, problems = check_provider_env(spec, self.env, expected, prefixes)
             problems.extend(self._plugin_problems(spec))
             model = settings.default_model or spec.default_model
-            if catalog.is_known_model(spec.keycycle_name, model) is False:
+            if catalog.is_known_model(spec.keycycle_name, model) is False and model not in settings.models:
                 where = (f"{self.config.source_name} [providers.{name}] default_model" if settings.default_model
                          else f"plugin {name} default_model")
                 problems.append(Problem("warning", where, f"{self.mask(repr(model))} is not in keycycle's {name} "
@@ -364,7 +364,7 @@ class Registry:
             module_name, _, class_name = spec.model_class.partition(":")
             model_class = getattr(importlib.import_module(module_name), class_name)
             keys = self._keys[spec.name]
-            state = LocalPoolState.build(spec, keys, default_model)
+            state = LocalPoolState.build(spec, keys, default_model, self.config.provider(spec.name).models)
             usage = self.usage_store()
             pool = KeyPool(spec, keys, state, usage, model_class)
         except Exception as exc:
@@ -428,7 +428,7 @@ class Registry:
 
     def _warn_unknown_model(self, provider: str, model_id: str) -> None:
         spec = self._specs[provider]
-        if (provider, model_id) in self._warned_models:
+        if (provider, model_id) in self._warned_models or model_id in self.config.provider(provider).models:
             return
         self._warned_models.add((provider, model_id))
         if catalog.is_known_model(spec.keycycle_name, model_id) is False:

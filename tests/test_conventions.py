@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from agno.models.message import Message
 from conftest import fake_key, provider_env
 
+from hfs_core import ConfigError, NoAvailableKeyError, load_config
 from hfs_core.testing.standin import StandIn
 
 
@@ -88,3 +90,28 @@ def test_files_are_found_from_a_subdirectory_up_to_the_project_root(tmp_path: Pa
     done = subprocess.run([sys.executable, "-m", "hfs_core.cli", "check", "--skip-db", "--json"], cwd=deep, env=env,
                           capture_output=True, text=True, timeout=120)
     assert f"read {root / '.env'} and {root / 'hfs.toml'}" in done.stdout, done.stdout[-2000:]
+
+
+def test_model_limits_from_the_configuration_bind(isolated: Path, make_registry: Any, standin: StandIn) -> None:
+    """`[providers.NAME.models."MODEL"] rpm = ..` (LiteLLM's vocabulary) sets a model's limits, for
+    a model keycycle does not know too (which would otherwise get the provider's default row)."""
+    (isolated / "hfs.toml").write_text('[providers.groq.models."my/own-model"]\nrpm = 2\ntpm = 50000\n')
+    registry = make_registry(env=provider_env({"groq": 1}))
+    model = registry.get_model("groq", "my/own-model", base_url=standin.url, wait=False)
+    for _ in range(2):
+        assert model.response(messages=[Message(role="user", content="hi")]).content == "stand-in reply: hi"
+    with pytest.raises(NoAvailableKeyError, match="no key free"):
+        model.response(messages=[Message(role="user", content="hi")])
+    assert standin.total == 2
+    assert not any("my/own-model" in p.message for r in registry.environment_status.values() for p in r.problems)
+
+
+@pytest.mark.parametrize(("toml", "says"), [
+    ('[providers.groq.models."m/x"]\nrpm = 0\n', "rpm must be a whole number of at least 1"),
+    ('[providers.groq.models."m/x"]\nrqm = 3\n', "unknown setting 'rqm'"),
+    ("[providers.groq]\nmodels = 3\n", "models must be a table"),
+])
+def test_bad_model_limits_name_the_file(toml: str, says: str, isolated: Path) -> None:
+    (isolated / "hfs.toml").write_text(toml)
+    with pytest.raises(ConfigError, match=says):
+        load_config(env={})

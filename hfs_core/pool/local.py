@@ -7,7 +7,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from hfs_core import catalog
@@ -36,9 +36,19 @@ def keycycle_wrapper(spec: ProviderSpec, keys: Sequence[str], default_model: str
     return wrapper
 
 
-def rate_limits(provider: str, model_id: str) -> RateLimits:
-    """The limits keycycle applies to `model_id` of `provider`, from the one table (`catalog`)."""
+_UNLIMITED = 10**12
+"""A request window the configuration leaves open, for a model keycycle's table does not know."""
+
+
+def rate_limits(provider: str, model_id: str, configured: Mapping[str, int] | None = None) -> RateLimits:
+    """The limits of `model_id` of `provider`: keycycle's table (`catalog`), with what the
+    configuration sets for it (``rpm``, ``rph``, ``rpd``, ``tpm``, ``tph``, ``tpd``) in their place."""
     row = catalog.model_limits(provider, model_id)
+    if configured:
+        table = {k: getattr(row, k) if row is not None else None for k in ("rpm", "rph", "rpd", "tpm", "tph", "tpd")}
+        merged = {**table, **configured}
+        return RateLimits(*(merged[k] or _UNLIMITED for k in ("rpm", "rph", "rpd")),
+                          *(merged[k] for k in ("tpm", "tph", "tpd")))
     if row is None or row.rpm is None or row.rph is None or row.rpd is None:
         return RateLimits(*_FALLBACK_LIMITS)
     return RateLimits(row.rpm, row.rph, row.rpd, row.tpm, row.tph, row.tpd)
@@ -53,8 +63,10 @@ class LocalPoolState:
     the request limits, which keycycle only counts once a call has finished.
     """
 
-    def __init__(self, wrapper: Any, default_model: str) -> None:
+    def __init__(self, wrapper: Any, default_model: str,
+                 model_limits: Mapping[str, Mapping[str, int]] | None = None) -> None:
         self._wrapper = wrapper
+        self._configured = dict(model_limits or {})
         self._provider: str = wrapper.provider
         self._keys: list[KeyUsage] = wrapper.manager.keys
         self._suffixes = [key_suffix(key.api_key) for key in self._keys]
@@ -77,10 +89,11 @@ class LocalPoolState:
         self._closed = False
 
     @classmethod
-    def build(cls, spec: ProviderSpec, keys: Sequence[str], default_model: str) -> LocalPoolState:
+    def build(cls, spec: ProviderSpec, keys: Sequence[str], default_model: str,
+              model_limits: Mapping[str, Mapping[str, int]] | None = None) -> LocalPoolState:
         """The state of `spec`'s pool over `keys`, in the wrapper its `wrapper_factory` builds
-        (keycycle's own, `keycycle_wrapper`, by default)."""
-        return cls((spec.wrapper_factory or keycycle_wrapper)(spec, keys, default_model), default_model)
+        (keycycle's own, `keycycle_wrapper`, by default), with `model_limits` from the configuration."""
+        return cls((spec.wrapper_factory or keycycle_wrapper)(spec, keys, default_model), default_model, model_limits)
 
     def __repr__(self) -> str:
         status = self.status()
@@ -90,7 +103,8 @@ class LocalPoolState:
         """keycycle's limits for `model_id` (its provider default row for unknown models)."""
         found = self._limits.get(model_id)
         if found is None:
-            found = self._limits[model_id] = rate_limits(self._provider, model_id or self._default_model)
+            model = model_id or self._default_model
+            found = self._limits[model_id] = rate_limits(self._provider, model, self._configured.get(model))
         return found
 
     def max_tokens(self, model_id: str) -> int | None:
