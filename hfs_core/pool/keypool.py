@@ -23,7 +23,7 @@ from hfs_core._keycycle import NoAvailableKeyError as KeycycleNoAvailableKeyErro
 from hfs_core.errors import HFSError
 from hfs_core.plugin import Action, Verdict
 from hfs_core.pool.clients import ClientCache
-from hfs_core.pool.failures import judge
+from hfs_core.pool.failures import judge, retry_after
 from hfs_core.pool.state import Lease, PoolState, PoolStatus, key_suffix
 
 if TYPE_CHECKING:
@@ -286,8 +286,8 @@ class KeyPool:
             status = self.state.status()
             log.warning("%s answered %s%s: retired, %d of %d keys left", where, what, why, status.live, status.total)
         elif verdict.action is Action.COOL_KEY:
-            seconds = verdict.seconds if verdict.seconds is not None else _WINDOW_SECONDS.get(
-                verdict.window or "", DEFAULT_COOLDOWN_SECONDS)
+            seconds = next((s for s in (verdict.seconds, retry_after(reply)) if s is not None),
+                           _WINDOW_SECONDS.get(verdict.window or "", DEFAULT_COOLDOWN_SECONDS))
             self.state.cool_down(index, seconds)
             if verdict.window == "day":
                 if self.usage is not None:
