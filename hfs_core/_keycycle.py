@@ -29,7 +29,6 @@ with _without_logging_config():
     from keycycle.config.constants import DEFAULT_COOLDOWN_SECONDS, KEY_SUFFIX_LENGTH
     from keycycle.config.dataclasses import KeyUsage, RateLimits
     from keycycle.config.enums import RateLimitStrategy
-    from keycycle.core.utils import is_rate_limit_error, is_temporary_rate_limit_error
     from keycycle.usage import UsageDatabase
 
 __all__ = [
@@ -41,6 +40,4 @@ __all__ = [
     "RateLimitStrategy",
     "RateLimits",
     "UsageDatabase",
-    "is_rate_limit_error",
-    "is_temporary_rate_limit_error",
 ]

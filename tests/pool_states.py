@@ -38,8 +38,13 @@ class DictPoolState:
         return calls
 
     def _limit(self, index: int, now: float) -> int:
+        """The key's calls a minute: a learned cap, one more for each minute since, until the table's."""
         cap, since = self._caps.get(index, (self._per_minute, now))
-        return min(self._per_minute, cap + int((now - since) // WINDOW))
+        grown = cap + int((now - since) // WINDOW)
+        if grown >= self._per_minute:
+            self._caps.pop(index, None)
+            return self._per_minute
+        return grown
 
     def _free_at(self, index: int, now: float) -> float:
         """When key `index` may take a call (``inf``: once a call in flight ends)."""

@@ -10,6 +10,7 @@ limits and windows against keycycle's.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import logging
 import random
@@ -18,16 +19,18 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
+import sqlalchemy
+from agno.exceptions import ModelProviderError
 from agno.models.groq import Groq
 from agno.models.message import Message
-from conftest import PROVIDERS, fake_key
+from conftest import PROVIDERS, fake_key, keys_of, provider_env
 from pool_states import DictPoolState
 
 import hfs_core._keycycle
 from hfs_core import catalog
 from hfs_core.model import build_model
-from hfs_core.plugin import ProviderSpec
-from hfs_core.pool import CallOptions, KeyPool, LocalPoolState, NoAvailableKeyError, PoolState, rate_limits
+from hfs_core.plugin import Action, ProviderReply, ProviderSpec, Verdict
+from hfs_core.pool import CallOptions, KeyPool, Lease, LocalPoolState, NoAvailableKeyError, PoolState, rate_limits
 from hfs_core.testing.standin import StandIn
 
 MODEL = "openai/gpt-oss-20b"  # keycycle's groq table: 30 requests/min, 1000/h, 1000/day, 8000 tokens/min
@@ -47,9 +50,13 @@ class Recorder:
 
     def __init__(self) -> None:
         self.rows: list[tuple[str, str, str, int]] = []
+        self.cooldowns: list[tuple[str, str, float]] = []
 
     def record(self, provider: str, model: str, suffix: str, tokens: int) -> None:
         self.rows.append((provider, model, suffix, tokens))
+
+    def remember_cooldown(self, provider: str, suffix: str, until: float) -> None:
+        self.cooldowns.append((provider, suffix, until))
 
 
 class Pools:
@@ -61,9 +68,10 @@ class Pools:
         self.made: list[KeyPool] = []
         self.usage = Recorder()
 
-    def __call__(self, count: int, **options: Any) -> tuple[KeyPool, Any, list[str]]:
-        keys = [fake_key("groq") for _ in range(count)]
-        pool = KeyPool(SPEC, keys, self.state(keys), self.usage, Groq)
+    def __call__(self, count: int, *, keys: list[str] | None = None, spec: ProviderSpec = SPEC,
+                 model_class: type = Groq, **options: Any) -> tuple[KeyPool, Any, list[str]]:
+        keys = keys or [fake_key("groq") for _ in range(count)]
+        pool = KeyPool(spec, keys, self.state(keys), self.usage, model_class)
         self.made.append(pool)
         model = build_model(pool, MODEL, CallOptions(**options), SPEC.sdk_options(self.standin.url))
         return pool, model, keys
@@ -75,6 +83,15 @@ def pools(request: pytest.FixtureRequest, standin: StandIn) -> Iterator[Pools]:
     yield made
     for pool in made.made:
         pool.close()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """A clock for `time.time` that a test moves forward (``clock[0] += seconds``)."""
+    real = time.time
+    offset = [0.0]
+    monkeypatch.setattr(time, "time", lambda: real() + offset[0])
+    return offset
 
 
 def ask(model: Any) -> Any:
@@ -203,6 +220,205 @@ async def test_async_waiting_does_not_block_the_event_loop(pools: Pools, standin
     await beat
     assert answer.content and standin.total == 2
     assert ticks >= 20  # ~80 if nothing blocked; a blocking sleep would leave ~1
+
+
+# ---------------------------------------------------------------------- failures and verdicts
+
+
+class WrappingGroq(Groq):
+    """A third-party style Agno class: every SDK error wrapped in a ``ModelProviderError`` with its
+    default status 502, as Agno's Mistral class does."""
+
+    def invoke(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().invoke(*args, **kwargs)
+        except Exception as exc:
+            raise ModelProviderError(f"wrapped: {type(exc).__name__}", model_name="m", model_id=MODEL) from exc
+
+
+def pool_messages(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "hfs_core.pool" and text in r.getMessage()]
+
+
+def test_a_passing_fault_is_retried_at_once_on_another_key(pools: Pools, standin: StandIn) -> None:
+    pool, model, keys = pools(2)
+    standin.fail_next(1, status=500)
+    assert ask(model).content
+    assert [standin.requests_for(key) for key in keys] == [1, 1]  # the retry went to the other key
+    assert pool.status() == type(pool.status())(2, 0, 0, 0)  # one failure sets no key aside
+
+
+def test_keys_to_avoid_are_taken_only_as_a_last_resort(pools: Pools, standin: StandIn) -> None:
+    pool, _, _ = pools(2)
+    for _ in range(5):
+        lease = pool.state.try_acquire(MODEL, 1, frozenset({0}))
+        assert isinstance(lease, Lease) and lease.index == 1
+        pool.state.settle(lease, 1)
+    pool.state.mark_dead(1)
+    lease = pool.state.try_acquire(MODEL, 1, frozenset({0}))
+    assert isinstance(lease, Lease) and lease.index == 0
+    pool.state.settle(lease, None)
+    _, model, _ = pools(1)
+    standin.fail_next(1, status=500)
+    assert ask(model).content and standin.total == 2  # the only key, retried
+
+
+def test_a_key_failing_again_and_again_is_set_aside_longer_until_it_succeeds(
+        pools: Pools, standin: StandIn, caplog: pytest.LogCaptureFixture) -> None:
+    _, model, keys = pools(1, timeout=10)
+    standin.fail_next(3, status=500)
+    with caplog.at_level(logging.INFO, logger="hfs_core.pool"):
+        assert ask(model).content
+        assert standin.total == 4
+        aside = pool_messages(caplog, "set aside for")
+        assert [m.split("set aside for ")[1] for m in aside] == ["1s", "2s"]  # 2nd and 3rd failure in a row
+        caplog.clear()
+        standin.fail_next(1, status=500)
+        assert ask(model).content  # the success in between started the count again
+    assert pool_messages(caplog, "retrying on another key") and not pool_messages(caplog, "set aside")
+    assert keys[0] not in caplog.text and [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_refusal_below_the_table_limit_teaches_a_cap_that_relaxes(
+        pools: Pools, standin: StandIn, clock: list[float], caplog: pytest.LogCaptureFixture) -> None:
+    pool, model, keys = pools(1, timeout=5)
+    for _ in range(3):
+        assert ask(model).content
+    standin.replay(keys[0], "groq.per_minute_requests", times=1, wait=0.2)
+    with caplog.at_level(logging.INFO, logger="hfs_core.pool"), pytest.raises(NoAvailableKeyError) as caught:
+        ask(model)
+    assert pool_messages(caplog, "it now takes at most 3 a minute")
+    assert caught.value.next_free_in is not None and caught.value.next_free_in > 30  # not the 0.2 s cooldown
+    clock[0] += 61  # the three calls have left the window, and a minute without a refusal adds one
+    for _ in range(4):
+        assert ask(model).content
+    with pytest.raises(NoAvailableKeyError):
+        ask(model)
+    assert standin.total == 8
+    clock[0] += 40 * 60  # relaxed back to the table's 30 a minute
+    leases = [pool.state.try_acquire(MODEL, 1) for _ in range(PER_MINUTE + 1)]
+    assert all(isinstance(lease, Lease) for lease in leases[:PER_MINUTE]) and isinstance(leases[-1], float)
+    for lease in leases[:PER_MINUTE]:
+        assert isinstance(lease, Lease)
+        pool.state.settle(lease, None)
+
+
+def test_a_cooldown_without_seconds_takes_the_retry_after_header(pools: Pools, standin: StandIn) -> None:
+    def rules(reply: ProviderReply) -> Verdict | None:
+        return Verdict(Action.COOL_KEY, window="minute") if reply.status == 429 else None
+
+    _, model, _ = pools(1, timeout=1, spec=dataclasses.replace(SPEC, error_rules=rules))
+    standin.fail_next(1, retry_after=20, **RATE_LIMITED)
+    with pytest.raises(NoAvailableKeyError) as caught:
+        ask(model)
+    assert caught.value.next_free_in is not None and 15 < caught.value.next_free_in <= 20  # not the window's 60 s
+
+
+def test_rules_that_raise_leave_the_reply_to_the_defaults(pools: Pools, standin: StandIn,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    def rules(reply: ProviderReply) -> Verdict | None:
+        raise KeyError("a plugin bug")
+
+    pool, model, keys = pools(2, spec=dataclasses.replace(SPEC, error_rules=rules))
+    standin.set_key(keys[0], 401)
+    with caplog.at_level(logging.INFO, logger="hfs_core.pool"):
+        for _ in range(4):
+            assert ask(model).content
+    assert pool.status().dead == 1 and standin.requests_for(keys[0]) == 1
+    assert pool_messages(caplog, "error_rules raised KeyError")
+
+
+def test_a_busy_provider_is_backed_off_and_its_keys_kept(pools: Pools, standin: StandIn,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    pool, model, _ = pools(2, timeout=10)
+    standin.replay_all("groq.flex_capacity", times=1)
+    with caplog.at_level(logging.INFO, logger="hfs_core.pool"):
+        assert ask(model).content
+    assert standin.total == 2 and pool.status() == type(pool.status())(2, 0, 0, 0)
+    assert pool_messages(caplog, "the provider is busy, backing it off for 0.5s")
+
+
+def test_a_provider_pause_past_the_budget_fails_saying_the_provider_is_busy(pools: Pools,
+                                                                           standin: StandIn) -> None:
+    pool, model, _ = pools(2, timeout=0.3)
+    standin.replay_all("groq.flex_capacity", times=1)
+    with pytest.raises(NoAvailableKeyError, match="the provider is busy") as caught:
+        ask(model)
+    assert caught.value.next_free_in is not None and 0 < caught.value.next_free_in <= 0.5
+    assert standin.total == 1 and pool.status().cooling == 0 and pool.status().dead == 0
+    with pytest.raises(NoAvailableKeyError, match="busy"):
+        ask(model)  # the pause holds every call, not just the one that met it
+    assert standin.total == 1
+
+
+def test_a_daily_quota_is_remembered_and_kept_by_a_new_pool(pools: Pools, standin: StandIn) -> None:
+    pool, model, keys = pools(2)
+    standin.replay(keys[0], "groq.per_day_requests", wait=600)
+    for _ in range(6):
+        assert ask(model).content
+    assert standin.requests_for(keys[0]) == 1
+    [(provider, suffix, until)] = pools.usage.cooldowns
+    assert (provider, suffix) == ("groq", pool.suffix(0)) and 590 < until - time.time() <= 600
+    fresh, again, _ = pools(2, keys=keys)
+    assert fresh.restore_cooldowns([(suffix, until), ("zzzzzzzz", until)]) == 1
+    for _ in range(4):
+        assert ask(again).content
+    assert standin.requests_for(keys[0]) == 1 and fresh.status().cooling == 1
+
+
+def test_a_callers_error_is_raised_at_once_and_the_key_kept(pools: Pools, standin: StandIn) -> None:
+    pool, model, _ = pools(1)
+    standin.replay_all("groq.too_large", times=1)
+    with pytest.raises(ModelProviderError) as caught:
+        ask(model)
+    assert caught.value.status_code == 413 and standin.total == 1
+    assert pool.status() == type(pool.status())(1, 0, 0, 0)
+    assert ask(model).content and standin.total == 2
+
+
+def test_an_error_that_is_no_reply_is_raised_at_once(pools: Pools, standin: StandIn) -> None:
+    calls = []
+
+    class BrokenGroq(Groq):
+        def invoke(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            raise TypeError("not the provider's doing")
+
+    pool, model, _ = pools(2, model_class=BrokenGroq)
+    with pytest.raises(TypeError):
+        ask(model)
+    assert calls == [1] and standin.total == 0
+    assert pool.status() == type(pool.status())(2, 0, 0, 0)
+
+
+def test_an_agno_wrapped_401_retires_the_key(pools: Pools, standin: StandIn) -> None:
+    pool, model, keys = pools(2, model_class=WrappingGroq)
+    standin.set_key(keys[0], 401)
+    for _ in range(6):
+        assert ask(model).content
+    assert pool.status().dead == 1
+    assert standin.requests_for(keys[0]) == 1 and standin.requests_for(keys[1]) == 6
+
+
+def test_a_daily_quota_outlives_the_registry_in_the_usage_database(make_registry: Any, standin: StandIn,
+                                                                  sqlite_url: str) -> None:
+    env = provider_env({"groq": 2}, db_url=sqlite_url)
+    bad, _ = keys_of(env, "groq")
+    registry = make_registry(env=env)
+    model = registry.get_model("groq", MODEL, base_url=standin.url)
+    standin.replay(bad, "groq.per_day_requests", wait=600)
+    for _ in range(6):
+        assert ask(model).content
+    registry.shutdown()
+    with sqlalchemy.create_engine(sqlite_url).connect() as conn:
+        rows = [tuple(row) for row in conn.execute(sqlalchemy.text("SELECT * FROM hfs_key_cooldowns"))]
+    assert [row[:2] for row in rows] == [("groq", bad[-8:])]  # the suffix, never the key
+    again = make_registry(env=env)
+    model = again.get_model("groq", MODEL, base_url=standin.url)
+    assert again.pool("groq").status().cooling == 1
+    for _ in range(4):
+        assert ask(model).content
+    assert standin.requests_for(bad) == 1
 
 
 # ---------------------------------------------------------------------- history and closing

@@ -10,6 +10,7 @@ falls back to `default_verdict`, the core's reading of plain HTTP.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 from collections.abc import Iterator, Mapping
@@ -58,22 +59,37 @@ def _json(value: Any) -> Mapping[str, Any]:
     return {}
 
 
+def _response_json(response: Any) -> Mapping[str, Any]:
+    """The JSON body of the HTTP response an SDK error kept ({} when it is not JSON, or when reading
+    it needs ``await``, as an aiohttp response does)."""
+    try:
+        value = response.json()
+    except Exception:
+        return {}
+    if inspect.iscoroutine(value):
+        value.close()
+        return {}
+    return _json(value)
+
+
+def _is_transport(exc: BaseException) -> bool:
+    """Whether nothing came back for `exc`: a timeout, a refused or dropped connection, anywhere in its chain."""
+    return any(name in cls.__name__ for err in _chain(exc) for cls in type(err).__mro__ for name in _TRANSPORT_NAMES)
+
+
 def read_reply(exc: BaseException) -> ProviderReply:
     """The provider's reply behind `exc`, from the innermost SDK error in its chain."""
     errors = list(_chain(exc))
     inner = next((err for err in reversed(errors) if _is_sdk_error(err)), None)
     if inner is None:
         status = next((s for s in map(_status_of, errors) if s is not None), None)
-        transport = any(name in cls.__name__ for err in errors for cls in type(err).__mro__
-                        for name in _TRANSPORT_NAMES)
-        return ProviderReply(None if transport else status, {}, {}, str(exc))
+        return ProviderReply(None if _is_transport(exc) else status, {}, {}, str(exc))
     response = getattr(inner, "response", None)
     http_status = getattr(response, "status_code", None)
     headers = {str(k).lower(): str(v) for k, v in getattr(response, "headers", {}).items()}
     body: Mapping[str, Any] = {}
     if http_status is not None and http_status != 200:
-        with contextlib.suppress(Exception):
-            body = _json(response.json())  # type: ignore[union-attr]
+        body = _response_json(response)
     if not body:
         body = _json(getattr(inner, "details", None)) or _json(getattr(inner, "body", None))
     # An error event inside a stream: the response was the stream's 200 (or the SDK kept none),
@@ -86,24 +102,31 @@ def read_reply(exc: BaseException) -> ProviderReply:
     return ProviderReply(status, body, headers, message, in_stream)
 
 
-def default_verdict(reply: ProviderReply) -> Verdict:
-    """The core's reading of a reply its provider's rules leave open.
+def retry_after(reply: ProviderReply) -> float | None:
+    """The wait the reply's headers name, in seconds: ``retry-after-ms``, else ``retry-after``."""
+    millis = reply.header_seconds("retry-after-ms")
+    return millis / 1000 if millis is not None else reply.header_seconds("retry-after")
+
+
+def default_verdict(reply: ProviderReply, exc: BaseException) -> Verdict:
+    """The core's reading of a reply its provider's rules leave open (`exc`: the attempt's exception).
 
     401/402/403 retire the key; 429 cools it for its Retry-After (``retry-after-ms`` or
     ``retry-after``); 408, 409, 5xx, 498, no answer at all (a timeout, a dropped connection)
     and an error inside a started stream are retried on another key; any other status (400,
-    404, 413, 422...) is the caller's error.
+    404, 413, 422...) is the caller's error, and so is an exception that carries no reply and
+    is no transport failure (raised by the caller's or Agno's code, not by the provider).
     """
     status = reply.status
     if status in (401, 402, 403):
         return Verdict(Action.RETIRE_KEY, reason=f"HTTP {status}")
     if status == 429:
-        millis = reply.header_seconds("retry-after-ms")
-        seconds = millis / 1000 if millis is not None else reply.header_seconds("retry-after")
-        return Verdict(Action.COOL_KEY, seconds, "minute", reason="rate limited (429)")
-    if status is None or reply.in_stream or status in (408, 409, 498) or status >= 500:
+        return Verdict(Action.COOL_KEY, retry_after(reply), "minute", reason="rate limited (429)")
+    if reply.in_stream or status in (408, 409, 498) or (status is not None and status >= 500):
         return Verdict(Action.RETRY, reason="a passing fault")
-    return Verdict(Action.CALLER_ERROR, reason=f"HTTP {status}")
+    if status is None and (_is_transport(exc) or any(map(_is_sdk_error, _chain(exc)))):
+        return Verdict(Action.RETRY, reason="no answer")
+    return Verdict(Action.CALLER_ERROR, reason=f"HTTP {status}" if status else f"{type(exc).__name__}, no reply")
 
 
 def judge(exc: BaseException, rules: ErrorRules | None, provider: str) -> tuple[ProviderReply, Verdict]:
@@ -123,4 +146,4 @@ def judge(exc: BaseException, rules: ErrorRules | None, provider: str) -> tuple[
             log.warning("%s: the plugin's error_rules returned %s, not a Verdict; the core's defaults apply",
                         provider, type(verdict).__name__)
             verdict = None
-    return reply, verdict or default_verdict(reply)
+    return reply, verdict or default_verdict(reply, exc)

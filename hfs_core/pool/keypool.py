@@ -23,7 +23,7 @@ from hfs_core._keycycle import NoAvailableKeyError as KeycycleNoAvailableKeyErro
 from hfs_core.errors import HFSError
 from hfs_core.plugin import Action, Verdict
 from hfs_core.pool.clients import ClientCache
-from hfs_core.pool.failures import judge
+from hfs_core.pool.failures import judge, retry_after
 from hfs_core.pool.state import Lease, PoolState, PoolStatus, key_suffix
 
 if TYPE_CHECKING:
@@ -125,6 +125,7 @@ class KeyPool:
         self._waiters_lock = threading.Lock()
         self.clients = ClientCache(keys, model_class)
         self._closed = False
+        self._verdicts = threading.Lock()  # guards the back-off counts below, updated by concurrent calls
         self._busy_until = 0.0  # time.monotonic() until which the provider is backed off
         self._busy_streak = 0
         self._busy_reason = ""
@@ -267,8 +268,9 @@ class KeyPool:
         """Count a successful attempt against its key and record it in the usage store."""
         used = tokens if tokens else lease.reserved_tokens
         self.state.settle(lease, used)
-        self._flaky[lease.index] = 0
-        self._busy_streak = 0
+        with self._verdicts:
+            self._flaky[lease.index] = 0
+            self._busy_streak = 0
         if self.usage is not None:
             self.usage.record(self.provider, lease.model_id, self._suffixes[lease.index], used)
         self._wake()
@@ -286,8 +288,8 @@ class KeyPool:
             status = self.state.status()
             log.warning("%s answered %s%s: retired, %d of %d keys left", where, what, why, status.live, status.total)
         elif verdict.action is Action.COOL_KEY:
-            seconds = verdict.seconds if verdict.seconds is not None else _WINDOW_SECONDS.get(
-                verdict.window or "", DEFAULT_COOLDOWN_SECONDS)
+            seconds = next((s for s in (verdict.seconds, retry_after(reply)) if s is not None),
+                           _WINDOW_SECONDS.get(verdict.window or "", DEFAULT_COOLDOWN_SECONDS))
             self.state.cool_down(index, seconds)
             if verdict.window == "day":
                 if self.usage is not None:
@@ -298,17 +300,20 @@ class KeyPool:
                 learned = f"; it now takes at most {cap} a minute" if cap is not None else ""
                 log.info("%s answered %s%s: cooling for %.1fs%s", where, what, why, seconds, learned)
         elif verdict.action is Action.PROVIDER_BUSY:
-            self._busy_streak += 1
-            pause = verdict.seconds if verdict.seconds is not None else \
-                min(_BUSY_MAX, _BUSY_FIRST * 2 ** (self._busy_streak - 1))
-            self._busy_until = max(self._busy_until, time.monotonic() + pause)
-            self._busy_reason = verdict.reason or f"HTTP {reply.status}"
+            with self._verdicts:
+                self._busy_streak += 1
+                pause = verdict.seconds if verdict.seconds is not None else \
+                    min(_BUSY_MAX, _BUSY_FIRST * 2 ** (self._busy_streak - 1))
+                self._busy_until = max(self._busy_until, time.monotonic() + pause)
+                self._busy_reason = verdict.reason or f"HTTP {reply.status}"
             log.info("%s answered %s%s: the provider is busy, backing it off for %.1fs (keys kept)", where, what,
                      why, pause)
         elif verdict.action is Action.RETRY:
-            self._flaky[index] += 1
-            if self._flaky[index] >= 2:
-                aside = min(_FLAKY_MAX, _FLAKY_FIRST * 2 ** (self._flaky[index] - 2))
+            with self._verdicts:
+                self._flaky[index] += 1
+                streak = self._flaky[index]
+            if streak >= 2:
+                aside = min(_FLAKY_MAX, _FLAKY_FIRST * 2 ** (streak - 2))
                 self.state.cool_down(index, aside)
                 log.info("%s failed again (%s%s): set aside for %.0fs", where, what, why, aside)
             else:
