@@ -215,7 +215,10 @@ def test_a_recovered_attempt_logs_no_error(make_registry: Any, standin: StandIn,
     caplog.set_level(logging.DEBUG)
     _, model, bad, _ = pool_of_two(make_registry, standin, "groq", sqlite_url)
     standin.replay(bad, "groq.per_minute_requests")
-    assert [ask(model) for _ in range(3)] == ["stand-in reply: hello there"] * 3
+    answers = []
+    while standin.requests_for(bad) == 0 and len(answers) < 40:  # the key choice is random: call until it is tried
+        answers.append(ask(model))
+    assert answers == ["stand-in reply: hello there"] * len(answers)
     assert standin.requests_for(bad) == 1
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert any("attempt failed; the pool retries or raises" in r.getMessage() for r in caplog.records
