@@ -10,7 +10,6 @@ tests' rows by their key suffixes, which are random per test.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -28,109 +27,14 @@ import pytest
 import sqlalchemy as sa
 from agno.models.message import Message
 from conftest import keys_of, provider_env
+from services import MARIADB, MARIADB_URL, TcpProxy, free_port, needs_mariadb
 
 from hfs_core import Registry
 from hfs_core.testing.standin import StandIn
 from hfs_core.usage import UsageStore
 from hfs_core.usage import store as usage_module
 
-MARIADB = ("127.0.0.1", 3306)
-MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
 Record = Callable[[str, object], None]
-
-
-def _answers(address: tuple[str, int]) -> bool:
-    try:
-        with socket.create_connection(address, timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-needs_mariadb = pytest.mark.skipif(
-    not _answers(MARIADB),
-    reason="no MariaDB server answers on 127.0.0.1:3306 (.ci/services installs and starts it in CI)",
-)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class TcpProxy:
-    """A TCP proxy on 127.0.0.1 that can be cut (connections dropped, new ones refused) and restored."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self._listener = socket.socket()
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(64)
-        self.port = int(self._listener.getsockname()[1])
-        self._up = True
-        self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def url(self, user: str = "root") -> str:
-        return f"mysql+pymysql://{user}@127.0.0.1:{self.port}/test"
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            if not self._up:
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._open.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                self._drop(sock)
-
-    def _drop(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._open.discard(sock)
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        sock.close()
-
-    def cut(self) -> None:
-        self._up = False
-        with self._lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            self._drop(sock)
-
-    def restore(self) -> None:
-        self._up = True
-
-    def close(self) -> None:
-        self._closed = True
-        self.cut()
-        self._listener.close()
 
 
 @pytest.fixture

@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from conftest import keys_of, provider_env
-from test_usage_db import MARIADB_URL, TcpProxy, call_many, delete_rows, needs_mariadb, rows_for, suffixes
+from services import MARIADB_URL, TcpProxy, needs_mariadb
+from test_usage_db import call_many, delete_rows, rows_for, suffixes
 
 from hfs_core.testing.standin import StandIn
 from hfs_core.usage import UsageStore

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from services import MARIADB_URL, free_port, needs_mariadb
 
 from hfs_core.usage import UsageStore
 from hfs_core.usage.queries import UsageQueryError, UsageRow, probe_db, read_usage, summarise
-
-MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
-
-
-def _mariadb_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 3306), timeout=1.0):
-            return True
-    except OSError:
-        return False
 
 
 def _write(url: str, provider: str) -> None:
@@ -62,7 +52,7 @@ def test_sqlite_round_trip(tmp_path: Path) -> None:
 
 
 @pytest.mark.mariadb
-@pytest.mark.skipif(not _mariadb_answers(), reason="no MariaDB server answers on 127.0.0.1:3306")
+@needs_mariadb
 def test_mariadb_round_trip() -> None:
     provider = f"queries-{uuid.uuid4().hex[:8]}"  # the shared `test` database: only this test's rows
     try:
@@ -91,9 +81,7 @@ def test_missing_sqlite_file_is_neither_created_nor_an_error(tmp_path: Path) -> 
 
 
 def test_unreachable_database_hides_the_password() -> None:
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     url = f"mysql+pymysql://app:s3cretpass@127.0.0.1:{port}/usage"
     probe = probe_db(url, timeout=1)
     assert not probe.reachable and probe.url == f"mysql+pymysql://app:***@127.0.0.1:{port}/usage"
