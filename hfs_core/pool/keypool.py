@@ -203,6 +203,13 @@ class KeyPool:
             return busy
         return self.state.try_acquire(model_id, options.estimated_tokens, avoid)
 
+    async def _atry(self, model_id: str, options: CallOptions, avoid: frozenset[int]) -> Lease | float:
+        """`_try` for coroutines."""
+        busy = self._busy_until - time.monotonic()
+        if busy > 0:
+            return busy
+        return await self.state.atry_acquire(model_id, options.estimated_tokens, avoid)
+
     def acquire(self, model_id: str, options: CallOptions, budget: float, announce: bool = True,
                 avoid: frozenset[int] = frozenset()) -> tuple[Lease, float, bool]:
         """Reserve a key, waiting up to `budget` seconds, preferring keys not in `avoid`.
@@ -239,7 +246,7 @@ class KeyPool:
             with self._waiters_lock:
                 self._async_waiters.add(waiter)
             try:
-                got = self._try(model_id, options, avoid)
+                got = await self._atry(model_id, options, avoid)
                 if isinstance(got, Lease):
                     return got, time.monotonic() - start, announced
                 left = budget - (time.monotonic() - start)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -80,7 +81,9 @@ class LocalPoolState:
         self._proven = [False] * self.size
         self._probing: set[int] = set()
         self._in_flight: dict[tuple[int, str], int] = {}
+        self._table: dict[str, RateLimits] = {}
         self._limits: dict[str, RateLimits] = {}
+        self._share = 1
         self._random = random.Random()
         # id(token window) -> (its first entry, bucket.total_tokens, its sum) at the last check
         self._token_sums: dict[int, tuple[Any, int, int]] = {}
@@ -99,20 +102,44 @@ class LocalPoolState:
         status = self.status()
         return f"LocalPoolState(provider={self._provider!r}, keys={status.total}, dead={status.dead})"
 
-    def limits(self, model_id: str) -> RateLimits:
-        """keycycle's limits for `model_id` (its provider default row for unknown models)."""
-        found = self._limits.get(model_id)
+    def table_limits(self, model_id: str) -> RateLimits:
+        """The limits of `model_id` per key: keycycle's table with the configuration's in their place
+        (the provider's default row for a model keycycle does not know)."""
+        found = self._table.get(model_id)
         if found is None:
             model = model_id or self._default_model
-            found = self._limits[model_id] = rate_limits(self._provider, model, self._configured.get(model))
+            found = self._table[model_id] = rate_limits(self._provider, model, self._configured.get(model))
         return found
+
+    def limits(self, model_id: str) -> RateLimits:
+        """The limits this state holds `model_id` to: `table_limits`, or its share of them (`set_share`)."""
+        found = self._limits.get(model_id)
+        if found is None:
+            table = self.table_limits(model_id)
+            if self._share > 1:
+                values = {f.name: getattr(table, f.name) for f in dataclasses.fields(table)}
+                table = dataclasses.replace(table, **{name: math.ceil(v / self._share) if v else v
+                                                      for name, v in values.items()})
+            found = self._limits[model_id] = table
+        return found
+
+    def set_share(self, processes: int) -> None:
+        """Hold each key to 1/`processes` of its limits: the part of one of that many processes
+        that draw on the same keys without seeing each other's calls."""
+        processes = max(1, int(processes))
+        if processes != self._share:
+            with self._lock:
+                self._share = processes
+                self._limits.clear()
 
     def max_tokens(self, model_id: str) -> int | None:
         limits = self.limits(model_id)
         found = [int(v) for v in (limits.tokens_per_minute, limits.tokens_per_hour, limits.tokens_per_day) if v]
         return min(found) if found else None
 
-    def _bucket_name(self, model_id: str) -> str:
+    def bucket(self, model_id: str) -> str:
+        """The name of the windows `model_id` counts in: the model's own, or ``"*"`` for a provider
+        whose limits hold across its models (keycycle's global strategy, e.g. OpenRouter)."""
         return "*" if self._global else model_id
 
     def _bucket(self, key: KeyUsage, model_id: str) -> Any:
@@ -120,7 +147,7 @@ class LocalPoolState:
 
     def _per_minute(self, index: int, model_id: str, limits: RateLimits, now: float) -> int:
         """The key's requests per minute: the table's, or a learned cap below it, relaxed by one a minute."""
-        slot = (index, self._bucket_name(model_id))
+        slot = (index, self.bucket(model_id))
         learned = self._caps.get(slot)
         if learned is None:
             return int(limits.requests_per_minute)
@@ -138,11 +165,11 @@ class LocalPoolState:
             bucket = self._bucket(self._keys[index], model_id)
             cutoff = now - 60.0
             seen = sum(1 for stamp in bucket.requests_minute if stamp > cutoff)
-            seen += self._in_flight.get((index, self._bucket_name(model_id)), 0)
+            seen += self._in_flight.get((index, self.bucket(model_id)), 0)
             if seen >= self._per_minute(index, model_id, limits, now):
                 return None
             cap = max(1, seen)
-            self._caps[(index, self._bucket_name(model_id))] = (cap, now)
+            self._caps[(index, self.bucket(model_id))] = (cap, now)
             return cap
 
     def _fits(self, index: int, model_id: str, tokens: int, limits: RateLimits, now: float) -> bool:
@@ -153,7 +180,7 @@ class LocalPoolState:
         if key.dead or self._cool_until[index] > now or index in self._probing:
             return False
         bucket = self._bucket(key, model_id)
-        flying = self._in_flight.get((index, self._bucket_name(model_id)), 0)
+        flying = self._in_flight.get((index, self.bucket(model_id)), 0)
         for (seconds, _), stamps, limit in zip(_WINDOWS, (bucket.requests_minute, bucket.requests_hour,
                                                           bucket.requests_day),
                                                (self._per_minute(index, model_id, limits, now),
@@ -193,7 +220,11 @@ class LocalPoolState:
 
     def _load(self, index: int, model_id: str) -> int:
         bucket = self._bucket(self._keys[index], model_id)
-        return len(bucket.requests_minute) + self._in_flight.get((index, self._bucket_name(model_id)), 0)
+        return len(bucket.requests_minute) + self._in_flight.get((index, self.bucket(model_id)), 0)
+
+    async def atry_acquire(self, model_id: str, tokens: int, avoid: frozenset[int] = frozenset()) -> Lease | float:
+        """`try_acquire` (it never waits on anything but this process's lock)."""
+        return self.try_acquire(model_id, tokens, avoid)
 
     def try_acquire(self, model_id: str, tokens: int, avoid: frozenset[int] = frozenset()) -> Lease | float:
         now = time.time()
@@ -204,7 +235,7 @@ class LocalPoolState:
                 return self._seconds_until_free(model_id, tokens, limits, now)
             key = self._keys[chosen]
             key.reserve(model_id, tokens)
-            slot = (chosen, self._bucket_name(model_id))
+            slot = (chosen, self.bucket(model_id))
             self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
             if not self._proven[chosen]:
                 self._probing.add(chosen)
@@ -243,7 +274,7 @@ class LocalPoolState:
         at = self._cool_until[index]
         bucket = self._bucket(key, model_id)
         bucket.clean()
-        flying = self._in_flight.get((index, self._bucket_name(model_id)), 0)
+        flying = self._in_flight.get((index, self.bucket(model_id)), 0)
         request_windows = (
             (bucket.requests_minute, self._per_minute(index, model_id, limits, time.time())),
             (bucket.requests_hour, limits.requests_per_hour),
@@ -281,7 +312,7 @@ class LocalPoolState:
     def settle(self, lease: Lease, tokens: int | None) -> None:
         key = self._keys[lease.index]
         with self._lock:
-            slot = (lease.index, self._bucket_name(lease.model_id))
+            slot = (lease.index, self.bucket(lease.model_id))
             self._in_flight[slot] = max(0, self._in_flight.get(slot, 0) - 1)
             self._probing.discard(lease.index)
             if tokens is not None:
@@ -292,6 +323,12 @@ class LocalPoolState:
                     bucket.pending_tokens = max(0, bucket.pending_tokens - lease.reserved_tokens)
             else:
                 key.commit(lease.model_id, tokens, lease.reserved_tokens)
+
+    def record(self, index: int, model_id: str, tokens: int) -> None:
+        """Count a call that ran on key `index` without a lease of this state (a shared state's
+        lease, mirrored here for when this state has to serve on its own)."""
+        with self._lock:
+            self._keys[index].record_usage(model_id, tokens=tokens)
 
     def cool_down(self, index: int, seconds: float) -> None:
         with self._lock:

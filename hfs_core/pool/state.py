@@ -28,6 +28,8 @@ class Lease:
     index: int
     model_id: str
     reserved_tokens: int
+    ticket: str = ""
+    """The shared state's name for the lease ("" for a lease held in this process only)."""
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,16 @@ class PoolState(Protocol):
         Keys in `avoid` (those that just failed this call) are taken only when no other key can be.
         """
 
+    async def atry_acquire(self, model_id: str, tokens: int, avoid: frozenset[int] = frozenset()) -> Lease | float:
+        """`try_acquire` for coroutines: a state that waits on I/O to answer awaits it, never blocking
+        the event loop."""
+
     def settle(self, lease: Lease, tokens: int | None) -> None:
-        """End a lease: count `tokens` against its key, or (None) release it unused."""
+        """End a lease: count `tokens` against its key, or (None) release it unused.
+
+        This and the other methods that change state return at once, without waiting on I/O: a
+        shared state applies them in this process and sends them on in the background.
+        """
 
     def cool_down(self, index: int, seconds: float) -> None:
         """Keep key `index` out of rotation for `seconds`."""
@@ -76,7 +86,8 @@ class PoolState(Protocol):
         holds fewer requests than its table allows, cap it there (at least 1) and return the cap.
 
         The cap binds the key's later calls and relaxes by one request for every minute without
-        a refusal, until the table's limit is back. None: no cap (the table's limit was reached).
+        a refusal, until the table's limit is back. None: no cap (the table's limit was reached),
+        or a shared state learns it in the background (and logs it).
         """
 
     def max_tokens(self, model_id: str) -> int | None:
