@@ -1,7 +1,7 @@
 """A second `PoolState`, written for the tests: plain dicts and lists, nothing from keycycle.
 
-The pool tests run against it and against `LocalPoolState`, so a pool behaviour they
-check holds for any state that keeps the `PoolState` contract (the next one: Redis).
+The pool tests run against it, `LocalPoolState` and `RedisPoolState` (built by `RedisStates`),
+so a pool behaviour they check holds for any state that keeps the `PoolState` contract.
 """
 
 from __future__ import annotations
@@ -9,9 +9,13 @@ from __future__ import annotations
 import math
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from hfs_core.pool import HistoryRow, Lease, PoolStatus, key_suffix
+from hfs_core.plugin import ProviderSpec
+from hfs_core.pool import HistoryRow, Lease, LocalPoolState, PoolStatus, key_suffix
+from hfs_core.pool.shared import RedisLink, RedisPoolState
 
 WINDOW = 60.0
 
@@ -66,6 +70,9 @@ class DictPoolState:
                     return Lease(index, model_id, tokens)
             return max(0.0, min((self._free_at(i, now) for i in live), default=math.inf) - now)
 
+    async def atry_acquire(self, model_id: str, tokens: int, avoid: frozenset[int] = frozenset()) -> Lease | float:
+        return self.try_acquire(model_id, tokens, avoid)
+
     def settle(self, lease: Lease, tokens: int | None) -> None:
         with self._lock:
             self._in_flight[lease.index] -= 1
@@ -109,3 +116,39 @@ class DictPoolState:
 
     def close(self) -> None:
         self.closed += 1
+
+
+class RedisStates:
+    """Builds `RedisPoolState`s on the real Redis of the tests, each pool in a namespace of its own;
+    `close` closes their links and deletes everything they wrote."""
+
+    def __init__(self, spec: ProviderSpec, model: str, url: str = "redis://127.0.0.1:6379/0",
+                 **link_options: Any) -> None:
+        self.spec = spec
+        self.model = model
+        self.url = url
+        self.options = link_options
+        self.links: list[RedisLink] = []
+
+    def link(self, namespace: str | None = None) -> RedisLink:
+        """A new link (as another process would have) to the namespace given, or a fresh one."""
+        made = RedisLink(self.url, shown_url=self.url, namespace=namespace or f"hfs-test-{uuid.uuid4().hex[:10]}",
+                         **self.options)
+        self.links.append(made)
+        return made
+
+    def __call__(self, keys: Sequence[str], link: RedisLink | None = None) -> RedisPoolState:
+        local = LocalPoolState.build(self.spec, keys, self.model)
+        return RedisPoolState(local, link or self.link(), self.spec.name, keys)
+
+    def close(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        for made in self.links:
+            made.close()
+            assert made.outages == 0, f"{made} fell back to in-process state: the test did not run on Redis"
+            names = list(client.scan_iter(match=f"{{{made.namespace}:*", count=1000))
+            if names:
+                client.delete(*names)
+        client.close()

@@ -1,8 +1,8 @@
 """The key pool's behaviour, for every implementation of its state.
 
 Each test of the first part runs once per `PoolState`: `LocalPoolState` (keycycle's windows,
-in process) and `DictPoolState` (tests/pool_states.py), so a new state (Redis, say) joins by
-adding itself to `STATES`. Calls go through `KeyPool`, a rotating Agno Groq model and the
+in process), `DictPoolState` (tests/pool_states.py) and `RedisPoolState` (on the real Redis on
+127.0.0.1:6379, a namespace per test), so a new state joins by adding itself to `STATES`. Calls go through `KeyPool`, a rotating Agno Groq model and the
 Groq SDK to the provider stand-in on 127.0.0.1. The last part checks `LocalPoolState`'s own
 limits and windows against keycycle's.
 """
@@ -24,7 +24,8 @@ from agno.exceptions import ModelProviderError
 from agno.models.groq import Groq
 from agno.models.message import Message
 from conftest import PROVIDERS, fake_key, keys_of, provider_env
-from pool_states import DictPoolState
+from pool_states import DictPoolState, RedisStates
+from services import needs_redis
 
 import hfs_core._keycycle
 from hfs_core import catalog
@@ -77,12 +78,15 @@ class Pools:
         return pool, model, keys
 
 
-@pytest.fixture(params=sorted(STATES))
+@pytest.fixture(params=[*sorted(STATES), pytest.param("redis", marks=needs_redis)])
 def pools(request: pytest.FixtureRequest, standin: StandIn) -> Iterator[Pools]:
-    made = Pools(STATES[request.param], standin)
+    shared = RedisStates(SPEC, MODEL) if request.param == "redis" else None
+    made = Pools(shared or STATES[request.param], standin)
     yield made
     for pool in made.made:
         pool.close()
+    if shared is not None:
+        shared.close()
 
 
 @pytest.fixture
@@ -432,7 +436,8 @@ def test_load_history_counts_rows_against_the_windows(pools: Pools, standin: Sta
     for _ in range(5):
         ask(model)
     assert standin.requests_for(keys[0]) == 0 and standin.requests_for(keys[1]) == 5
-    pool.state.load_history([(pool.suffix(1), MODEL, now - 40 + i, 10) for i in range(PER_MINUTE)])
+    for _ in range(PER_MINUTE - 5):
+        ask(model)
     with pytest.raises(NoAvailableKeyError) as caught:
         ask(model)
     assert caught.value.next_free_in is not None and 5 <= caught.value.next_free_in <= 11  # key 0's oldest row
