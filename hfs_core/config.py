@@ -21,6 +21,12 @@ Example ``hfs.toml``::
     rpm = 30                               # per key: rpm, rph, rpd (requests), tpm, tph, tpd (tokens)
     tpm = 8000                             # in place of keycycle's table (any provider, any model)
 
+    [state]                                # pools shared by every process on one Redis
+    url = "redis://127.0.0.1:6379/0"       # HFS_STATE_URL wins when set; none: in-process state
+    namespace = "hfs"                      # first part of every Redis key (several fleets, one Redis)
+    lease_seconds = 30.0                   # a dead process's reservations end after this long
+    timeout = 0.5                          # seconds one Redis call may take before the process serves alone
+
 A value that might be a secret (a key pasted in the wrong place) is never echoed in an error.
 """
 
@@ -43,10 +49,13 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 CONFIG_ENV = "HFS_CONFIG"
-_TOP_KEYS = {"plugins", "usage_db_url", "track_usage", "providers"}
+_TOP_KEYS = {"plugins", "usage_db_url", "track_usage", "providers", "state"}
 _PROVIDER_KEYS = {"enabled", "default_model", "expected_keys", "base_url", "plugin", "connect_timeout",
                   "read_timeout", "models"}
 _LIMIT_KEYS = {"rpm", "rph", "rpd", "tpm", "tph", "tpd"}
+_STATE_KEYS = {"url", "namespace", "lease_seconds", "timeout"}
+STATE_SCHEMES = ("redis", "rediss", "unix")
+"""URL schemes of a shared state (any server that speaks the Redis protocol: Redis, Valkey)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,22 @@ class ProviderConfig:
     read_timeout: float | None = None
     models: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     """Per-model limits (``rpm``, ``rph``, ``rpd``, ``tpm``, ``tph``, ``tpd``), in place of keycycle's."""
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """Where pools keep their state: ``url`` None means in this process."""
+
+    url: str | None = None
+    namespace: str = "hfs"
+    lease_seconds: float = 30.0
+    timeout: float = 0.5
+
+
+def looks_like_state_url(url: str) -> bool:
+    """True for ``redis://``, ``rediss://`` and ``unix://`` URLs."""
+    scheme, sep, rest = url.partition("://")
+    return bool(sep) and scheme.lower() in STATE_SCHEMES and " " not in rest
 
 
 def looks_like_db_url(url: str) -> bool:
@@ -88,6 +113,7 @@ class Config:
     usage_db_url: str | None = None
     track_usage: bool = True
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
+    state: StateConfig = field(default_factory=StateConfig)
 
     def provider(self, name: str) -> ProviderConfig:
         """The settings for `name` (defaults if the file says nothing about it)."""
@@ -193,7 +219,30 @@ def parse_config(data: Mapping[str, Any], path: Path, where: str = "") -> Config
         usage_db_url=db_url.strip() if db_url else None,
         track_usage=track,
         providers=providers,
+        state=_state(data.get("state", {}), path, f"{where} [state]".strip()),
     )
+
+
+def _state(table: Any, path: Path, section: str) -> StateConfig:
+    """``[state]``: where pools keep their state."""
+    if not isinstance(table, dict):
+        raise _fail(path, "", f"{section} must be a table, e.g. [state] url = \"redis://127.0.0.1:6379/0\"")
+    _check_keys(table, _STATE_KEYS, path, section)
+    url = table.get("url")
+    if url is not None and (not isinstance(url, str) or not looks_like_state_url(url.strip())):
+        raise _fail(path, section, f"url must be a redis://, rediss:// or unix:// URL such as "
+                    f"redis://127.0.0.1:6379/0, got {_described(url)}")
+    namespace = table.get("namespace", "hfs")
+    if not isinstance(namespace, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", namespace):
+        raise _fail(path, section, "namespace must be 1 to 40 letters, digits, '_', '.' or '-', "
+                    f"got {_described(namespace)}")
+    seconds = {}
+    for name, default in (("lease_seconds", 30.0), ("timeout", 0.5)):
+        value = table.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+            raise _fail(path, section, f"{name} must be a number of seconds above 0, got {_described(value)}")
+        seconds[name] = float(value)
+    return StateConfig(url=url.strip() if url else None, namespace=namespace, **seconds)
 
 
 def _provider(name: str, table: Any, path: Path, where: str) -> ProviderConfig:

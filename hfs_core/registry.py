@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfs_core import catalog
-from hfs_core.config import Config, load_config, looks_like_db_url, project_dirs
+from hfs_core.config import Config, load_config, looks_like_db_url, looks_like_state_url, project_dirs
 from hfs_core.discovery import HOOK_TIMEOUT, PluginFault, PluginInfo, Plugins, describe, in_plugin_code
 from hfs_core.env import EnvReport, SecretMask, check_provider_env, load_env
 from hfs_core.errors import HFSError, ProviderNotFoundError, ProviderUnavailableError
@@ -30,6 +30,7 @@ from hfs_core.plugin import Problem, ProviderSpec, Timeouts, shown_name
 
 if TYPE_CHECKING:
     from hfs_core.pool import KeyPool
+    from hfs_core.pool.shared import RedisLink, StateProbe
     from hfs_core.usage import UsageHealth, UsageStore
 
 log = logging.getLogger("hfs_core")
@@ -38,6 +39,8 @@ PLUGINS_ENV = "HFS_PLUGINS"
 DB_URL_ENV = "TIDB_DB_URL"
 DB_URL_ENVS = ("HFS_USAGE_DB_URL", DB_URL_ENV)
 """The variables that name the usage database, the first set one winning (``TIDB_DB_URL``: keycycle's name)."""
+STATE_URL_ENV = "HFS_STATE_URL"
+STATE_SECRET_ENV = "HFS_STATE_SECRET"
 CALL_DEFAULTS: Mapping[str, Any] = {"estimated_tokens": 1000, "wait": True, "timeout": 10.0, "max_retries": 5}
 HISTORY_SECONDS = 86400
 USAGE_FIXES = ("set TIDB_DB_URL or usage_db_url to a database, track_usage = false to record no usage, "
@@ -138,6 +141,8 @@ class Registry:
         self._pool_errors: dict[str, str] = {}
         self._usage: UsageStore | None = None
         self._usage_ready = False
+        self._link: RedisLink | None = None
+        self._link_ready = False
         self._warned_models: set[tuple[str, str]] = set()
         self._closed = False
         source = PLUGINS_ENV if (self.env.get(PLUGINS_ENV) or "").strip() else self.config.source_name
@@ -191,6 +196,15 @@ class Registry:
                 "warning", self.config.source_name, f"[providers.{shown}] names no installed provider "
                 f"(installed: {', '.join(installed) or 'none'})", f"pip install hfs-provider-{shown} or remove it"))
         self._unclaimed_counts()
+        raw = (self.env.get(STATE_URL_ENV) or "").strip()
+        if raw and not looks_like_state_url(raw):
+            self.problems.append(Problem("error", STATE_URL_ENV, "is not a redis://, rediss:// or unix:// URL; "
+                                         "each process keeps its pools' state to itself",
+                                         "e.g. HFS_STATE_URL=redis://127.0.0.1:6379/0, or unset it"))
+        elif self.state_url() and importlib.util.find_spec("redis") is None:
+            self.problems.append(Problem("error", self.state_info()["source"], "names a shared state, but the redis "
+                                         "client is not installed; each process keeps its pools' state to itself",
+                                         "pip install 'hfs-core[redis]'"))
         var = self.db_url_var()
         url = (self.env.get(var) or "").strip() if var else ""
         if var and not looks_like_db_url(url):
@@ -342,6 +356,54 @@ class Registry:
         """Rows written, waiting and lost so far (None before any pool was built or with tracking off)."""
         return self._usage.health() if self._usage is not None else None
 
+    def state_url(self) -> str | None:
+        """The shared state's URL (``HFS_STATE_URL``, else ``[state] url``); None: each process keeps its own."""
+        url = (self.env.get(STATE_URL_ENV) or "").strip() or self.config.state.url
+        return url if url and looks_like_state_url(url) else None
+
+    def state_info(self) -> dict[str, Any]:
+        """Where the pools keep their state, safe to show: ``kind`` ("redis" or "in-process"), ``url``
+        (password hidden), ``source`` (the variable or file that names it), ``namespace``, ``up``
+        (whether Redis answered last, once a pool has used it)."""
+        url = self.state_url()
+        if url is None:
+            return {"kind": "in-process", "url": None, "source": None, "namespace": None, "up": None}
+        from hfs_core.usage.redact import redact_url
+
+        source = STATE_URL_ENV if (self.env.get(STATE_URL_ENV) or "").strip() else \
+            f"[state] url in {self.config.source_name}"
+        return {"kind": "redis", "url": redact_url(url), "source": source, "namespace": self.config.state.namespace,
+                "up": self._link.up if self._link is not None else None}
+
+    def probe_state(self) -> StateProbe | None:
+        """Ping the shared state once (None: there is none)."""
+        url = self.state_url()
+        if url is None:
+            return None
+        from hfs_core.pool.shared import probe
+
+        return probe(url, self.state_info()["url"])
+
+    def _state_link(self) -> RedisLink | None:
+        """The link to the shared state, made with the first pool (None: state stays in this process)."""
+        if not self._link_ready:
+            self._link_ready = True
+            url = self.state_url()
+            if url is not None:
+                shown = self.state_info()["url"]
+                settings = self.config.state
+                try:
+                    from hfs_core.pool.shared import RedisLink
+
+                    self._link = RedisLink(url, shown_url=shown, namespace=settings.namespace,
+                                           secret=(self.env.get(STATE_SECRET_ENV) or "").strip() or None,
+                                           lease_seconds=settings.lease_seconds, timeout=settings.timeout)
+                except Exception as exc:  # never a reason for a pool not to serve
+                    hint = ": pip install 'hfs-core[redis]'" if isinstance(exc, ImportError) else ""
+                    log.error("shared state %s cannot be used (%s%s); each process keeps its pools' state to "
+                              "itself", shown, describe(exc), hint)
+        return self._link
+
     def pool(self, name: str) -> KeyPool:
         """The key pool of provider `name`, built on first use (this imports agno, keycycle and the SDK)."""
         spec = self._require(name)
@@ -359,12 +421,15 @@ class Registry:
     def _build_pool(self, spec: ProviderSpec) -> KeyPool:
         default_model = self.config.provider(spec.name).default_model or spec.default_model
         try:
-            from hfs_core.pool import KeyPool, LocalPoolState
+            from hfs_core.pool import KeyPool, LocalPoolState, PoolState
+            from hfs_core.pool.shared import RedisPoolState
 
             module_name, _, class_name = spec.model_class.partition(":")
             model_class = getattr(importlib.import_module(module_name), class_name)
             keys = self._keys[spec.name]
-            state = LocalPoolState.build(spec, keys, default_model, self.config.provider(spec.name).models)
+            local = LocalPoolState.build(spec, keys, default_model, self.config.provider(spec.name).models)
+            link = self._state_link()
+            state: PoolState = local if link is None else RedisPoolState(local, link, spec.name, keys)
             usage = self.usage_store()
             pool = KeyPool(spec, keys, state, usage, model_class)
         except Exception as exc:
@@ -444,6 +509,8 @@ class Registry:
             pools = list(self._pools.values())
         for pool in pools:
             pool.close()
+        if self._link is not None:
+            self._link.close()
         if self._usage is not None:
             self._usage.close()
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from hfs_core.cli.common import open_registry
 from hfs_core.cli.output import LogFilter, out, plural, print_json
-from hfs_core.cli.providers import failed_plugins, provider_entries, provider_status
+from hfs_core.cli.providers import describe_state, failed_plugins, provider_entries, provider_status
 from hfs_core.plugin import Problem
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
     if enabled == 0:
         findings.append(Finding("global", "error", "", "no provider is installed and enabled",
                                 "pip install hfs-provider-groq (or another provider) and enable it"))
+    findings.append(_state_finding(registry))
     usage: dict[str, Any] = {"checked": False}
     url = registry.usage_url()
     if url is None:
@@ -110,6 +111,20 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
     return findings, usage
 
 
+def _state_finding(registry: Registry) -> Finding:
+    """Which state the pools use, and (for Redis) whether it answers."""
+    info = registry.state_info()
+    probe = registry.probe_state()
+    if probe is None:
+        return Finding("state", "info", "", describe_state(info))
+    if probe.reachable:
+        return Finding("state", "ok", info["url"], f"(from {info['source']}, namespace {info['namespace']}) "
+                       f"{probe.detail}: pools are shared by every process pointed at it")
+    return Finding("state", "error", info["url"], f"(from {info['source']}) {probe.detail}",
+                   "start Redis or fix the URL; meanwhile each process serves on its own, holding each key "
+                   "to its share of the limits, and shares again once Redis answers")
+
+
 def cmd_check(args: argparse.Namespace, log_filter: LogFilter) -> int:
     """Check plugins, keys, configuration and the usage database; exit 1 on any error."""
     registry, config_problem = open_registry(log_filter, keep_going=True)
@@ -131,6 +146,7 @@ def cmd_check(args: argparse.Namespace, log_filter: LogFilter) -> int:
                           for r in registry.environment_status.values()},
             "failed_plugins": failed_plugins(registry),
             "usage_db": usage,
+            "state": registry.state_info(),
             "findings": [f.to_dict() for f in findings],
         })
         return code

@@ -84,6 +84,7 @@ def cmd_providers(args: argparse.Namespace, log_filter: LogFilter) -> int:
             "failed_plugins": failed,
             "skipped_plugins": skipped,
             "problems": [p.to_dict() for p in problems],
+            "state": registry.state_info(),
         })
         return 0
     if not entries and not failed:
@@ -106,7 +107,17 @@ def cmd_providers(args: argparse.Namespace, log_filter: LogFilter) -> int:
     _print_problems(problems, entries)
     config = f"{config_problem.variable} (malformed; defaults used)" if config_problem else registry.config.source_name
     out(f"\nConfig: {config}")
+    out(f"State: {describe_state(registry.state_info())}")
     return 0
+
+
+def describe_state(info: Mapping[str, Any]) -> str:
+    """Where the pools keep their state, in a few words (from `Registry.state_info`)."""
+    from hfs_core.registry import STATE_URL_ENV
+
+    if info["kind"] != "redis":
+        return f"in this process (set {STATE_URL_ENV} or [state] url to share pools between processes)"
+    return f"shared through Redis at {info['url']} (namespace {info['namespace']}, from {info['source']})"
 
 
 def _note(entry: Mapping[str, Any]) -> str:
