@@ -10,7 +10,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from hfs_core.plugin import ProviderSpec
@@ -137,8 +137,9 @@ class RedisStates:
         self.links.append(made)
         return made
 
-    def __call__(self, keys: Sequence[str], link: RedisLink | None = None) -> RedisPoolState:
-        local = LocalPoolState.build(self.spec, keys, self.model)
+    def __call__(self, keys: Sequence[str], link: RedisLink | None = None,
+                 limits: Mapping[str, Mapping[str, int]] | None = None) -> RedisPoolState:
+        local = LocalPoolState.build(self.spec, keys, self.model, limits)
         return RedisPoolState(local, link or self.link(), self.spec.name, keys)
 
     def close(self) -> None:

@@ -1,10 +1,11 @@
 """The key pool's behaviour, for every implementation of its state.
 
 Each test of the first part runs once per `PoolState`: `LocalPoolState` (keycycle's windows,
-in process), `DictPoolState` (tests/pool_states.py) and `RedisPoolState` (on the real Redis on
-127.0.0.1:6379, a namespace per test), so a new state joins by adding itself to `STATES`. Calls go through `KeyPool`, a rotating Agno Groq model and the
-Groq SDK to the provider stand-in on 127.0.0.1. The last part checks `LocalPoolState`'s own
-limits and windows against keycycle's.
+in process), `DictPoolState` (tests/pool_states.py) and `RedisPoolState` (on the real Redis
+on 127.0.0.1:6379, a namespace per test), so a new state joins by adding itself to `STATES`.
+Calls go through `KeyPool`, a rotating Agno Groq model and the Groq SDK to the provider
+stand-in on 127.0.0.1. The last part checks `LocalPoolState`'s own limits and windows
+against keycycle's.
 """
 
 from __future__ import annotations

@@ -3,18 +3,26 @@
 -- KEYS[1]  the pool's prefix, "{<namespace>:<provider>}:". Every key the script touches starts with
 --          it, so all of a pool's keys share one hash slot and the script runs on Redis Cluster.
 -- ARGV[1]  the operation; ARGV[2] the fleet time it happened at (seconds, Redis's clock as the
---          process knows it); the rest depend on the operation.
+--          process knows it), kept as sent where it names a lease; the rest depend on the operation.
 --
 -- Keys of one API key, named by its keyed hash (kid; never the key) and the model's bucket (b: the
 -- model ID, or "*" for a provider whose limits hold across models):
---   k:<kid>          HASH  dead (when retired), cool (until), proven (a call succeeded),
+--   k:<kid>           HASH dead (when retired), cool (until), proven (a call succeeded),
 --                          probe / probe_until (the lease trying a key not yet proven),
 --                          cap:<b> / capat:<b> (a per-minute request cap learned from a 429)
---   r:<kid>:<b>      ZSET  requests of the last day: lease ID -> when it was sent (calls in flight too)
---   f:<kid>:<b>      ZSET  leases in flight: "<lease ID>|<reserved tokens>" -> when the lease expires
---   tm/th/td:<kid>:<b> HASH tokens used, in slots of 1 s / 60 s / 900 s for the minute / hour / day
---   procs            ZSET  processes sharing the pool -> when their heartbeat expires
---   seeded           STRING when the usage database's history was replayed into the pool
+--   r:<kid>:<b>       ZSET requests of the last minute, exactly: lease ID -> when it was sent
+--   rh:, rd:<kid>:<b> HASH requests of the last hour / day, in slots (below)
+--   tm:, th:, td:     HASH tokens of the last minute / hour / day, in slots
+--   f:<kid>:<b>       ZSET leases in flight: "<lease ID>|<reserved tokens>|<sent at>" -> expiry
+--   procs             ZSET processes sharing the pool -> when their heartbeat expires
+--   seeded            STRING when the usage database's history was replayed into the pool
+--   rec:<ID>          STRING a call served while Redis was away, once it is counted (for an hour)
+--
+-- A slot window holds, per slot of SLOTS[w] seconds, what was used in it, with "s" the sum of its
+-- live slots and "f" its oldest slot that may still be live; a slot counts until its end has left
+-- the window (a little longer than exactly, never shorter). Keeping "s" costs O(1) amortised.
+-- Calls in flight count against the request windows from the moment they are reserved; a call
+-- released unused (it failed) is taken out again.
 
 local P = KEYS[1]
 local op = ARGV[1]
@@ -22,14 +30,82 @@ local now = tonumber(ARGV[2])
 
 local WINDOWS = {60, 3600, 86400}
 local SLOTS = {1, 60, 900}
-local TOKEN_KEYS = {'tm:', 'th:', 'td:'}
+local NSLOTS = {60, 60, 96}
 local KEEP = 90000 -- seconds a key outlives its last write: the longest window and a bit
+local GRACE = 3600 -- seconds an expired lease is remembered, so a late settle of it is still counted once
 
 local function flags_key(kid) return P .. 'k:' .. kid end
-local function requests_key(kid, b) return P .. 'r:' .. kid .. ':' .. b end
+local function minute_key(kid, b) return P .. 'r:' .. kid .. ':' .. b end
 local function flight_key(kid, b) return P .. 'f:' .. kid .. ':' .. b end
+local REQUEST_KEYS = {nil, 'rh:', 'rd:'}
+local TOKEN_KEYS = {'tm:', 'th:', 'td:'}
+local function requests_key(kid, b, w) return P .. REQUEST_KEYS[w] .. kid .. ':' .. b end
 local function tokens_key(kid, b, w) return P .. TOKEN_KEYS[w] .. kid .. ':' .. b end
 local function after(seconds) return '(' .. string.format('%.6f', seconds) end
+
+-- ---------------------------------------------------------------- slot windows
+
+local function first_live(w) return math.floor((now - WINDOWS[w]) / SLOTS[w]) end
+
+-- What window `w` at `key` holds now, after dropping the slots that have left it.
+local function slot_sum(key, w)
+  local v = redis.call('HMGET', key, 's', 'f')
+  if not v[1] then return 0 end
+  local sum, first, live = tonumber(v[1]), tonumber(v[2]), first_live(w)
+  if first >= live then return sum end
+  if live - first > NSLOTS[w] + 1 then -- idle for longer than the window: count what is there
+    local fields, stale = redis.call('HGETALL', key), {}
+    sum = 0
+    for i = 1, #fields, 2 do
+      local name = fields[i]
+      if name ~= 's' and name ~= 'f' then
+        if tonumber(name) < live then stale[#stale + 1] = name else sum = sum + tonumber(fields[i + 1]) end
+      end
+    end
+    if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+  else
+    for slot = first, live - 1 do
+      local used = redis.call('HGET', key, slot)
+      if used then
+        sum = sum - tonumber(used)
+        redis.call('HDEL', key, slot)
+      end
+    end
+  end
+  redis.call('HSET', key, 's', sum, 'f', live)
+  return sum
+end
+
+-- Add `amount` (negative: take it back) to window `w` at `key`, in the slot of time `at`.
+local function slot_add(key, w, at, amount)
+  local slot = math.floor(at / SLOTS[w])
+  if slot < first_live(w) then return end -- already out of the window (and out of its sum)
+  redis.call('HINCRBY', key, slot, amount)
+  redis.call('HINCRBY', key, 's', amount)
+  local first = redis.call('HGET', key, 'f')
+  if not first or tonumber(first) > slot then redis.call('HSET', key, 'f', slot) end
+  redis.call('EXPIRE', key, KEEP)
+end
+
+-- When `need` of what window `w` at `key` holds will have left it (nil: it holds less than that).
+local function slot_free_at(key, w, need)
+  local fields, live, first = redis.call('HGETALL', key), {}, first_live(w)
+  for i = 1, #fields, 2 do
+    local name = fields[i]
+    if name ~= 's' and name ~= 'f' and tonumber(name) >= first then
+      live[#live + 1] = {tonumber(name), tonumber(fields[i + 1])}
+    end
+  end
+  table.sort(live, function(x, y) return x[1] < y[1] end)
+  local dropped = 0
+  for _, slot in ipairs(live) do
+    dropped = dropped + slot[2]
+    if dropped >= need then return (slot[1] + 1) * SLOTS[w] + WINDOWS[w] end
+  end
+  return nil
+end
+
+-- ---------------------------------------------------------------- one key
 
 local function flags(kid, b)
   return redis.call('HMGET', flags_key(kid), 'dead', 'cool', 'proven', 'probe_until', 'cap:' .. b, 'capat:' .. b)
@@ -46,50 +122,29 @@ local function per_minute(kid, b, rpm, cap, since)
   return grown
 end
 
--- Tokens reserved by the key's leases in flight (expired leases, of a process that died, are dropped).
+local function minute_requests(kid, b)
+  return redis.call('ZCOUNT', minute_key(kid, b), after(now - WINDOWS[1]), '+inf')
+end
+
+-- Requests in window `w` (calls in flight included).
+local function requests(kid, b, w)
+  if w == 1 then return minute_requests(kid, b) end
+  return slot_sum(requests_key(kid, b, w), w)
+end
+
+-- Tokens reserved by the key's leases in flight (a lease whose process stopped renewing it counts
+-- no longer once it expires).
 local function reserved(kid, b)
   local key = flight_key(kid, b)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - GRACE)
   local total = 0
-  for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-    total = total + tonumber(string.match(member, '|(%d+)$'))
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, after(now), '+inf')) do
+    total = total + tonumber(string.match(member, '|(%d+)|'))
   end
   return total
 end
 
--- The live slots of token window `w` as {slot, tokens} pairs, oldest first, and their sum; slots
--- that have left the window are deleted.
-local function window_tokens(kid, b, w)
-  local key = tokens_key(kid, b, w)
-  local size, cutoff = SLOTS[w], now - WINDOWS[w]
-  local fields = redis.call('HGETALL', key)
-  local live, stale, total = {}, {}, 0
-  for i = 1, #fields, 2 do
-    local slot = tonumber(fields[i])
-    if (slot + 1) * size <= cutoff then
-      stale[#stale + 1] = fields[i]
-    else
-      local used = tonumber(fields[i + 1])
-      live[#live + 1] = {slot, used}
-      total = total + used
-    end
-  end
-  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
-  table.sort(live, function(x, y) return x[1] < y[1] end)
-  return total, live
-end
-
-local function add_tokens(kid, b, tokens, at)
-  for w = 1, 3 do
-    local key = tokens_key(kid, b, w)
-    redis.call('HINCRBY', key, tostring(math.floor(at / SLOTS[w])), tokens)
-    redis.call('EXPIRE', key, KEEP)
-  end
-end
-
-local function count(kid, b, w)
-  return redis.call('ZCOUNT', requests_key(kid, b), after(now - WINDOWS[w]), '+inf')
-end
+local function flying(kid, b) return redis.call('ZCOUNT', flight_key(kid, b), after(now), '+inf') end
 
 -- One call's wants, from ARGV[first]: bucket, tokens, then requests a minute, hour and day and tokens
 -- a minute, hour and day (0: no limit); eight values in all.
@@ -99,7 +154,6 @@ local function call_of(first)
     c.requests[w] = tonumber(ARGV[first + 1 + w])
     c.token_limits[w] = tonumber(ARGV[first + 4 + w])
   end
-  c.any_tokens = c.token_limits[1] + c.token_limits[2] + c.token_limits[3] > 0
   return c
 end
 
@@ -115,12 +169,14 @@ local function fits(kid, c)
   if f[1] or (f[2] and tonumber(f[2]) > now) or probing(f) then return false end
   local limits = request_limits(kid, c, f)
   for w = 1, 3 do
-    if limits[w] > 0 and count(kid, c.b, w) >= limits[w] then return false end
+    if limits[w] > 0 and requests(kid, c.b, w) >= limits[w] then return false end
   end
-  if c.any_tokens then
-    local wanted = reserved(kid, c.b) + c.tokens
-    for w = 1, 3 do
-      if c.token_limits[w] > 0 and window_tokens(kid, c.b, w) + wanted > c.token_limits[w] then return false end
+  local wanted = nil
+  for w = 1, 3 do
+    local limit = c.token_limits[w]
+    if limit > 0 then
+      wanted = wanted or reserved(kid, c.b) + c.tokens
+      if slot_sum(tokens_key(kid, c.b, w), w) + wanted > limit then return false end
     end
   end
   return true
@@ -131,49 +187,77 @@ end
 local function free_at(kid, c, f)
   if probing(f) then return 'flight' end
   local at = f[2] and tonumber(f[2]) or 0
-  local flying = redis.call('ZCOUNT', flight_key(kid, c.b), after(now), '+inf')
+  local in_flight = flying(kid, c.b)
   local limits = request_limits(kid, c, f)
   for w = 1, 3 do
-    local seen = count(kid, c.b, w)
-    local excess = seen - limits[w] + 1
-    if excess > 0 then
-      if seen - flying < limits[w] then return 'flight' end
-      local entry = redis.call('ZRANGEBYSCORE', requests_key(kid, c.b), after(now - WINDOWS[w]), '+inf',
-        'WITHSCORES', 'LIMIT', excess - 1, 1)
-      at = math.max(at, tonumber(entry[2]) + WINDOWS[w])
+    local limit = limits[w]
+    local seen = limit > 0 and requests(kid, c.b, w) or 0
+    if limit > 0 and seen >= limit then
+      if seen - in_flight < limit then return 'flight' end
+      local freed
+      if w == 1 then
+        local entry = redis.call('ZRANGEBYSCORE', minute_key(kid, c.b), after(now - WINDOWS[1]), '+inf',
+          'WITHSCORES', 'LIMIT', seen - limit, 1)
+        freed = tonumber(entry[2]) + WINDOWS[1]
+      else
+        freed = slot_free_at(requests_key(kid, c.b, w), w, seen - limit + 1)
+      end
+      if not freed then return nil end
+      at = math.max(at, freed)
     end
   end
-  if c.any_tokens then
-    local held = reserved(kid, c.b)
-    for w = 1, 3 do
-      local limit = c.token_limits[w]
-      if limit > 0 then
-        local total, live = window_tokens(kid, c.b, w)
-        local need = total + held + c.tokens - limit
-        if need > 0 then
-          if need <= held then return 'flight' end
-          local dropped, freed = 0, nil
-          for _, slot in ipairs(live) do
-            dropped = dropped + slot[2]
-            if dropped >= need then
-              freed = (slot[1] + 1) * SLOTS[w] + WINDOWS[w]
-              break
-            end
-          end
-          if not freed then return nil end
-          at = math.max(at, freed)
-        end
+  local held = nil
+  for w = 1, 3 do
+    local limit = c.token_limits[w]
+    if limit > 0 then
+      held = held or reserved(kid, c.b)
+      local key = tokens_key(kid, c.b, w)
+      local need = slot_sum(key, w) + held + c.tokens - limit
+      if need > 0 then
+        if need <= held then return 'flight' end
+        local freed = slot_free_at(key, w, need)
+        if not freed then return nil end
+        at = math.max(at, freed)
       end
     end
   end
   return at
 end
 
-local function load(kid, b) return count(kid, b, 1) end
+-- Count a request sent at `at` (a lease, a call served while Redis was away, a row of history).
+local function count_request(kid, b, id, at)
+  local minute = minute_key(kid, b)
+  if at > now - WINDOWS[1] then
+    redis.call('ZADD', minute, at, id)
+    redis.call('EXPIRE', minute, 2 * WINDOWS[1])
+  end
+  for w = 2, 3 do slot_add(requests_key(kid, b, w), w, at, 1) end
+end
+
+local function uncount_request(kid, b, id, at)
+  redis.call('ZREM', minute_key(kid, b), id)
+  for w = 2, 3 do slot_add(requests_key(kid, b, w), w, at, -1) end
+end
+
+local function count_tokens(kid, b, tokens, at)
+  if tokens > 0 then
+    for w = 1, 3 do slot_add(tokens_key(kid, b, w), w, at, tokens) end
+  end
+end
+
+local function clear_probe(kid, lease)
+  local k = flags_key(kid)
+  if redis.call('HGET', k, 'probe') == lease then redis.call('HDEL', k, 'probe', 'probe_until') end
+end
+
+-- ---------------------------------------------------------------- operations
 
 if op == 'acquire' then
   -- ARGV: 3 lease ID, 4 lease seconds, 5 two random numbers "r1:r2", 6..13 the call (call_of),
   -- 14 how many keys to avoid, then their positions (1-based), then the pool's kids in order.
+  -- Returns {1, position (0-based)} or {0, seconds until a key frees ("-1": when a call in
+  -- flight ends; "-2": never), dead, cooling, in flight, then each key's state: "-1" dead, its
+  -- cooldown's end, or "0"}.
   local lease, ttl = ARGV[3], tonumber(ARGV[4])
   local r1, r2 = string.match(ARGV[5], '(%d+):(%d+)')
   local c = call_of(6)
@@ -192,7 +276,7 @@ if op == 'acquire' then
     if not avoid[i] and fits(kids[i], c) then picks[#picks + 1] = i end
   end
   if #picks == 2 then
-    chosen = load(kids[a], c.b) <= load(kids[z], c.b) and a or z
+    chosen = minute_requests(kids[a], c.b) <= minute_requests(kids[z], c.b) and a or z
   else
     chosen = picks[1]
   end
@@ -208,21 +292,18 @@ if op == 'acquire' then
   end
   if chosen then
     local kid = kids[chosen]
-    local requests = requests_key(kid, c.b)
-    redis.call('ZADD', requests, now, lease)
-    redis.call('ZREMRANGEBYSCORE', requests, '-inf', now - WINDOWS[3])
-    redis.call('EXPIRE', requests, KEEP)
+    redis.call('ZREMRANGEBYSCORE', minute_key(kid, c.b), '-inf', now - WINDOWS[1])
+    count_request(kid, c.b, lease, now)
     local flight = flight_key(kid, c.b)
-    redis.call('ZADD', flight, now + ttl, lease .. '|' .. c.tokens)
+    redis.call('ZADD', flight, now + ttl, lease .. '|' .. c.tokens .. '|' .. ARGV[2])
     redis.call('EXPIRE', flight, KEEP)
     if not redis.call('HGET', flags_key(kid), 'proven') then
       redis.call('HSET', flags_key(kid), 'probe', lease, 'probe_until', now + ttl)
     end
     return {1, chosen - 1}
   end
-  -- No key: how long until one frees, and every key's state for the process's own view.
   local soonest, flight = nil, false
-  local dead, cooling, flying = 0, 0, 0
+  local dead, cooling, in_flight = 0, 0, 0
   local states = {}
   for i, kid in ipairs(kids) do
     local f = flags(kid, c.b)
@@ -240,34 +321,47 @@ if op == 'acquire' then
         soonest = at
       end
     end
-    flying = flying + redis.call('ZCOUNT', flight_key(kid, c.b), after(now), '+inf')
+    in_flight = in_flight + flying(kid, c.b)
   end
   local wait = '-2'
   if flight then wait = '-1' elseif soonest then wait = string.format('%.3f', math.max(0, soonest - now)) end
-  local reply = {0, wait, dead, cooling, flying}
+  local reply = {0, wait, dead, cooling, in_flight}
   for i = 1, n do reply[#reply + 1] = states[i] end
   return reply
 elseif op == 'settle' then
-  -- ARGV: 3 kid, 4 bucket, 5 lease ID, 6 reserved tokens, 7 tokens used (-1: released unused)
-  local kid, b, lease, tokens = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[7])
-  local k = flags_key(kid)
-  redis.call('ZREM', flight_key(kid, b), lease .. '|' .. ARGV[6])
-  if redis.call('HGET', k, 'probe') == lease then redis.call('HDEL', k, 'probe', 'probe_until') end
+  -- End a lease, once (a settle sent twice, or after its lease was abandoned, does nothing).
+  -- ARGV: 3 kid, 4 bucket, 5 lease ID, 6 reserved tokens, 7 when it was sent (as acquired),
+  -- 8 tokens used (-1: released unused).
+  local kid, b, lease, tokens = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[8])
+  if redis.call('ZREM', flight_key(kid, b), lease .. '|' .. ARGV[6] .. '|' .. ARGV[7]) == 0 then return 0 end
+  clear_probe(kid, lease)
   if tokens < 0 then
-    redis.call('ZREM', requests_key(kid, b), lease)
+    uncount_request(kid, b, lease, tonumber(ARGV[7]))
   else
-    add_tokens(kid, b, tokens, now)
-    redis.call('HSET', k, 'proven', '1')
-    redis.call('EXPIRE', k, KEEP)
+    count_tokens(kid, b, tokens, now)
+    redis.call('HSET', flags_key(kid), 'proven', '1')
+    redis.call('EXPIRE', flags_key(kid), KEEP)
   end
   return 1
+elseif op == 'abandon' then
+  -- A reservation whose answer never reached its process (Redis was too slow): undo it, whichever
+  -- key it took. ARGV: 3 lease ID, 4 bucket, 5 reserved tokens, 6 when it was made, then the kids.
+  local lease, b = ARGV[3], ARGV[4]
+  for i = 7, #ARGV do
+    local kid = ARGV[i]
+    if redis.call('ZREM', flight_key(kid, b), lease .. '|' .. ARGV[5] .. '|' .. ARGV[6]) == 1 then
+      uncount_request(kid, b, lease, tonumber(ARGV[6]))
+      clear_probe(kid, lease)
+      return 1
+    end
+  end
+  return 0
 elseif op == 'record' then
-  -- A call served while Redis was away, settled on its return. ARGV: 3 kid, 4 bucket, 5 ID, 6 tokens
-  local kid, b = ARGV[3], ARGV[4]
-  local requests = requests_key(kid, b)
-  redis.call('ZADD', requests, now, ARGV[5])
-  redis.call('EXPIRE', requests, KEEP)
-  add_tokens(kid, b, tonumber(ARGV[6]), now)
+  -- A call served while Redis was away, counted at its time once it answers (once only).
+  -- ARGV: 3 kid, 4 bucket, 5 ID, 6 tokens
+  if not redis.call('SET', P .. 'rec:' .. ARGV[5], '1', 'NX', 'EX', GRACE) then return 0 end
+  count_request(ARGV[3], ARGV[4], ARGV[5], now)
+  count_tokens(ARGV[3], ARGV[4], tonumber(ARGV[6]), now)
   return 1
 elseif op == 'seed' then
   -- The usage database's last day, replayed into a pool Redis knows nothing of yet (a new or an
@@ -277,20 +371,18 @@ elseif op == 'seed' then
   for i = 3, #ARGV, 4 do
     local kid, b, at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
     if at > now - WINDOWS[3] then
-      local requests = requests_key(kid, b)
-      redis.call('ZADD', requests, at, 'seed.' .. i)
-      redis.call('EXPIRE', requests, KEEP)
-      add_tokens(kid, b, tonumber(ARGV[i + 3]), at)
+      count_request(kid, b, 'seed.' .. i, at)
+      count_tokens(kid, b, tonumber(ARGV[i + 3]), at)
       seeded = seeded + 1
     end
   end
   return seeded
 elseif op == 'renew' then
-  -- ARGV: 3 kid, 4 bucket, 5 lease ID, 6 reserved tokens, 7 new expiry
+  -- ARGV: 3 kid, 4 bucket, 5 lease ID, 6 reserved tokens, 7 when it was sent, 8 new expiry
   local kid, b, lease = ARGV[3], ARGV[4], ARGV[5]
-  redis.call('ZADD', flight_key(kid, b), 'XX', ARGV[7], lease .. '|' .. ARGV[6])
+  redis.call('ZADD', flight_key(kid, b), 'XX', ARGV[8], lease .. '|' .. ARGV[6] .. '|' .. ARGV[7])
   if redis.call('HGET', flags_key(kid), 'probe') == lease then
-    redis.call('HSET', flags_key(kid), 'probe_until', ARGV[7])
+    redis.call('HSET', flags_key(kid), 'probe_until', ARGV[8])
   end
   return 1
 elseif op == 'cool' then
@@ -312,7 +404,7 @@ elseif op == 'learn' then
   -- ARGV: 3 kid, 4 bucket, 5 the table's requests a minute. Returns the cap, or 0 for none.
   local kid, b = ARGV[3], ARGV[4]
   local f = flags(kid, b)
-  local seen = count(kid, b, 1)
+  local seen = minute_requests(kid, b)
   if seen >= per_minute(kid, b, tonumber(ARGV[5]), f[5], f[6]) then return 0 end
   local cap = math.max(1, seen)
   redis.call('HSET', flags_key(kid), 'cap:' .. b, cap, 'capat:' .. b, string.format('%.3f', now))
@@ -328,14 +420,5 @@ elseif op == 'beat' then
 elseif op == 'leave' then
   redis.call('ZREM', P .. 'procs', ARGV[3])
   return 1
-elseif op == 'status' then
-  -- ARGV: 3 bucket, then the kids. Returns dead, cooling, calls in flight.
-  local dead, cooling, flying = 0, 0, 0
-  for i = 4, #ARGV do
-    local f = flags(ARGV[i], ARGV[3])
-    if f[1] then dead = dead + 1 elseif f[2] and tonumber(f[2]) > now then cooling = cooling + 1 end
-    flying = flying + redis.call('ZCOUNT', flight_key(ARGV[i], ARGV[3]), after(now), '+inf')
-  end
-  return {dead, cooling, flying}
 end
 return redis.error_reply('unknown operation ' .. tostring(op))

@@ -305,6 +305,7 @@ class RedisLink:
                     self._beat()
                     next_beat = time.monotonic() + self._beat_every
             except self._errors as exc:
+                log.debug("shared state: Redis at %s: %s: %s", self.shown_url, type(exc).__name__, exc)
                 self.failed(exc)
                 if closing:
                     return
@@ -422,7 +423,7 @@ class RedisPoolState:
         self.size = len(keys)
         self._kids = [link.key_id(provider, key) for key in keys]
         self._suffixes = [key_suffix(key) for key in keys]  # to match usage rows, never sent
-        self._leases: dict[str, Lease] = {}  # this process's leases in Redis, renewed by the link
+        self._leases: dict[str, tuple[Lease, str]] = {}  # ticket -> lease and when it was made (as sent)
         self._lock = threading.Lock()
         self._random = random.Random()
         self._closed = False
@@ -442,11 +443,12 @@ class RedisPoolState:
                            *(index + 1 for index in sorted(avoid)), *self._kids]
         return ticket, args
 
-    def _acquired(self, model_id: str, tokens: int, ticket: str, reply: Sequence[Any]) -> Lease | float:
+    def _acquired(self, model_id: str, tokens: int, ticket: str, args: Sequence[Any],
+                  reply: Sequence[Any]) -> Lease | float:
         if int(reply[0]) == 1:
             lease = Lease(int(reply[1]), model_id, tokens, ticket)
             with self._lock:
-                self._leases[ticket] = lease
+                self._leases[ticket] = (lease, args[1])
             return lease
         self._mirror(reply[5:])
         wait = float(reply[1])
@@ -469,9 +471,9 @@ class RedisPoolState:
             try:
                 reply = self._link.call(self.prefix, args)
             except _redis_errors() as exc:
-                self._link.failed(exc)
+                self._abandon(args, exc)
             else:
-                return self._acquired(model_id, tokens, ticket, reply)
+                return self._acquired(model_id, tokens, ticket, args, reply)
         return self._local.try_acquire(model_id, tokens, avoid)
 
     async def atry_acquire(self, model_id: str, tokens: int, avoid: frozenset[int] = frozenset()) -> Lease | float:
@@ -480,10 +482,18 @@ class RedisPoolState:
             try:
                 reply = await self._link.acall(self.prefix, args)
             except _redis_errors() as exc:
-                self._link.failed(exc)
+                self._abandon(args, exc)
             else:
-                return self._acquired(model_id, tokens, ticket, reply)
+                return self._acquired(model_id, tokens, ticket, args, reply)
         return self._local.try_acquire(model_id, tokens, avoid)
+
+    def _abandon(self, args: Sequence[Any], exc: BaseException) -> None:
+        """A reservation (made with `args`) got no answer: serve from this process, and undo it in
+        Redis should it have been made there all the same (a slow Redis, not a dead one)."""
+        self._link.failed(exc)
+        _, sent_at, ticket, _, _, bucket, tokens = args[:7]
+        self._link.send(self.prefix, ["abandon", f"{self._link.now():.6f}", ticket, bucket, tokens, sent_at,
+                                      *self._kids])
 
     # -- what calls change (applied here at once, sent in the background) --------------------
 
@@ -496,8 +506,8 @@ class RedisPoolState:
                 self._link.send(self.prefix, ["record", now, kid, bucket, self._link.new_id(), tokens])
             return
         with self._lock:
-            self._leases.pop(lease.ticket, None)
-        self._link.send(self.prefix, ["settle", now, kid, bucket, lease.ticket, lease.reserved_tokens,
+            _, sent_at = self._leases.pop(lease.ticket)
+        self._link.send(self.prefix, ["settle", now, kid, bucket, lease.ticket, lease.reserved_tokens, sent_at,
                                       -1 if tokens is None else tokens])
         if tokens is not None:
             self._local.record(lease.index, lease.model_id, tokens)
@@ -532,9 +542,9 @@ class RedisPoolState:
         now = f"{self._link.now():.6f}"
         with self._lock:
             leases = list(self._leases.values())
-        for lease in leases:
+        for lease, sent_at in leases:
             self._link.send(self.prefix, ["renew", now, self._kids[lease.index], self._local.bucket(lease.model_id),
-                                          lease.ticket, lease.reserved_tokens, f"{until:.3f}"])
+                                          lease.ticket, lease.reserved_tokens, sent_at, f"{until:.3f}"])
 
     def set_peers(self, processes: Any) -> None:
         """`processes` share this pool: this one's part of each limit, when Redis does not answer."""
