@@ -116,16 +116,22 @@ def keycycle_model(wrapper: Any, url: str, **kwargs: Any) -> Any:
     return wrapper.get_model(base_url=url, **kwargs)
 
 
-def registry(keys: Sequence[str], url: str, *, track_usage: bool = False) -> Any:
-    """A registry with only the Groq plugin, these keys and the stand-in as base URL."""
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def registry(keys: Sequence[str], url: str, *, track_usage: bool = False, state_url: str | None = None,
+             namespace: str | None = None) -> Any:
+    """A registry with only the Groq plugin, these keys and the stand-in as base URL; its pools
+    on the Redis at `state_url` (in `namespace`) when given."""
     from hfs_core import Registry
-    from hfs_core.config import Config, ProviderConfig
+    from hfs_core.config import Config, ProviderConfig, StateConfig
 
     env = {"NUM_GROQ": str(len(keys)), **{f"GROQ_API_KEY_{i}": k for i, k in enumerate(keys, 1)}}
     config = Config(
         track_usage=track_usage,
         usage_db_url=f"sqlite:///{SCRATCH / f'usage-{secrets.token_hex(4)}.sqlite3'}",
         providers={"groq": ProviderConfig(base_url=url, expected_keys=len(keys))},
+        state=StateConfig(url=state_url, namespace=namespace or f"hfs-bench-{secrets.token_hex(4)}"),
     )
     made = Registry(env=env, config=config, plugins=["groq"])
     quiet()
@@ -272,3 +278,33 @@ def run_workers(models: Sequence[Any], deadline: float, pause: float) -> WorkerS
     for thread in threads:
         thread.join()
     return stats
+
+
+def redis_stats(url: str = REDIS_URL) -> dict[str, float]:
+    """Redis's own count of script calls and their server time so far (``INFO commandstats``)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    found = {"calls": 0.0, "usec": 0.0}
+    for name in ("cmdstat_fcall", "cmdstat_evalsha"):
+        entry = stats.get(name, {})
+        found["calls"] += float(entry.get("calls", 0))
+        found["usec"] += float(entry.get("usec", 0))
+    return found
+
+
+def drop_namespace(namespace: str, url: str = REDIS_URL) -> None:
+    """Delete what a benchmark wrote under `namespace`."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        names = list(client.scan_iter(match=f"{{{namespace}:*", count=1000))
+        if names:
+            client.delete(*names)
+    finally:
+        client.close()

@@ -108,7 +108,8 @@ def redis_dump(namespace: str) -> dict[bytes, Any]:
     for name in client.scan_iter(match=f"{{{namespace}:*", count=1000):
         kind = client.type(name)
         found[name] = (client.zrange(name, 0, -1, withscores=True) if kind == b"zset" else
-                       client.hgetall(name) if kind == b"hash" else client.get(name))
+                       client.hgetall(name) if kind == b"hash" else
+                       client.lrange(name, 0, -1) if kind == b"list" else client.get(name))
     client.close()
     return found
 

@@ -1,106 +1,167 @@
--- The Redis side of RedisPoolState (hfs_core/pool/shared.py): one script, one call per operation.
+#!lua name=hfs_pool_1
+-- The Redis side of RedisPoolState (hfs_core/pool/shared.py): a library of one function, hfs_pool_1,
+-- called once per operation (FCALL hfs_pool_1 1 <prefix> <operation> <time> ...). Loaded with
+-- FUNCTION LOAD, its helpers are built once, not on every call as a script's would be. A change
+-- to what the function takes or stores gets a new name (hfs_pool_2), so processes of two versions
+-- never share a pool by mistake.
 --
--- KEYS[1]  the pool's prefix, "{<namespace>:<provider>}:". Every key the script touches starts with
---          it, so all of a pool's keys share one hash slot and the script runs on Redis Cluster.
--- ARGV[1]  the operation; ARGV[2] the fleet time it happened at (seconds, Redis's clock as the
+-- keys[1]  the pool's prefix, "{<namespace>:<provider>}:". Every key the function touches starts
+--          with it, so all of a pool's keys share one hash slot and it runs on Redis Cluster.
+-- args[1]  the operation; args[2] the fleet time it happened at (seconds, Redis's clock as the
 --          process knows it), kept as sent where it names a lease; the rest depend on the operation.
 --
 -- Keys of one API key, named by its keyed hash (kid; never the key) and the model's bucket (b: the
 -- model ID, or "*" for a provider whose limits hold across models):
---   k:<kid>           HASH dead (when retired), cool (until), proven (a call succeeded),
---                          probe / probe_until (the lease trying a key not yet proven),
---                          cap:<b> / capat:<b> (a per-minute request cap learned from a 429)
---   r:<kid>:<b>       ZSET requests of the last minute, exactly: lease ID -> when it was sent
---   rh:, rd:<kid>:<b> HASH requests of the last hour / day, in slots (below)
---   tm:, th:, td:     HASH tokens of the last minute / hour / day, in slots
---   f:<kid>:<b>       ZSET leases in flight: "<lease ID>|<reserved tokens>|<sent at>" -> expiry
---   procs             ZSET processes sharing the pool -> when their heartbeat expires
---   seeded            STRING when the usage database's history was replayed into the pool
---   rec:<ID>          STRING a call served while Redis was away, once it is counted (for an hour)
+--   k:<kid>        HASH dead (when retired), cool (until), proven (a call succeeded),
+--                       probe / probe_until (the lease trying a key not yet proven),
+--                       cap:<b> / capat:<b> (a per-minute request cap learned from a 429)
+--   r:<kid>:<b>    ZSET requests of the last minute, exactly: lease ID -> when it was sent
+--   w:<kid>:<b>    HASH the slot windows (below): requests of the hour and day (rh, rd), tokens of
+--                       the minute, hour and day (tm, th, td)
+--   f:<kid>:<b>    ZSET leases in flight: "<lease ID>|<reserved tokens>|<sent at>" -> expiry
+--   ids:<digest>   LIST the kids of a pool as one process has them, in its order (so a call
+--                       names its keys by one digest, not by every kid)
+--   procs          ZSET processes sharing the pool -> when their heartbeat expires
+--   seeded         STRING when the usage database's history was replayed into the pool
+--   rec:<ID>       STRING a call served while Redis was away, once it is counted (for an hour)
 --
--- A slot window holds, per slot of SLOTS[w] seconds, what was used in it, with "s" the sum of its
--- live slots and "f" its oldest slot that may still be live; a slot counts until its end has left
--- the window (a little longer than exactly, never shorter). Keeping "s" costs O(1) amortised.
+-- A slot window <n> holds, in fields "<n><slot>", what was used in each slot of `size` seconds,
+-- with "<n>s" the sum of its live slots and "<n>f" its oldest slot that may still be live; a slot
+-- counts until its end has left the window (a little longer than exactly, never shorter), and
+-- keeping the sum costs O(1) amortised. Only the windows whose limit can refuse a call are kept
+-- (the caller says which, `mask`); every process of a fleet must hold the same limits.
 -- Calls in flight count against the request windows from the moment they are reserved; a call
 -- released unused (it failed) is taken out again.
 
-local P = KEYS[1]
-local op = ARGV[1]
-local now = tonumber(ARGV[2])
+local P, A, now -- the pool's prefix, the call's arguments and its time: set by each call
+local minute_ago, just_now -- '(' bounds for ZCOUNT and ZRANGEBYSCORE: now - 60 s and now, excluded
 
-local WINDOWS = {60, 3600, 86400}
-local SLOTS = {1, 60, 900}
-local NSLOTS = {60, 60, 96}
+local MINUTE, DAY = 60, 86400
 local KEEP = 90000 -- seconds a key outlives its last write: the longest window and a bit
 local GRACE = 3600 -- seconds an expired lease is remembered, so a late settle of it is still counted once
+-- The slot windows, in the order of the callers' masks; `limit` is the place of their limit in a
+-- call's limits (rpm, rph, rpd, tpm, tph, tpd).
+local WINDOWS = {
+  {name = 'rh', seconds = 3600, size = 60, count = 60, limit = 2, tokens = false},
+  {name = 'rd', seconds = 86400, size = 900, count = 96, limit = 3, tokens = false},
+  {name = 'tm', seconds = 60, size = 1, count = 60, limit = 4, tokens = true},
+  {name = 'th', seconds = 3600, size = 60, count = 60, limit = 5, tokens = true},
+  {name = 'td', seconds = 86400, size = 900, count = 96, limit = 6, tokens = true},
+}
 
 local function flags_key(kid) return P .. 'k:' .. kid end
 local function minute_key(kid, b) return P .. 'r:' .. kid .. ':' .. b end
+local function windows_key(kid, b) return P .. 'w:' .. kid .. ':' .. b end
 local function flight_key(kid, b) return P .. 'f:' .. kid .. ':' .. b end
-local REQUEST_KEYS = {nil, 'rh:', 'rd:'}
-local TOKEN_KEYS = {'tm:', 'th:', 'td:'}
-local function requests_key(kid, b, w) return P .. REQUEST_KEYS[w] .. kid .. ':' .. b end
-local function tokens_key(kid, b, w) return P .. TOKEN_KEYS[w] .. kid .. ':' .. b end
 local function after(seconds) return '(' .. string.format('%.6f', seconds) end
+
+-- The windows a mask ("01101", one digit per entry of WINDOWS) names, of requests or of tokens.
+local function windows_of(mask, tokens)
+  local found = {}
+  for i, win in ipairs(WINDOWS) do
+    if string.sub(mask, i, i) == '1' and win.tokens == tokens then found[#found + 1] = win end
+  end
+  return found
+end
 
 -- ---------------------------------------------------------------- slot windows
 
-local function first_live(w) return math.floor((now - WINDOWS[w]) / SLOTS[w]) end
+local function first_live(win) return math.floor((now - win.seconds) / win.size) end
 
--- What window `w` at `key` holds now, after dropping the slots that have left it.
-local function slot_sum(key, w)
-  local v = redis.call('HMGET', key, 's', 'f')
-  if not v[1] then return 0 end
-  local sum, first, live = tonumber(v[1]), tonumber(v[2]), first_live(w)
-  if first >= live then return sum end
-  if live - first > NSLOTS[w] + 1 then -- idle for longer than the window: count what is there
-    local fields, stale = redis.call('HGETALL', key), {}
-    sum = 0
-    for i = 1, #fields, 2 do
-      local name = fields[i]
-      if name ~= 's' and name ~= 'f' then
-        if tonumber(name) < live then stale[#stale + 1] = name else sum = sum + tonumber(fields[i + 1]) end
+-- The fields of the sums and first slots of windows `wins`, for HMGET.
+local function sum_fields(wins)
+  local names = {}
+  for i, win in ipairs(wins) do
+    names[2 * i - 1] = win.name .. 's'
+    names[2 * i] = win.name .. 'f'
+  end
+  return names
+end
+
+-- What each window of `wins` in hash `key` holds now, dropping the slots that have left them:
+-- one HMGET of `names` (`sum_fields(wins)`), and three more when some slot has to go.
+local function sums(key, wins, names)
+  if #wins == 0 then return {} end
+  local v = redis.call('HMGET', key, unpack(names))
+  local out, stale, owner, fresh = {}, {}, {}, {}
+  for i, win in ipairs(wins) do
+    local sum, first, live = tonumber(v[2 * i - 1]), tonumber(v[2 * i]), first_live(win)
+    out[i] = sum or 0
+    if sum and first and first < live then
+      if live - first > win.count + 1 then -- idle longer than the window: recount what is left
+        local fields = redis.call('HGETALL', key)
+        local prefix, total = win.name, 0
+        for j = 1, #fields, 2 do
+          local slot = string.match(fields[j], '^' .. prefix .. '(%d+)$')
+          if slot then
+            if tonumber(slot) < live then
+              stale[#stale + 1] = fields[j]
+            else
+              total = total + tonumber(fields[j + 1])
+            end
+          end
+        end
+        out[i] = total
+      else
+        for slot = first, live - 1 do
+          stale[#stale + 1] = win.name .. slot
+          owner[#stale] = i
+        end
       end
-    end
-    if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
-  else
-    for slot = first, live - 1 do
-      local used = redis.call('HGET', key, slot)
-      if used then
-        sum = sum - tonumber(used)
-        redis.call('HDEL', key, slot)
-      end
+      fresh[#fresh + 1] = win.name .. 's'
+      fresh[#fresh + 1] = i
+      fresh[#fresh + 1] = win.name .. 'f'
+      fresh[#fresh + 1] = live
     end
   end
-  redis.call('HSET', key, 's', sum, 'f', live)
-  return sum
-end
-
--- Add `amount` (negative: take it back) to window `w` at `key`, in the slot of time `at`.
-local function slot_add(key, w, at, amount)
-  local slot = math.floor(at / SLOTS[w])
-  if slot < first_live(w) then return end -- already out of the window (and out of its sum)
-  redis.call('HINCRBY', key, slot, amount)
-  redis.call('HINCRBY', key, 's', amount)
-  local first = redis.call('HGET', key, 'f')
-  if not first or tonumber(first) > slot then redis.call('HSET', key, 'f', slot) end
-  redis.call('EXPIRE', key, KEEP)
-end
-
--- When `need` of what window `w` at `key` holds will have left it (nil: it holds less than that).
-local function slot_free_at(key, w, need)
-  local fields, live, first = redis.call('HGETALL', key), {}, first_live(w)
-  for i = 1, #fields, 2 do
-    local name = fields[i]
-    if name ~= 's' and name ~= 'f' and tonumber(name) >= first then
-      live[#live + 1] = {tonumber(name), tonumber(fields[i + 1])}
+  if #stale > 0 then
+    local gone = redis.call('HMGET', key, unpack(stale))
+    for j, used in ipairs(gone) do
+      if used and owner[j] then out[owner[j]] = out[owner[j]] - tonumber(used) end
     end
+    redis.call('HDEL', key, unpack(stale))
+  end
+  if #fresh > 0 then
+    for j = 2, #fresh, 4 do fresh[j] = out[fresh[j]] end
+    redis.call('HSET', key, unpack(fresh))
+  end
+  return out
+end
+
+-- Add `amount` (negative: take it back) to window `win` of hash `key`, in the slot of time `at`.
+-- Returns whether the slot is new.
+local function slot_add(key, win, at, amount)
+  local slot = math.floor(at / win.size)
+  if slot < first_live(win) then return false end -- already out of the window (and of its sum)
+  redis.call('HINCRBY', key, win.name .. 's', amount)
+  if redis.call('HINCRBY', key, win.name .. slot, amount) ~= amount then return false end
+  if at < now then -- an earlier time (a release, a record, a seed): the first slot may be later
+    local first = redis.call('HGET', key, win.name .. 'f')
+    if not first or tonumber(first) > slot then redis.call('HSET', key, win.name .. 'f', slot) end
+  else
+    redis.call('HSETNX', key, win.name .. 'f', slot)
+  end
+  redis.call('EXPIRE', key, KEEP)
+  return true
+end
+
+-- The live slots of window `win` in the fields of an HGETALL, as {slot, amount}, oldest first.
+local function slots_of(fields, win)
+  local live, first = {}, first_live(win)
+  for j = 1, #fields, 2 do
+    local slot = string.match(fields[j], '^' .. win.name .. '(%d+)$')
+    if slot and tonumber(slot) >= first then live[#live + 1] = {tonumber(slot), tonumber(fields[j + 1])} end
   end
   table.sort(live, function(x, y) return x[1] < y[1] end)
+  return live
+end
+
+-- When `need` of what `live` slots of `win` hold will have left the window (nil: they hold less).
+local function freed_at(live, win, need)
   local dropped = 0
   for _, slot in ipairs(live) do
     dropped = dropped + slot[2]
-    if dropped >= need then return (slot[1] + 1) * SLOTS[w] + WINDOWS[w] end
+    if dropped >= need then return (slot[1] + 1) * win.size + win.seconds end
   end
   return nil
 end
@@ -114,7 +175,7 @@ end
 -- The key's requests a minute: the table's `rpm`, or a cap learned below it, one more each minute since.
 local function per_minute(kid, b, rpm, cap, since)
   if not cap then return rpm end
-  local grown = tonumber(cap) + math.floor((now - tonumber(since)) / 60)
+  local grown = tonumber(cap) + math.floor((now - tonumber(since)) / MINUTE)
   if grown >= rpm then
     redis.call('HDEL', flags_key(kid), 'cap:' .. b, 'capat:' .. b)
     return rpm
@@ -123,63 +184,62 @@ local function per_minute(kid, b, rpm, cap, since)
 end
 
 local function minute_requests(kid, b)
-  return redis.call('ZCOUNT', minute_key(kid, b), after(now - WINDOWS[1]), '+inf')
-end
-
--- Requests in window `w` (calls in flight included).
-local function requests(kid, b, w)
-  if w == 1 then return minute_requests(kid, b) end
-  return slot_sum(requests_key(kid, b, w), w)
+  return redis.call('ZCOUNT', minute_key(kid, b), minute_ago, '+inf')
 end
 
 -- Tokens reserved by the key's leases in flight (a lease whose process stopped renewing it counts
 -- no longer once it expires).
 local function reserved(kid, b)
-  local key = flight_key(kid, b)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - GRACE)
   local total = 0
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, after(now), '+inf')) do
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', flight_key(kid, b), just_now, '+inf')) do
     total = total + tonumber(string.match(member, '|(%d+)|'))
   end
   return total
 end
 
-local function flying(kid, b) return redis.call('ZCOUNT', flight_key(kid, b), after(now), '+inf') end
-
--- One call's wants, from ARGV[first]: bucket, tokens, then requests a minute, hour and day and tokens
--- a minute, hour and day (0: no limit); eight values in all.
-local function call_of(first)
-  local c = {b = ARGV[first], tokens = tonumber(ARGV[first + 1]), requests = {}, token_limits = {}}
-  for w = 1, 3 do
-    c.requests[w] = tonumber(ARGV[first + 1 + w])
-    c.token_limits[w] = tonumber(ARGV[first + 4 + w])
-  end
-  return c
-end
-
-local function request_limits(kid, c, f)
-  return {per_minute(kid, c.b, c.requests[1], f[5], f[6]), c.requests[2], c.requests[3]}
-end
+local function flying(kid, b) return redis.call('ZCOUNT', flight_key(kid, b), just_now, '+inf') end
 
 local function probing(f) return not f[3] and f[4] and tonumber(f[4]) > now end
 
--- Whether key `kid` can take the call `c` now.
+-- What calls of one bucket and limits share, built once per library load (a handful of models).
+local SHAPES = {}
+
+-- One call's wants, from A[first]: bucket, tokens, then requests a minute, hour and day and tokens
+-- a minute, hour and day (0: no limit, or none that can refuse first); eight values in all.
+local function call_of(first)
+  local name = table.concat(A, ' ', first + 2, first + 7) .. ' ' .. A[first]
+  local c = SHAPES[name]
+  if not c then
+    c = {b = A[first], limits = {}, wins = {}, mask = ''}
+    for i = 1, 6 do c.limits[i] = tonumber(A[first + 1 + i]) end
+    if c.limits[1] <= 0 then c.limits[1] = math.huge end
+    for _, win in ipairs(WINDOWS) do
+      local limited = c.limits[win.limit] > 0
+      if limited then c.wins[#c.wins + 1] = win end
+      c.mask = c.mask .. (limited and '1' or '0')
+    end
+    c.requests = windows_of(c.mask, false)
+    c.any_tokens = #windows_of(c.mask, true) > 0
+    c.names = sum_fields(c.wins)
+    SHAPES[name] = c
+  end
+  c.tokens = tonumber(A[first + 1])
+  return c
+end
+
+-- Whether key `kid` can take the call `c` now; also the requests of its last minute.
 local function fits(kid, c)
   local f = flags(kid, c.b)
   if f[1] or (f[2] and tonumber(f[2]) > now) or probing(f) then return false end
-  local limits = request_limits(kid, c, f)
-  for w = 1, 3 do
-    if limits[w] > 0 and requests(kid, c.b, w) >= limits[w] then return false end
+  local seen = minute_requests(kid, c.b)
+  if seen >= per_minute(kid, c.b, c.limits[1], f[5], f[6]) then return false end
+  local held = sums(windows_key(kid, c.b), c.wins, c.names)
+  local wanted = c.any_tokens and reserved(kid, c.b) + c.tokens or 0
+  for i, win in ipairs(c.wins) do
+    local limit = c.limits[win.limit]
+    if win.tokens and held[i] + wanted > limit or not win.tokens and held[i] >= limit then return false end
   end
-  local wanted = nil
-  for w = 1, 3 do
-    local limit = c.token_limits[w]
-    if limit > 0 then
-      wanted = wanted or reserved(kid, c.b) + c.tokens
-      if slot_sum(tokens_key(kid, c.b, w), w) + wanted > limit then return false end
-    end
-  end
-  return true
+  return true, seen
 end
 
 -- When key `kid` could take the call `c` by its windows alone: a time, 'flight' (once a call in
@@ -188,115 +248,118 @@ local function free_at(kid, c, f)
   if probing(f) then return 'flight' end
   local at = f[2] and tonumber(f[2]) or 0
   local in_flight = flying(kid, c.b)
-  local limits = request_limits(kid, c, f)
-  for w = 1, 3 do
-    local limit = limits[w]
-    local seen = limit > 0 and requests(kid, c.b, w) or 0
-    if limit > 0 and seen >= limit then
-      if seen - in_flight < limit then return 'flight' end
-      local freed
-      if w == 1 then
-        local entry = redis.call('ZRANGEBYSCORE', minute_key(kid, c.b), after(now - WINDOWS[1]), '+inf',
-          'WITHSCORES', 'LIMIT', seen - limit, 1)
-        freed = tonumber(entry[2]) + WINDOWS[1]
-      else
-        freed = slot_free_at(requests_key(kid, c.b, w), w, seen - limit + 1)
-      end
+  local limit = per_minute(kid, c.b, c.limits[1], f[5], f[6])
+  local seen = minute_requests(kid, c.b)
+  if seen >= limit then
+    if seen - in_flight < limit then return 'flight' end
+    local entry = redis.call('ZRANGEBYSCORE', minute_key(kid, c.b), minute_ago, '+inf',
+      'WITHSCORES', 'LIMIT', seen - limit, 1)
+    at = math.max(at, tonumber(entry[2]) + MINUTE)
+  end
+  if #c.wins == 0 then return at end
+  local fields = redis.call('HGETALL', windows_key(kid, c.b))
+  local held = c.any_tokens and reserved(kid, c.b) or 0
+  for _, win in ipairs(c.wins) do
+    local live = slots_of(fields, win)
+    local total = 0
+    for _, slot in ipairs(live) do total = total + slot[2] end
+    limit = c.limits[win.limit]
+    local need = win.tokens and total + held + c.tokens - limit or total - limit + 1
+    if need > 0 then
+      if win.tokens and need <= held or not win.tokens and total - in_flight < limit then return 'flight' end
+      local freed = freed_at(live, win, need)
       if not freed then return nil end
       at = math.max(at, freed)
-    end
-  end
-  local held = nil
-  for w = 1, 3 do
-    local limit = c.token_limits[w]
-    if limit > 0 then
-      held = held or reserved(kid, c.b)
-      local key = tokens_key(kid, c.b, w)
-      local need = slot_sum(key, w) + held + c.tokens - limit
-      if need > 0 then
-        if need <= held then return 'flight' end
-        local freed = slot_free_at(key, w, need)
-        if not freed then return nil end
-        at = math.max(at, freed)
-      end
     end
   end
   return at
 end
 
--- Count a request sent at `at` (a lease, a call served while Redis was away, a row of history).
-local function count_request(kid, b, id, at)
-  local minute = minute_key(kid, b)
-  if at > now - WINDOWS[1] then
-    redis.call('ZADD', minute, at, id)
-    redis.call('EXPIRE', minute, 2 * WINDOWS[1])
-  end
-  for w = 2, 3 do slot_add(requests_key(kid, b, w), w, at, 1) end
+-- Count a request sent at `at` in the minute and in the request windows of `mask`; returns
+-- whether a slot window got a new slot.
+local function count_request(kid, b, id, at, mask)
+  if at > now - MINUTE then redis.call('ZADD', minute_key(kid, b), at, id) end
+  local new = false
+  for _, win in ipairs(windows_of(mask, false)) do new = slot_add(windows_key(kid, b), win, at, 1) or new end
+  return new
 end
 
-local function uncount_request(kid, b, id, at)
+local function uncount_request(kid, b, id, at, mask)
   redis.call('ZREM', minute_key(kid, b), id)
-  for w = 2, 3 do slot_add(requests_key(kid, b, w), w, at, -1) end
+  for _, win in ipairs(windows_of(mask, false)) do slot_add(windows_key(kid, b), win, at, -1) end
 end
 
-local function count_tokens(kid, b, tokens, at)
+local function count_tokens(kid, b, tokens, at, mask)
   if tokens > 0 then
-    for w = 1, 3 do slot_add(tokens_key(kid, b, w), w, at, tokens) end
+    for _, win in ipairs(windows_of(mask, true)) do slot_add(windows_key(kid, b), win, at, tokens) end
   end
 end
 
-local function clear_probe(kid, lease)
+-- The lease is over: if it was probing its key, the key is free for others; `proven` if it succeeded.
+local function end_lease(kid, lease, proven)
   local k = flags_key(kid)
-  if redis.call('HGET', k, 'probe') == lease then redis.call('HDEL', k, 'probe', 'probe_until') end
+  local f = redis.call('HMGET', k, 'probe', 'proven')
+  if f[1] == lease then redis.call('HDEL', k, 'probe', 'probe_until') end
+  if proven and not f[2] then
+    redis.call('HSET', k, 'proven', '1')
+    redis.call('EXPIRE', k, KEEP)
+  end
 end
 
 -- ---------------------------------------------------------------- operations
 
-if op == 'acquire' then
-  -- ARGV: 3 lease ID, 4 lease seconds, 5 two random numbers "r1:r2", 6..13 the call (call_of),
-  -- 14 how many keys to avoid, then their positions (1-based), then the pool's kids in order.
+local OPS = {}
+
+OPS.acquire = function()
+  -- A: 3 lease ID, 4 lease seconds, 5 two random numbers "r1:r2", 6..13 the call (call_of),
+  -- 14 how many keys to avoid, then their positions (1-based), then the digest of the pool's kids.
   -- Returns {1, position (0-based)} or {0, seconds until a key frees ("-1": when a call in
   -- flight ends; "-2": never), dead, cooling, in flight, then each key's state: "-1" dead, its
-  -- cooldown's end, or "0"}.
-  local lease, ttl = ARGV[3], tonumber(ARGV[4])
-  local r1, r2 = string.match(ARGV[5], '(%d+):(%d+)')
+  -- cooldown's end, or "0"}, or {-1} when Redis does not know the digest (send 'ids' first).
+  local lease, ttl = A[3], tonumber(A[4])
+  local r1, r2 = string.match(A[5], '(%d+):(%d+)')
   local c = call_of(6)
-  local navoid = tonumber(ARGV[14])
+  local navoid = tonumber(A[14])
   local avoid = {}
-  for i = 1, navoid do avoid[tonumber(ARGV[14 + i])] = true end
-  local kids = {}
-  for i = 15 + navoid, #ARGV do kids[#kids + 1] = ARGV[i] end
+  for i = 1, navoid do avoid[tonumber(A[14 + i])] = true end
+  local kids = redis.call('LRANGE', P .. 'ids:' .. A[15 + navoid], 0, -1)
   local n = #kids
+  if n == 0 then return {-1} end
   local a, z = tonumber(r1) % n + 1, tonumber(r2) % n + 1
-  -- Two random choices: the less loaded of two usable keys; else a scan from a random start,
-  -- keys this call has not failed on first.
+  -- Two random choices: of two random keys, the less loaded (by its last minute) that can take
+  -- the call; else a scan from a random start, keys this call has not failed on first.
   local chosen
-  local picks = {}
+  if avoid[a] then a, z = z, a end
+  if a ~= z and not avoid[z] and minute_requests(kids[z], c.b) < minute_requests(kids[a], c.b) then a, z = z, a end
   for _, i in ipairs(a == z and {a} or {a, z}) do
-    if not avoid[i] and fits(kids[i], c) then picks[#picks + 1] = i end
-  end
-  if #picks == 2 then
-    chosen = minute_requests(kids[a], c.b) <= minute_requests(kids[z], c.b) and a or z
-  else
-    chosen = picks[1]
+    if not chosen and not avoid[i] and fits(kids[i], c) then chosen = i end
   end
   for pass = 1, 2 do
     if chosen then break end
     for offset = 0, n - 1 do
       local i = (a - 1 + offset) % n + 1
-      if (pass == 1) ~= (avoid[i] == true) and fits(kids[i], c) then
+      if i ~= a and i ~= z and (pass == 1) ~= (avoid[i] == true) and fits(kids[i], c) then
         chosen = i
         break
       end
     end
   end
+  if not chosen and (avoid[a] or avoid[z]) then
+    for _, i in ipairs(a == z and {a} or {a, z}) do
+      if avoid[i] and not chosen and fits(kids[i], c) then chosen = i end
+    end
+  end
   if chosen then
     local kid = kids[chosen]
-    redis.call('ZREMRANGEBYSCORE', minute_key(kid, c.b), '-inf', now - WINDOWS[1])
-    count_request(kid, c.b, lease, now)
-    local flight = flight_key(kid, c.b)
-    redis.call('ZADD', flight, now + ttl, lease .. '|' .. c.tokens .. '|' .. ARGV[2])
-    redis.call('EXPIRE', flight, KEEP)
+    local minute, flight = minute_key(kid, c.b), flight_key(kid, c.b)
+    redis.call('ZREMRANGEBYSCORE', minute, '-inf', now - MINUTE)
+    local new = count_request(kid, c.b, lease, now, c.mask)
+    redis.call('ZADD', flight, now + ttl, lease .. '|' .. c.tokens .. '|' .. A[2])
+    redis.call('ZREMRANGEBYSCORE', flight, '-inf', now - GRACE)
+    if new or #c.requests == 0 then
+      redis.call('EXPIRE', minute, KEEP)
+      redis.call('EXPIRE', flight, KEEP)
+    end
     if not redis.call('HGET', flags_key(kid), 'proven') then
       redis.call('HSET', flags_key(kid), 'probe', lease, 'probe_until', now + ttl)
     end
@@ -328,97 +391,134 @@ if op == 'acquire' then
   local reply = {0, wait, dead, cooling, in_flight}
   for i = 1, n do reply[#reply + 1] = states[i] end
   return reply
-elseif op == 'settle' then
+end
+
+OPS.settle = function()
   -- End a lease, once (a settle sent twice, or after its lease was abandoned, does nothing).
-  -- ARGV: 3 kid, 4 bucket, 5 lease ID, 6 reserved tokens, 7 when it was sent (as acquired),
-  -- 8 tokens used (-1: released unused).
-  local kid, b, lease, tokens = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[8])
-  if redis.call('ZREM', flight_key(kid, b), lease .. '|' .. ARGV[6] .. '|' .. ARGV[7]) == 0 then return 0 end
-  clear_probe(kid, lease)
+  -- A: 3 kid, 4 bucket, 5 lease ID, 6 reserved tokens, 7 when it was sent (as acquired),
+  -- 8 tokens used (-1: released unused), 9 the windows' mask.
+  local kid, b, lease, tokens = A[3], A[4], A[5], tonumber(A[8])
+  if redis.call('ZREM', flight_key(kid, b), lease .. '|' .. A[6] .. '|' .. A[7]) == 0 then return 0 end
+  end_lease(kid, lease, tokens >= 0)
   if tokens < 0 then
-    uncount_request(kid, b, lease, tonumber(ARGV[7]))
+    uncount_request(kid, b, lease, tonumber(A[7]), A[9])
   else
-    count_tokens(kid, b, tokens, now)
-    redis.call('HSET', flags_key(kid), 'proven', '1')
-    redis.call('EXPIRE', flags_key(kid), KEEP)
+    count_tokens(kid, b, tokens, now, A[9])
   end
   return 1
-elseif op == 'abandon' then
+end
+
+OPS.abandon = function()
   -- A reservation whose answer never reached its process (Redis was too slow): undo it, whichever
-  -- key it took. ARGV: 3 lease ID, 4 bucket, 5 reserved tokens, 6 when it was made, then the kids.
-  local lease, b = ARGV[3], ARGV[4]
-  for i = 7, #ARGV do
-    local kid = ARGV[i]
-    if redis.call('ZREM', flight_key(kid, b), lease .. '|' .. ARGV[5] .. '|' .. ARGV[6]) == 1 then
-      uncount_request(kid, b, lease, tonumber(ARGV[6]))
-      clear_probe(kid, lease)
+  -- key it took. A: 3 lease ID, 4 bucket, 5 reserved tokens, 6 when it was made, 7 the mask,
+  -- 8 the digest of the pool's kids.
+  local lease, b = A[3], A[4]
+  for _, kid in ipairs(redis.call('LRANGE', P .. 'ids:' .. A[8], 0, -1)) do
+    if redis.call('ZREM', flight_key(kid, b), lease .. '|' .. A[5] .. '|' .. A[6]) == 1 then
+      uncount_request(kid, b, lease, tonumber(A[6]), A[7])
+      end_lease(kid, lease, false)
       return 1
     end
   end
   return 0
-elseif op == 'record' then
+end
+
+OPS.record = function()
   -- A call served while Redis was away, counted at its time once it answers (once only).
-  -- ARGV: 3 kid, 4 bucket, 5 ID, 6 tokens
-  if not redis.call('SET', P .. 'rec:' .. ARGV[5], '1', 'NX', 'EX', GRACE) then return 0 end
-  count_request(ARGV[3], ARGV[4], ARGV[5], now)
-  count_tokens(ARGV[3], ARGV[4], tonumber(ARGV[6]), now)
+  -- A: 3 kid, 4 bucket, 5 ID, 6 tokens, 7 the mask
+  if not redis.call('SET', P .. 'rec:' .. A[5], '1', 'NX', 'EX', GRACE) then return 0 end
+  count_request(A[3], A[4], A[5], now, A[7])
+  count_tokens(A[3], A[4], tonumber(A[6]), now, A[7])
   return 1
-elseif op == 'seed' then
+end
+
+OPS.seed = function()
   -- The usage database's last day, replayed into a pool Redis knows nothing of yet (a new or an
-  -- emptied Redis); once only, whichever process comes first. ARGV: 3.. kid, bucket, time, tokens.
-  if not redis.call('SET', P .. 'seeded', ARGV[2], 'NX') then return 0 end
+  -- emptied Redis); once only, whichever process comes first.
+  -- A: 3.. kid, bucket, time, tokens, mask (five per row).
+  if not redis.call('SET', P .. 'seeded', A[2], 'NX') then return 0 end
   local seeded = 0
-  for i = 3, #ARGV, 4 do
-    local kid, b, at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-    if at > now - WINDOWS[3] then
-      count_request(kid, b, 'seed.' .. i, at)
-      count_tokens(kid, b, tonumber(ARGV[i + 3]), at)
+  for i = 3, #A, 5 do
+    local kid, b, at = A[i], A[i + 1], tonumber(A[i + 2])
+    if at > now - DAY then
+      count_request(kid, b, 'seed.' .. i, at, A[i + 4])
+      count_tokens(kid, b, tonumber(A[i + 3]), at, A[i + 4])
       seeded = seeded + 1
     end
   end
   return seeded
-elseif op == 'renew' then
-  -- ARGV: 3 kid, 4 bucket, 5 lease ID, 6 reserved tokens, 7 when it was sent, 8 new expiry
-  local kid, b, lease = ARGV[3], ARGV[4], ARGV[5]
-  redis.call('ZADD', flight_key(kid, b), 'XX', ARGV[8], lease .. '|' .. ARGV[6] .. '|' .. ARGV[7])
+end
+
+OPS.renew = function()
+  -- A: 3 kid, 4 bucket, 5 lease ID, 6 reserved tokens, 7 when it was sent, 8 new expiry
+  local kid, b, lease = A[3], A[4], A[5]
+  redis.call('ZADD', flight_key(kid, b), 'XX', A[8], lease .. '|' .. A[6] .. '|' .. A[7])
   if redis.call('HGET', flags_key(kid), 'probe') == lease then
-    redis.call('HSET', flags_key(kid), 'probe_until', ARGV[8])
+    redis.call('HSET', flags_key(kid), 'probe_until', A[8])
   end
   return 1
-elseif op == 'cool' then
-  -- ARGV: 3 kid, 4 until
-  local k, til = flags_key(ARGV[3]), tonumber(ARGV[4])
+end
+
+OPS.cool = function()
+  -- A: 3 kid, 4 until
+  local k, til = flags_key(A[3]), tonumber(A[4])
   local cool = redis.call('HGET', k, 'cool')
-  if not cool or tonumber(cool) < til then redis.call('HSET', k, 'cool', ARGV[4]) end
+  if not cool or tonumber(cool) < til then redis.call('HSET', k, 'cool', A[4]) end
   -- When the cooldown ends, one call probes the key before the waiting callers pile on it.
   redis.call('HDEL', k, 'proven')
   redis.call('EXPIRE', k, math.max(KEEP, math.ceil(til - now) + 60))
   return 1
-elseif op == 'dead' then
-  -- ARGV: 3 kid
-  redis.call('HSET', flags_key(ARGV[3]), 'dead', string.format('%.3f', now))
-  redis.call('EXPIRE', flags_key(ARGV[3]), KEEP)
+end
+
+OPS.dead = function()
+  -- A: 3 kid
+  redis.call('HSET', flags_key(A[3]), 'dead', string.format('%.3f', now))
+  redis.call('EXPIRE', flags_key(A[3]), KEEP)
   return 1
-elseif op == 'learn' then
+end
+
+OPS.learn = function()
   -- A per-minute refusal below the table's limit: cap the key at what its window holds (at least 1).
-  -- ARGV: 3 kid, 4 bucket, 5 the table's requests a minute. Returns the cap, or 0 for none.
-  local kid, b = ARGV[3], ARGV[4]
+  -- A: 3 kid, 4 bucket, 5 the table's requests a minute. Returns the cap, or 0 for none.
+  local kid, b = A[3], A[4]
   local f = flags(kid, b)
   local seen = minute_requests(kid, b)
-  if seen >= per_minute(kid, b, tonumber(ARGV[5]), f[5], f[6]) then return 0 end
+  if seen >= per_minute(kid, b, tonumber(A[5]), f[5], f[6]) then return 0 end
   local cap = math.max(1, seen)
   redis.call('HSET', flags_key(kid), 'cap:' .. b, cap, 'capat:' .. b, string.format('%.3f', now))
   redis.call('EXPIRE', flags_key(kid), KEEP)
   return cap
-elseif op == 'beat' then
-  -- A process's heartbeat. ARGV: 3 process ID, 4 when it expires. Returns the processes alive.
+end
+
+OPS.ids = function()
+  -- A: 3 the digest, then the kids in order.
+  local key = P .. 'ids:' .. A[3]
+  redis.call('DEL', key)
+  redis.call('RPUSH', key, unpack(A, 4))
+  redis.call('EXPIRE', key, KEEP)
+  return 1
+end
+
+OPS.beat = function()
+  -- A process's heartbeat. A: 3 process ID, 4 when it expires, 5 the digest of its kids (kept
+  -- while the process lives). Returns the processes alive.
   local procs = P .. 'procs'
-  redis.call('ZADD', procs, ARGV[4], ARGV[3])
+  redis.call('EXPIRE', P .. 'ids:' .. A[5], KEEP)
+  redis.call('ZADD', procs, A[4], A[3])
   redis.call('ZREMRANGEBYSCORE', procs, '-inf', now)
   redis.call('EXPIRE', procs, KEEP)
   return redis.call('ZCARD', procs)
-elseif op == 'leave' then
-  redis.call('ZREM', P .. 'procs', ARGV[3])
+end
+
+OPS.leave = function()
+  redis.call('ZREM', P .. 'procs', A[3])
   return 1
 end
-return redis.error_reply('unknown operation ' .. tostring(op))
+
+redis.register_function('hfs_pool_1', function(keys, args)
+  P, A, now = keys[1], args, tonumber(args[2])
+  minute_ago, just_now = after(now - MINUTE), after(now)
+  local run = OPS[args[1]]
+  if not run then return redis.error_reply('unknown operation ' .. tostring(args[1])) end
+  return run()
+end)

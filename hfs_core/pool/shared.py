@@ -35,7 +35,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hfs_core.pool.local import LocalPoolState
 from hfs_core.pool.state import HistoryRow, Lease, PoolStatus, key_suffix
@@ -47,6 +47,8 @@ log = logging.getLogger("hfs_core.pool")
 
 DEFAULT_SECRET = "hfs-providers shared state"
 """The key of the hash that names API keys in Redis when ``HFS_STATE_SECRET`` is not set."""
+FUNCTION = "hfs_pool_1"
+"""The Redis function (in `shared.lua`) every operation calls."""
 _POLL = 0.05
 """Seconds between two tries while every key is held only by calls in flight (maybe in another process)."""
 _PROBE_EVERY = 1.0
@@ -58,8 +60,14 @@ _LINGER = 0.005
 _MAX_PENDING = 200_000
 """The most operations kept for a Redis that does not answer; older ones are dropped and counted."""
 
-Op = tuple[str, list[Any], "Callable[[Any], None] | None"]
-"""One background operation: the pool's prefix, the script's arguments, what to do with its answer."""
+class Op(NamedTuple):
+    """One operation for Redis: the pool's prefix, the function's arguments, what to do with its
+    answer, and when it was queued (``time.monotonic()``)."""
+
+    prefix: str
+    args: list[Any]
+    on_result: Callable[[Any], None] | None = None
+    queued: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -111,9 +119,8 @@ class RedisLink:
         self._url = url
         self._secret = (secret or DEFAULT_SECRET).encode()
         self._errors = _redis_errors()
-        self._no_script: type[Exception] = redis.exceptions.NoScriptError
-        self._script = (files("hfs_core.pool") / "shared.lua").read_text(encoding="utf-8")
-        self._sha = hashlib.sha1(self._script.encode()).hexdigest()
+        self._response_error: type[Exception] = redis.exceptions.ResponseError
+        self._library = (files("hfs_core.pool") / "shared.lua").read_text(encoding="utf-8")
         self._client = redis.Redis.from_url(url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
                                             retry=Retry(NoBackoff(), 0))
         self._async: dict[asyncio.AbstractEventLoop, Any] = {}
@@ -156,8 +163,8 @@ class RedisLink:
         return f"{self.process_id}.{next(self._ids):x}"
 
     def _connect(self) -> None:
-        """Load the script and measure the offset of Redis's clock."""
-        self._client.script_load(self._script)
+        """Load the function library and measure the offset of Redis's clock."""
+        self._client.function_load(self._library, replace=True)
         before = time.time()
         seconds, micros = self._client.time()
         after = time.time()
@@ -172,7 +179,7 @@ class RedisLink:
 
     def call(self, prefix: str, args: Sequence[Any]) -> Any:
         """Run one operation now, from a thread (at most `timeout` seconds), with the queued ones before it."""
-        batch = [*self._take(len(self._pending)), (prefix, list(args), None)]
+        batch = [*self._take(len(self._pending)), Op(prefix, list(args))]
         try:
             answers = self._run(batch)
         except BaseException:
@@ -183,18 +190,16 @@ class RedisLink:
     async def acall(self, prefix: str, args: Sequence[Any]) -> Any:
         """`call` from a coroutine, on this event loop's own client."""
         client = self._async_client()
-        batch = [*self._take(len(self._pending)), (prefix, list(args), None)]
+        batch = [*self._take(len(self._pending)), Op(prefix, list(args))]
         try:
-            pipe = client.pipeline(transaction=False)
-            for op_prefix, op_args, _ in batch:
-                pipe.evalsha(self._sha, 1, op_prefix, *op_args)
-            answers = list(await pipe.execute(raise_on_error=False))
-            if any(isinstance(a, self._no_script) for a in answers):
-                await client.script_load(self._script)
+            for _ in range(2):
                 pipe = client.pipeline(transaction=False)
-                for op_prefix, op_args, _ in batch:
-                    pipe.evalsha(self._sha, 1, op_prefix, *op_args)
+                for op_prefix, op_args, *_ in batch:
+                    pipe.fcall(FUNCTION, 1, op_prefix, *op_args)
                 answers = list(await pipe.execute(raise_on_error=False))
+                if not self._lost_library(answers):
+                    break
+                await client.function_load(self._library, replace=True)
         except BaseException:
             self._put_back(batch[:-1])
             raise
@@ -217,20 +222,24 @@ class RedisLink:
         return client
 
     def _run(self, batch: Sequence[Op]) -> list[Any]:
-        """Send `batch` in one round trip (loading the script again if Redis lost it)."""
+        """Send `batch` in one round trip (loading the library again if Redis lost it)."""
         for _ in range(2):
             pipe = self._client.pipeline(transaction=False)
-            for prefix, args, _ in batch:
-                pipe.evalsha(self._sha, 1, prefix, *args)
+            for prefix, args, *_ in batch:
+                pipe.fcall(FUNCTION, 1, prefix, *args)
             answers = list(pipe.execute(raise_on_error=False))
-            if not any(isinstance(a, self._no_script) for a in answers):
+            if not self._lost_library(answers):
                 break
-            self._client.script_load(self._script)
+            self._client.function_load(self._library, replace=True)
         return answers
+
+    def _lost_library(self, answers: Sequence[Any]) -> bool:
+        """Whether Redis answered that it does not know the function (it restarted without it)."""
+        return any(isinstance(a, self._response_error) and "function not found" in str(a).lower() for a in answers)
 
     def _answered(self, batch: Sequence[Op], answers: Sequence[Any]) -> Any:
         """Hand each answer to its operation; returns the last one's (raised if it is an error)."""
-        for (_, args, on_result), answer in zip(batch[:-1], answers, strict=False):
+        for (_, args, on_result, _), answer in zip(batch[:-1], answers, strict=False):
             if isinstance(answer, Exception):
                 log.warning("shared state: Redis refused %s (%s); dropped", args[0], answer)
             elif on_result is not None:
@@ -248,7 +257,7 @@ class RedisLink:
             if len(self._pending) >= _MAX_PENDING:
                 self._pending.popleft()
                 self._dropped += 1
-            self._pending.append((prefix, args, on_result))
+            self._pending.append(Op(prefix, args, on_result, time.monotonic()))
             if len(self._pending) == 1 or len(self._pending) >= _BATCH:
                 self._cond.notify()
 
@@ -314,8 +323,8 @@ class RedisLink:
                 time.sleep(_PROBE_EVERY)
 
     def _wait_for_work(self, next_beat: float) -> bool:
-        """Sleep until queued operations have waited `_LINGER` (or fill a batch), a heartbeat or a
-        ping is due, or the link closes; returns whether it closes."""
+        """Sleep until the oldest queued operation has waited `_LINGER` (or a batch is full), a
+        heartbeat or a ping is due, or the link closes; returns whether it closes."""
         with self._cond:
             while not self._closed:
                 now = time.monotonic()
@@ -324,10 +333,7 @@ class RedisLink:
                 elif len(self._pending) >= _BATCH:
                     break
                 elif self._pending:
-                    self._cond.wait(_LINGER)  # the next reservation may take them along first
-                    if self._pending and self._up:
-                        break
-                    continue
+                    due = self._pending[0].queued + _LINGER  # the next reservation may take them along first
                 else:
                     due = next_beat
                 if now >= due:
@@ -348,7 +354,7 @@ class RedisLink:
                 self._put_back(batch)
                 raise
             sent += len(batch)
-            self._answered([*batch, ("", [], None)], [*answers, None])
+            self._answered([*batch, Op("", [])], [*answers, None])
 
     def _beat(self) -> None:
         """Renew this process's leases, count the processes of each pool, and set the clock."""
@@ -356,7 +362,7 @@ class RedisLink:
         until = self.now() + self.lease_seconds
         for state in list(self._states):
             state.renew(until)
-            self.send(state.prefix, ["beat", self.now(), self.process_id, until], state.set_peers)
+            self.send(state.prefix, ["beat", self.now(), self.process_id, until, state.digest], state.set_peers)
         self._flush()
 
     def _recover(self) -> None:
@@ -422,11 +428,15 @@ class RedisPoolState:
         self.prefix = link.prefix(provider)
         self.size = len(keys)
         self._kids = [link.key_id(provider, key) for key in keys]
+        self.digest = hashlib.sha256(",".join(self._kids).encode()).hexdigest()[:16]
+        """Names the pool's kids, in order, in Redis (``ids:<digest>``)."""
         self._suffixes = [key_suffix(key) for key in keys]  # to match usage rows, never sent
         self._leases: dict[str, tuple[Lease, str]] = {}  # ticket -> lease and when it was made (as sent)
         self._lock = threading.Lock()
         self._random = random.Random()
+        self._shapes: dict[str, tuple[list[int], str]] = {}
         self._closed = False
+        link.send(self.prefix, self._ids_args())
         link.attach(self)
 
     def __repr__(self) -> str:
@@ -434,14 +444,26 @@ class RedisPoolState:
 
     # -- choosing a key ----------------------------------------------------------------------
 
+    def _shape(self, model_id: str) -> tuple[list[int], str]:
+        """The limits of `model_id` as the function takes them, and the mask of the slot windows
+        they keep (rh, rd, tm, th, td)."""
+        found = self._shapes.get(model_id)
+        if found is None:
+            limits = _limit_args(self._local.table_limits(model_id))
+            found = self._shapes[model_id] = (limits, "".join("1" if v else "0" for v in limits[1:]))
+        return found
+
     def _acquire_args(self, model_id: str, tokens: int, avoid: frozenset[int]) -> tuple[str, list[Any]]:
-        limits = self._local.table_limits(model_id)
         ticket = self._link.new_id()
         picks = f"{self._random.randrange(1 << 30)}:{self._random.randrange(1 << 30)}"
         args: list[Any] = ["acquire", f"{self._link.now():.6f}", ticket, f"{self._link.lease_seconds:.3f}", picks,
-                           self._local.bucket(model_id), tokens, *_limit_args(limits), len(avoid),
-                           *(index + 1 for index in sorted(avoid)), *self._kids]
+                           self._local.bucket(model_id), tokens, *self._shape(model_id)[0], len(avoid),
+                           *(index + 1 for index in sorted(avoid)), self.digest]
         return ticket, args
+
+    def _ids_args(self) -> list[Any]:
+        """Tell Redis which kids the digest stands for."""
+        return ["ids", f"{self._link.now():.6f}", self.digest, *self._kids]
 
     def _acquired(self, model_id: str, tokens: int, ticket: str, args: Sequence[Any],
                   reply: Sequence[Any]) -> Lease | float:
@@ -470,6 +492,9 @@ class RedisPoolState:
             ticket, args = self._acquire_args(model_id, tokens, avoid)
             try:
                 reply = self._link.call(self.prefix, args)
+                if int(reply[0]) == -1:  # Redis lost the pool's kids (restarted, flushed): tell it again
+                    self._link.send(self.prefix, self._ids_args())
+                    reply = self._link.call(self.prefix, args)
             except _redis_errors() as exc:
                 self._abandon(args, exc)
             else:
@@ -481,6 +506,9 @@ class RedisPoolState:
             ticket, args = self._acquire_args(model_id, tokens, avoid)
             try:
                 reply = await self._link.acall(self.prefix, args)
+                if int(reply[0]) == -1:  # Redis lost the pool's kids (restarted, flushed): tell it again
+                    self._link.send(self.prefix, self._ids_args())
+                    reply = await self._link.acall(self.prefix, args)
             except _redis_errors() as exc:
                 self._abandon(args, exc)
             else:
@@ -492,23 +520,24 @@ class RedisPoolState:
         Redis should it have been made there all the same (a slow Redis, not a dead one)."""
         self._link.failed(exc)
         _, sent_at, ticket, _, _, bucket, tokens = args[:7]
-        self._link.send(self.prefix, ["abandon", f"{self._link.now():.6f}", ticket, bucket, tokens, sent_at,
-                                      *self._kids])
+        mask = next(mask for model, (_, mask) in self._shapes.items() if self._local.bucket(model) == bucket)
+        self._link.send(self.prefix, ["abandon", f"{self._link.now():.6f}", ticket, bucket, tokens, sent_at, mask,
+                                      self.digest])
 
     # -- what calls change (applied here at once, sent in the background) --------------------
 
     def settle(self, lease: Lease, tokens: int | None) -> None:
         kid, bucket = self._kids[lease.index], self._local.bucket(lease.model_id)
-        now = f"{self._link.now():.6f}"
+        now, mask = f"{self._link.now():.6f}", self._shape(lease.model_id)[1]
         if not lease.ticket:  # served while Redis did not answer: count it there when it does
             self._local.settle(lease, tokens)
             if tokens is not None:
-                self._link.send(self.prefix, ["record", now, kid, bucket, self._link.new_id(), tokens])
+                self._link.send(self.prefix, ["record", now, kid, bucket, self._link.new_id(), tokens, mask])
             return
         with self._lock:
             _, sent_at = self._leases.pop(lease.ticket)
         self._link.send(self.prefix, ["settle", now, kid, bucket, lease.ticket, lease.reserved_tokens, sent_at,
-                                      -1 if tokens is None else tokens])
+                                      -1 if tokens is None else tokens, mask])
         if tokens is not None:
             self._local.record(lease.index, lease.model_id, tokens)
 
@@ -575,7 +604,8 @@ class RedisPoolState:
         for suffix, model_id, stamp, tokens in rows:
             kid = by_suffix.get(suffix)
             if kid is not None:
-                args += [kid, self._local.bucket(model_id), f"{float(stamp) + offset:.6f}", int(tokens or 0)]
+                args += [kid, self._local.bucket(model_id), f"{float(stamp) + offset:.6f}", int(tokens or 0),
+                         self._shape(model_id)[1]]
         self._link.send(self.prefix, args)
         return self._local.load_history(rows)
 
@@ -587,9 +617,30 @@ class RedisPoolState:
 
 
 def _limit_args(limits: RateLimits) -> list[int]:
-    """rpm, rph, rpd, tpm, tph, tpd for the script (0: no limit)."""
-    return [int(v or 0) for v in (limits.requests_per_minute, limits.requests_per_hour, limits.requests_per_day,
-                                  limits.tokens_per_minute, limits.tokens_per_hour, limits.tokens_per_day)]
+    """rpm, rph, rpd, tpm, tph, tpd for the function (0: no limit, or one that never refuses first).
+
+    A window is left out when another of its kind always refuses first: a longer one whose limit
+    is no higher (it holds at least what the shorter one does), or a shorter one whose limit, times
+    how many of it fit, is no higher (the longer one can never fill). Redis then neither reads nor
+    keeps it. The minute's requests are always kept: a cap learned from a 429 binds there.
+    """
+    out: list[int] = []
+    for family in ((limits.requests_per_minute, limits.requests_per_hour, limits.requests_per_day),
+                   (limits.tokens_per_minute, limits.tokens_per_hour, limits.tokens_per_day)):
+        values = [int(v or 0) for v in family]
+        for i, mine in enumerate(values):
+            if not mine or (not out and i == 0):
+                continue
+            for j, other in enumerate(values):
+                if other and j != i and (other <= mine if j > i else
+                                         other * _WINDOW_SECONDS[i] / _WINDOW_SECONDS[j] <= mine):
+                    values[i] = 0
+                    break
+        out += values
+    return out
+
+
+_WINDOW_SECONDS = (60.0, 3600.0, 86400.0)
 
 
 def probe(url: str, shown_url: str, timeout: float = 2.0) -> StateProbe:
