@@ -514,3 +514,69 @@ def test_demo_shows_the_pool_at_work_without_keys(tmp_path: Path) -> None:
            "the agent. Pool: 4 keys, 1 retired, 1 cooling." in run.out
     assert not re.search(r"gsk_\w{8}", run.out + run.err)  # no key past its last 4 characters
 
+
+
+# ---------------------------------------------------------------------- a terminal
+
+
+def on_a_terminal(*args: str, env: Mapping[str, str], cwd: Path, timeout: float = 60) -> tuple[int, str]:
+    """Run ``hfs ARGS`` with stdout and stderr on a pseudo-terminal; its exit status and all it wrote."""
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([*HFS, *args], env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=follower,
+                            stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    return proc.wait(timeout), b"".join(chunks).decode(errors="replace")
+
+
+@pytest.fixture
+def slow_database() -> Iterable[str]:
+    """A MySQL URL whose server accepts connections and answers nothing for 2 s, then hangs up."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            stop.wait(2.0)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"mysql+pymysql://hfs:s3cretpass@127.0.0.1:{server.getsockname()[1]}/usage"
+    stop.set()
+    thread.join(timeout=5)
+    server.close()
+
+
+@pytest.mark.parametrize("command", ["check", "usage"])
+def test_a_spinner_shows_on_a_terminal_while_a_slow_database_answers(tmp_path: Path, slow_database: str,
+                                                                    command: str) -> None:
+    env = clean_env(tmp_path, {"HFS_USAGE_DB_URL": slow_database, **provider_env(1)})
+    doing = "probing" if command == "check" else "reading"
+    code, screen = on_a_terminal(command, env=env, cwd=tmp_path)
+    assert code == 1, screen  # the database hung up: an error either way
+    assert f"{doing} the usage database mysql+pymysql://hfs:***@127.0.0.1" in screen, screen
+    assert "s3cretpass" not in screen
+    piped = hfs(command, env=env, cwd=tmp_path)
+    assert piped.code == 1 and doing not in piped.out + piped.err  # never in a pipe
+    code, screen = on_a_terminal(command, "--json", env=env, cwd=tmp_path)
+    assert doing not in screen and "s3cretpass" not in screen  # nor around JSON

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hfs_core.cli.common import open_registry
-from hfs_core.cli.output import LogFilter, out, plural, print_json
+from hfs_core.cli.output import LogFilter, out, plural, print_json, spinner
 from hfs_core.cli.providers import failed_plugins, provider_entries, provider_status
 from hfs_core.plugin import Problem
 
@@ -40,9 +40,10 @@ def _db_source(registry: Registry) -> str:
     return "default"
 
 
-def _check_findings(registry: Registry, config_problem: Problem | None, skip_db: bool
+def _check_findings(registry: Registry, config_problem: Problem | None, skip_db: bool, spin: bool = False
                     ) -> tuple[list[Finding], dict[str, Any]]:
-    """Everything `hfs check` reports, and the usage database probe as JSON."""
+    """Everything `hfs check` reports, and the usage database probe as JSON (with a spinner on a
+    terminal while it runs, when `spin`)."""
     findings: list[Finding] = []
     if config_problem:
         findings.append(Finding("config", "error", config_problem.variable, config_problem.message,
@@ -91,7 +92,8 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
         usage = {"checked": False, "url": redact_url(url), "source": source}
         findings.append(Finding("usage db", "info", redact_url(url), "not checked (--skip-db)"))
     else:
-        probe = probe_db(url)
+        with spinner(f"probing the usage database {redact_url(url)}", shown=spin):
+            probe = probe_db(url)
         usage = {"checked": True, "url": probe.url, "source": source, "reachable": probe.reachable,
                  "exists": probe.exists, "error": probe.error}
         message = f"({'the SQLite default' if source == 'default' else source}) {probe.detail}"
@@ -113,7 +115,7 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
 def cmd_check(args: argparse.Namespace, log_filter: LogFilter) -> int:
     """Check plugins, keys, configuration and the usage database; exit 1 on any error."""
     registry, config_problem = open_registry(log_filter, keep_going=True)
-    findings, usage = _check_findings(registry, config_problem, args.skip_db)
+    findings, usage = _check_findings(registry, config_problem, args.skip_db, spin=not args.json)
     errors = sum(f.severity == "error" for f in findings)
     warnings = sum(f.severity == "warning" for f in findings)
     reports = [r for r in registry.environment_status.values() if r.enabled]
