@@ -79,6 +79,11 @@ class StandInProcess:
         data: dict[str, Any] = self._http.get("/stats").json()
         return data
 
+    def log(self) -> list[dict[str, Any]]:
+        """Every request since the last reset: its time (s), key suffix and status (``GET /log``)."""
+        requests: list[dict[str, Any]] = self._http.get("/log").json()["requests"]
+        return requests
+
     def reset(self) -> None:
         """Forget rate windows and statistics."""
         self._http.post("/control", json={"reset": True})
@@ -225,6 +230,8 @@ class WorkerStats:
         self.worst_call = 0.0
         self.worst_no_key = 0.0
         self.calls = 0
+        self.timeline: list[tuple[float, float, str]] = []
+        """Each call: when it started (``time.monotonic``), how long it took, its outcome."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -260,6 +267,7 @@ def run_workers(models: Sequence[Any], deadline: float, pause: float) -> WorkerS
             end = time.monotonic()
             with stats.lock:
                 stats.calls += 1
+                stats.timeline.append((start, end - start, kind))
                 stats.worst_call = max(stats.worst_call, end - start)
                 if kind == "ok":
                     stats.ok += 1

@@ -35,7 +35,6 @@ BUDGET = 10.0
 
 def run_side(side: str, standin: common.StandInProcess, args: argparse.Namespace) -> dict[str, Any]:
     """Run one side against a reset stand-in; returns its figures."""
-    standin.reset()
     keys = common.groq_keys(args.keys)
     closers = []
     if side == "keycycle":
@@ -49,6 +48,7 @@ def run_side(side: str, standin: common.StandInProcess, args: argparse.Namespace
         made = common.registry(keys, standin.url)
         models = [made.get_model("groq", common.GROQ_MODEL, timeout=BUDGET)] * args.workers
         closers.append(made.shutdown)
+    standin.reset()
     start = time.monotonic()
     deadline = start + args.duration
     at_deadline: dict[str, Any] = {}
@@ -61,6 +61,9 @@ def run_side(side: str, standin: common.StandInProcess, args: argparse.Namespace
         close()
     final = standin.stats()
     capacity = args.keys * args.rpm
+    if args.plot:
+        args.logs[side] = standin.log()
+        args.calls[side] = [(begun - start, took, kind) for begun, took, kind in stats.timeline]
     return {
         "successes": at_deadline["accepted"],
         "utilization": at_deadline["accepted"] / capacity,
@@ -84,7 +87,10 @@ def main() -> None:
     parser.add_argument("--keycycle-models", choices=("shared", "per-worker"), default="shared")
     parser.add_argument("--only", choices=("keycycle", "registry"), help="run one side only")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--plot", metavar="PATH", help="also draw requests per key over time (PNG; needs the "
+                        "bench group: uv run --group bench ...)")
     args = parser.parse_args()
+    args.logs, args.calls = {}, {}
     args.duration, args.rpm, args.window = (30.0 if args.quick else 60.0), 30, 60.0
     settings = {"keys": args.keys, "rpm": args.rpm, "window_s": args.window, "workers": args.workers,
                 "duration_s": args.duration, "budget_s": BUDGET, "standin_latency_s": 0.05,
@@ -105,6 +111,13 @@ def main() -> None:
                   f"longest call <= {BUDGET + 1:g} s": r["worst_call_s"] <= BUDGET + 1}
         print("registry goals: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in checks.items()))
     common.save_json(args.json, {"benchmark": "saturation", **facts, "settings": settings, "results": results})
+    if args.plot:
+        import _plots
+
+        _plots.load_run(args.logs, args.calls, common.ORIGINAL_CWD / args.plot, limit=args.rpm, budget=BUDGET,
+                        duration=args.duration,
+                        caption=f"benchmarks/saturation.py, {facts['date']}, {facts['machine']}: "
+                        f"{args.keys} keys x {args.rpm} a minute, {args.workers} threads, one process")
 
 
 if __name__ == "__main__":

@@ -99,10 +99,13 @@ class _Call:
     the attempt under way (its SDK's idle-read timeout) past the budget.
     """
 
-    def __init__(self, pool: KeyPool, model_id: str, options: CallOptions) -> None:
+    def __init__(self, pool: KeyPool, model_id: str, options: CallOptions, model: Any = None,
+                 signature: str = "") -> None:
         self.pool = pool
         self.model_id = model_id
         self.options = options
+        self.model = model
+        self.signature = signature
         self.started = time.monotonic()
         self.budget = options.timeout
         self.retries = 0
@@ -118,6 +121,9 @@ class _Call:
         return lease
 
     async def alease(self) -> Lease:
+        """A lease, waited for with ``await`` (the loop's first SDK client built off the loop first)."""
+        if self.model is not None:
+            await self.pool.clients.ready(self.model, self.signature)
         lease, waited, announced = await self.pool.acquire_async(self.model_id, self.options, self.budget,
                                                                  not self.announced, self.avoid)
         self.budget -= waited
@@ -287,7 +293,7 @@ class RotatingModel:
         return self._hfs_pool.client(_LEASE.get(), self, True, self._hfs_signature)
 
     def _hfs_call(self) -> _Call:
-        return _Call(self._hfs_pool, cast(Any, self).id, self._hfs_options)
+        return _Call(self._hfs_pool, cast(Any, self).id, self._hfs_options, self, self._hfs_signature)
 
     def invoke(self, *args: Any, **kwargs: Any) -> Any:
         """Agno's invoke on a leased key, rotating keys on failure."""

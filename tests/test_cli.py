@@ -482,3 +482,101 @@ def test_ask_with_an_empty_answer_is_an_error(tmp_path: Path, standin: StandIn, 
               env=env, cwd=tmp_path)
     assert run.code == 1 and run.out == "", run
     assert "answered, but" in run.err and "hint:" in run.err
+
+
+# ---------------------------------------------------------------------- demo
+
+
+def test_demo_shows_the_pool_at_work_without_keys(tmp_path: Path) -> None:
+    """`hfs demo`, on a machine with no keys: an agent with a tool answers every run while the
+    calls spread over four throwaway keys, a 429 is absorbed and a 401 retires a key; the summary
+    agrees with what the runs showed, and no key is shown past its last 4 characters."""
+    run = hfs("demo", env=clean_env(tmp_path), cwd=tmp_path)
+    assert run.code == 0, run.err
+    keys = re.findall(r"throwaway groq keys: ((?:…\w{4} ?){4})$", run.out, flags=re.MULTILINE)
+    assert keys, run.out
+    suffixes = [k.lstrip("…") for k in keys[0].split()]
+    runs = re.findall(r"^  run +(\d+)  (.*?)   requests: (.*)$", run.out, flags=re.MULTILINE)
+    assert len(runs) >= 6 and all(answer.endswith("[add -> 5]") for _, answer, _ in runs), run.out
+    requests = [r.split() for _, _, line in runs for r in line.split(", ")]
+    assert {key.lstrip("…") for key, _ in requests} == set(suffixes)  # every key served
+    spread = [key for _, _, line in runs[:4] for key, status in (r.split() for r in line.split(", "))]
+    assert len(set(spread)) >= 3, run.out  # the first runs already use most keys
+    limited = [key for key, status in requests if status == "429"]
+    revoked = [key for key, status in requests if status == "401"]
+    assert len(limited) == 1 and len(revoked) == 1 and limited != revoked, run.out  # each met once
+    assert f"{limited[0]} is cooling for 30 s" in run.out and f"{revoked[0]} answered 401 once" in run.out
+    summary = {row.split()[0]: row.split() for row in run.out.splitlines() if re.match(r"…\w{4} +\d", row)}
+    assert set(summary) == {f"…{s}" for s in suffixes}
+    assert summary[limited[0]][3] == "1" and summary[revoked[0]][4] == "1"
+    assert sum(int(row[1]) for row in summary.values()) == len(requests)
+    assert f"{len(runs)} of {len(runs)} agent runs answered; 2 upstream errors absorbed by the pool, 0 reached " \
+           "the agent. Pool: 4 keys, 1 retired, 1 cooling." in run.out
+    assert not re.search(r"gsk_\w{8}", run.out + run.err)  # no key past its last 4 characters
+
+
+
+# ---------------------------------------------------------------------- a terminal
+
+
+def on_a_terminal(*args: str, env: Mapping[str, str], cwd: Path, timeout: float = 60) -> tuple[int, str]:
+    """Run ``hfs ARGS`` with stdout and stderr on a pseudo-terminal; its exit status and all it wrote."""
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([*HFS, *args], env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=follower,
+                            stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    return proc.wait(timeout), b"".join(chunks).decode(errors="replace")
+
+
+@pytest.fixture
+def slow_database() -> Iterable[str]:
+    """A MySQL URL whose server accepts connections and answers nothing for 2 s, then hangs up."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            stop.wait(2.0)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"mysql+pymysql://hfs:s3cretpass@127.0.0.1:{server.getsockname()[1]}/usage"
+    stop.set()
+    thread.join(timeout=5)
+    server.close()
+
+
+@pytest.mark.parametrize("command", ["check", "usage"])
+def test_a_spinner_shows_on_a_terminal_while_a_slow_database_answers(tmp_path: Path, slow_database: str,
+                                                                    command: str) -> None:
+    env = clean_env(tmp_path, {"HFS_USAGE_DB_URL": slow_database, **provider_env(1)})
+    doing = "probing" if command == "check" else "reading"
+    code, screen = on_a_terminal(command, env=env, cwd=tmp_path)
+    assert code == 1, screen  # the database hung up: an error either way
+    assert f"{doing} the usage database mysql+pymysql://hfs:***@127.0.0.1" in screen, screen
+    assert "s3cretpass" not in screen
+    piped = hfs(command, env=env, cwd=tmp_path)
+    assert piped.code == 1 and doing not in piped.out + piped.err  # never in a pipe
+    code, screen = on_a_terminal(command, "--json", env=env, cwd=tmp_path)
+    assert doing not in screen and "s3cretpass" not in screen  # nor around JSON

@@ -194,6 +194,33 @@ def test_async_clients_follow_the_event_loop(make_registry: Any, standin: StandI
     assert standin.total == 3 and standin.accepted == 3
 
 
+def test_a_loops_first_async_client_is_built_off_the_loop(make_registry: Any, standin: StandIn,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first async client of an event loop (a new HTTP client and TLS context) is built in a
+    worker thread while the loop runs on; the other keys' clients are copies of it, on the loop."""
+    built: list[tuple[str, bool]] = []
+    original = groq.AsyncGroq.__init__
+
+    def spying_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        built.append((self.api_key, threading.current_thread() is threading.main_thread()))
+
+    monkeypatch.setattr(groq.AsyncGroq, "__init__", spying_init)
+    _, model, keys = groq_model(make_registry, standin, 4)
+
+    async def calls() -> list[Any]:
+        return await asyncio.gather(*(aask(model) for _ in range(12)))
+
+    for _ in range(2):  # each event loop gets its own first client
+        before = len(built)
+        assert all(r.content == "stand-in reply: hi" for r in asyncio.run(calls()))
+        [(_, template_on_loop), *copies] = built[before:]
+        assert not template_on_loop, built  # the template, off the loop's thread
+        assert copies and all(on_loop for _, on_loop in copies), built  # copies, made where asked for
+    assert standin.accepted == 24 and {key for key, _ in built} <= set(keys)
+    assert len(built) <= 2 * (1 + len(keys))
+
+
 # ---------------------------------------------------------------------- spreading
 
 

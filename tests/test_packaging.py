@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from venvs import fresh_venv, sh, uv
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ("cerebras", "gemini", "groq", "openrouter")
 PROBE = "import hfs_core; print(sorted(hfs_core.Registry(env={}).specs))"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
-
-
-def uv() -> str:
-    found = shutil.which("uv") or shutil.which("uv", path=os.path.expanduser("~/.local/bin"))
-    if found is None:
-        pytest.skip("uv is not on PATH")
-    return found
-
-
-def sh(*args: str | Path, cwd: Path | None = None) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
-    result = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, f"{args}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
-    return result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +47,7 @@ def test_wheels_hold_the_right_files(wheels: Path) -> None:
 
 def test_installed_plugins_are_exactly_what_the_registry_finds(wheels: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    sh(uv(), "venv", "--quiet", venv, "--python", sys.executable)
-    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    python = fresh_venv(venv)
 
     def install(*names: str) -> None:
         sh(uv(), "pip", "install", "--quiet", "--python", python, "--find-links", wheels, *names)

@@ -346,6 +346,22 @@ def test_stats_never_contain_full_key(standin: StandIn) -> None:
     assert standin.stats()["by_key"][keys[2][-4:]] == {"402": 1, "total": 1}
 
 
+def test_request_log_lists_each_request_in_order_by_key_suffix(standin: StandIn) -> None:
+    live, revoked = fake_key(), fake_key()
+    standin.set_key(revoked, 401)
+    for key in (live, revoked, live):
+        with contextlib.suppress(groq.AuthenticationError):
+            groq_client(standin, key).chat.completions.create(model="m", messages=USER)
+    log = standin.request_log()
+    assert [(r["key"], r["status"]) for r in log] == [(live[-4:], 200), (revoked[-4:], 401), (live[-4:], 200)]
+    assert [r["t"] for r in log] == sorted(r["t"] for r in log) and log[0]["t"] >= 0
+    with httpx.Client(base_url=standin.url) as http:
+        assert http.get("/log", params={"since": 2}).json() == {"requests": log[2:]}
+        assert live not in http.get("/log").text and revoked not in http.get("/log").text
+    standin.reset_stats()
+    assert standin.request_log() == []
+
+
 # ---------------------------------------------------------------------- faults
 
 

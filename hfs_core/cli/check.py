@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hfs_core.cli.common import open_registry
-from hfs_core.cli.output import LogFilter, out, plural, print_json
+from hfs_core.cli.output import LogFilter, out, plural, print_json, spinner
 from hfs_core.cli.providers import describe_state, failed_plugins, provider_entries, provider_status
 from hfs_core.plugin import Problem
 
@@ -40,9 +40,10 @@ def _db_source(registry: Registry) -> str:
     return "default"
 
 
-def _check_findings(registry: Registry, config_problem: Problem | None, skip_db: bool
+def _check_findings(registry: Registry, config_problem: Problem | None, skip_db: bool, spin: bool = False
                     ) -> tuple[list[Finding], dict[str, Any]]:
-    """Everything `hfs check` reports, and the usage database probe as JSON."""
+    """Everything `hfs check` reports, and the usage database probe as JSON (with a spinner on a
+    terminal while it runs, when `spin`)."""
     findings: list[Finding] = []
     if config_problem:
         findings.append(Finding("config", "error", config_problem.variable, config_problem.message,
@@ -78,7 +79,7 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
     if enabled == 0:
         findings.append(Finding("global", "error", "", "no provider is installed and enabled",
                                 "pip install hfs-provider-groq (or another provider) and enable it"))
-    findings.append(_state_finding(registry))
+    findings.append(_state_finding(registry, spin))
     usage: dict[str, Any] = {"checked": False}
     url = registry.usage_url()
     if url is None:
@@ -92,7 +93,8 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
         usage = {"checked": False, "url": redact_url(url), "source": source}
         findings.append(Finding("usage db", "info", redact_url(url), "not checked (--skip-db)"))
     else:
-        probe = probe_db(url)
+        with spinner(f"probing the usage database {redact_url(url)}", shown=spin):
+            probe = probe_db(url)
         usage = {"checked": True, "url": probe.url, "source": source, "reachable": probe.reachable,
                  "exists": probe.exists, "error": probe.error}
         message = f"({'the SQLite default' if source == 'default' else source}) {probe.detail}"
@@ -111,10 +113,11 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
     return findings, usage
 
 
-def _state_finding(registry: Registry) -> Finding:
+def _state_finding(registry: Registry, spin: bool) -> Finding:
     """Which state the pools use, and (for Redis) whether it answers."""
     info = registry.state_info()
-    probe = registry.probe_state()
+    with spinner(f"probing the shared state {info['url']}", shown=spin and info["url"] is not None):
+        probe = registry.probe_state()
     if probe is None:
         return Finding("state", "info", "", describe_state(info))
     if probe.reachable:
@@ -128,7 +131,7 @@ def _state_finding(registry: Registry) -> Finding:
 def cmd_check(args: argparse.Namespace, log_filter: LogFilter) -> int:
     """Check plugins, keys, configuration and the usage database; exit 1 on any error."""
     registry, config_problem = open_registry(log_filter, keep_going=True)
-    findings, usage = _check_findings(registry, config_problem, args.skip_db)
+    findings, usage = _check_findings(registry, config_problem, args.skip_db, spin=not args.json)
     errors = sum(f.severity == "error" for f in findings)
     warnings = sum(f.severity == "warning" for f in findings)
     reports = [r for r in registry.environment_status.values() if r.enabled]

@@ -16,6 +16,7 @@ from hfs_core import __version__
 from hfs_core.cli.ask import ASK_TIMEOUT, cmd_ask, positive_float, provider_model
 from hfs_core.cli.check import cmd_check
 from hfs_core.cli.common import CliError
+from hfs_core.cli.demo import cmd_demo
 from hfs_core.cli.models import cmd_models
 from hfs_core.cli.output import PROG, LogFilter, scrub, setup_logging
 from hfs_core.cli.providers import cmd_providers
@@ -23,6 +24,7 @@ from hfs_core.cli.usage import cmd_usage, parse_since
 
 _EPILOG = """\
 examples:
+  hfs demo                       watch the pool at work, no keys needed
   hfs providers                  what is installed and which variables to set
   hfs check --strict             CI / deploy gate: exit 1 on any problem
   hfs models groq                models and per-key limits keycycle knows
@@ -70,6 +72,15 @@ examples:
 
 When every key is at its rate limit, hfs says on stderr which provider it waits
 for and how long until a key frees up. The call is recorded in the usage database."""),
+    "demo": ("watch an agent on rotating keys against a local stand-in (no keys needed)", """\
+examples:
+  hfs demo
+  hfs demo -p gemini
+
+Starts the provider stand-in on 127.0.0.1, gives a provider four throwaway keys and
+runs a small Agno Agent with a tool on get_model(...): calls spread over the keys, a
+rate limit absorbed by rotation, a revoked key retired, then a summary. Nothing leaves
+the machine; no usage row is written. Exit 1 if a run reached the agent as an error."""),
     "usage": ("requests and tokens per provider, key and model", """\
 examples:
   hfs usage                      the last 24 hours
@@ -126,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--timeout", type=positive_float, default=ASK_TIMEOUT, metavar="S",
                      help=f"seconds to wait for a free key and in back-off (default {ASK_TIMEOUT:g})")
     ask.add_argument("prompt", nargs="+", metavar="PROMPT", help="the prompt; - reads it from stdin")
+
+    demo = command("demo", cmd_demo)
+    demo.add_argument("-p", "--provider", metavar="PROVIDER", help="provider to show (default: groq, else the "
+                      "first installed)")
 
     usage = command("usage", cmd_usage)
     usage.add_argument("-p", "--provider", metavar="PROVIDER", help="only this provider")

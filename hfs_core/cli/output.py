@@ -7,10 +7,11 @@ text otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any, TextIO
 
 from hfs_core.env import SecretMask
@@ -132,6 +133,20 @@ def is_terminal(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+@contextlib.contextmanager
+def spinner(text: str, *, shown: bool = True) -> Iterator[None]:
+    """A spinner and `text` on stderr while the block runs (a slow database, say), only when `shown`
+    and both stdout and stderr are terminals: never in pipes, files or JSON output. rich is
+    imported only then; the spinner line is cleared when the block ends."""
+    if not (shown and is_terminal(sys.stdout) and is_terminal(sys.stderr)):
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True, highlight=False).status(scrub(text)):
+        yield
 
 
 def print_json(data: Any) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hfs_core.cli.common import CliError, open_registry
-from hfs_core.cli.output import PROG, Cell, LogFilter, out, plural, print_json, table, warn
+from hfs_core.cli.output import PROG, Cell, LogFilter, out, plural, print_json, spinner, table, warn
 
 if TYPE_CHECKING:
     from hfs_core.registry import Registry
@@ -102,7 +102,8 @@ def cmd_usage(args: argparse.Namespace, log_filter: LogFilter) -> int:
         raise CliError(f"no usage is recorded: the usage database {shown} cannot be created ({unusable})",
                        USAGE_FIXES)
     try:
-        found = read_usage(url, since.seconds, provider)
+        with spinner(f"reading the usage database {shown}", shown=not args.json):
+            found = read_usage(url, since.seconds, provider)
     except UsageQueryError as exc:
         raise CliError(str(exc), "start the database or fix TIDB_DB_URL / usage_db_url; "
                                  "`hfs check` tests the connection") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import importlib
 import inspect
 import logging
 import threading
@@ -34,7 +35,37 @@ class ClientCache:
 
     def get(self, index: int, model: Any, is_async: bool, signature: str) -> Any:
         """Key `index`'s SDK client for `model`'s settings (`signature`) and the running loop."""
-        loop = _running_loop() if is_async else None
+        return self._get(index, model, is_async, signature, _running_loop() if is_async else None)
+
+    async def ready(self, model: Any, signature: str) -> None:
+        """Have the running loop's first async client for `model`'s settings built, off the loop.
+
+        The first client for a loop is a new HTTP client and its TLS context (20-200 ms, the HTTP
+        stack's first imports included): it is built in a worker thread, so that the event loop
+        keeps running meanwhile. The keys' own clients are then copies of it, made where they
+        are asked for (microseconds). A build that fails here is left to the call, which builds
+        again and raises as it would.
+        """
+        loop = asyncio.get_running_loop()
+        if _usable(self._templates.get((True, signature, loop))):
+            return
+        try:
+            await asyncio.to_thread(self._first_async, model, signature, loop)
+        except Exception as exc:
+            log.debug("building an async client off the event loop failed: %s", exc)
+
+    def _first_async(self, model: Any, signature: str, loop: asyncio.AbstractEventLoop) -> None:
+        """In a worker thread: build the loop's first async client, and import what its first call
+        would otherwise import on the loop (the SDK's lazily loaded ``chat.completions`` resources;
+        anyio's asyncio backend, which httpcore's async connection pool loads on its first request)."""
+        client = self._get(0, model, True, signature, loop)
+        with contextlib.suppress(Exception):
+            _ = client.chat.completions
+        with contextlib.suppress(ImportError):
+            importlib.import_module("anyio._backends._asyncio")
+
+    def _get(self, index: int, model: Any, is_async: bool, signature: str,
+             loop: asyncio.AbstractEventLoop | None) -> Any:
         slot = (index, is_async, signature, loop)
         client = self.built.get(slot)
         if client is not None and not _is_closed(client):
@@ -108,6 +139,10 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def _usable(client: Any) -> bool:
+    return client is not None and not _is_closed(client)
 
 
 def _is_closed(client: Any) -> bool:

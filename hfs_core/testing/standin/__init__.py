@@ -12,7 +12,8 @@ One base URL serves every provider, because each SDK appends its own path:
 * ``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent`` (SSE with
   ``?alt=sse``); the key comes from ``x-goog-api-key`` or ``?key=``;
 * ``GET /v1/tcp_warming`` (the cerebras SDK's connection warm-up; answered, never counted);
-* ``GET /stats`` (the :meth:`StandIn.stats` JSON) and ``POST /control`` (JSON config changes, see
+* ``GET /stats`` (the :meth:`StandIn.stats` JSON), ``GET /log?since=N`` (each request's time, key
+  suffix and status: :meth:`StandIn.request_log`) and ``POST /control`` (JSON config changes, see
   :meth:`StandIn.control`).
 
 Behaviour (latency, per-key sliding-window request limits, key states, injected faults, broken

@@ -2,7 +2,7 @@
 
 The handler routes requests, reads bodies, writes JSON and chunked SSE bodies (with delays, error
 events and connection drops) and talks to the :class:`~hfs_core.testing.standin.server.StandIn`
-only through its public interface: :meth:`exchange`, :meth:`stats`, :meth:`control`,
+only through its public interface: :meth:`exchange`, :meth:`stats`, :meth:`request_log`, :meth:`control`,
 :meth:`note_warmup`, :meth:`connection_opened` and :meth:`connection_closed`.
 """
 
@@ -17,7 +17,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from hfs_core.testing.standin import gemini, openai
 from hfs_core.testing.standin.exchange import Replay, SseBody, StreamBreak, WireFormat
@@ -167,6 +167,10 @@ class Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path == "/stats":
             self._send_json(200, self.server.standin.stats())
+        elif path == "/log":
+            since = parse_qs(urlsplit(self.path).query).get("since", ["0"])[0]
+            log = self.server.standin.request_log(int(since) if since.isdigit() else 0)
+            self._send_json(200, {"requests": log})
         elif path.endswith("/tcp_warming"):
             self.server.standin.note_warmup()
             self._send_json(200, "OK")

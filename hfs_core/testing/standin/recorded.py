@@ -120,7 +120,7 @@ class Recorded:
 
     @property
     def provider(self) -> str:
-        """The provider part of the name: ``groq``, ``cerebras``, ``gemini`` or ``openrouter``."""
+        """The provider part of the name: ``groq``, ``cerebras``, ``gemini``, ``openrouter`` or ``moonshot``."""
         return self.name.partition(".")[0]
 
     @property
@@ -678,6 +678,40 @@ _ENTRIES: tuple[Recorded, ...] = (
         confidence="VERBATIM",
         stream="data",
         note="The docs' example event; the stream ends after it.",
+    ),
+    # ------------------------------------------------------------------ Moonshot (api.moonshot.ai/v1, OpenAI-style)
+    # The provider of the plugin tutorial (docs/plugins.md); its bodies name the error in "type", no "code".
+    Recorded(
+        name="moonshot.no_balance",
+        status=403,
+        body=(
+            '{"error":{"message":"Your account xx> is not active, organization <xx> exceeded current quota, please '
+            'check your plan and billing details","type":"exceeded_current_quota_error"}}'
+        ),
+        source="MoonshotAI/Kimi-K2#5 (raw; the account and organization ids as the reporter redacted them)",
+        confidence="VERBATIM",
+    ),
+    Recorded(
+        name="moonshot.engine_overloaded",
+        status=429,
+        body=(
+            '{"error":{"message":"The engine is currently overloaded, please try again later",'
+            '"type":"engine_overloaded_error"}}'
+        ),
+        source="MoonshotAI/MoonshotAI-Cookbook#16 (raw)",
+        confidence="VERBATIM",
+        note="Capacity short for every key (free accounts are served last at peak times, per the maintainer).",
+    ),
+    Recorded(
+        name="moonshot.project_tpm",
+        status=429,
+        body=(
+            '{"error":{"type":"rate_limit_reached_error","message":"Your account xxxxx / proj-xxxxxx <ak-xxxxx> '
+            'request reached project TPM rate limit, current: 1410, limit: 100, see '
+            'https://platform.moonshot.cn/docs/pricing/limits"}}'
+        ),
+        source="LLM-Red-Team/kimi-cc#41 (raw)",
+        confidence="VERBATIM",
     ),
 )
 

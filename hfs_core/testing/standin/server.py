@@ -15,6 +15,9 @@ from hfs_core.testing.standin.behaviours import Behaviours, ReplayMismatchError,
 from hfs_core.testing.standin.exchange import Decision, Plan, Replay, Request, StreamBreak, ToolResult, key_label
 from hfs_core.testing.standin.handler import HOST, Server
 
+LOG_LIMIT = 100_000
+"""How many requests :meth:`StandIn.request_log` keeps (from the last statistics reset)."""
+
 
 class StandIn(Behaviours):
     """A local provider stand-in HTTP server with thread-safe, live-adjustable behaviour.
@@ -254,6 +257,13 @@ class StandIn(Behaviours):
             counts = self._by_key.get(key_label(key_suffix), {})
             return sum(counts.values()) if status is None else counts.get(status, 0)
 
+    def request_log(self, since: int = 0) -> list[dict[str, Any]]:
+        """The LLM requests seen, in arrival order from entry `since` on (``GET /log?since=N``): each
+        ``{"t": seconds since the statistics started, "key": last 4 characters, "status": HTTP status}``.
+        The first :data:`LOG_LIMIT` requests since the statistics started are kept."""
+        with self._lock:
+            return [{"t": t, "key": key, "status": status} for t, key, status in self._log[max(0, since):]]
+
     def tool_results(self) -> list[ToolResult]:
         """The tool results clients sent back (each once, in arrival order)."""
         with self._lock:
@@ -288,6 +298,7 @@ class StandIn(Behaviours):
     _replayed: dict[str, int]
     _replay_errors: list[str]
     _stats_started: float
+    _log: list[tuple[float, str, int]]
 
     def _init_stats(self) -> None:
         self._total = 0
@@ -303,6 +314,7 @@ class StandIn(Behaviours):
         self._replayed = {}
         self._replay_errors = []
         self._stats_started = time.monotonic()
+        self._log = []
 
     # ------------------------------------------------------------------ the handler's interface
 
@@ -378,8 +390,11 @@ class StandIn(Behaviours):
                 self._replayed[replayed] = self._replayed.get(replayed, 0) + 1
             self._total += 1
             self._by_status[status] = self._by_status.get(status, 0) + 1
-            per_key = self._by_key.setdefault(key_label(request.key), {})
+            label = key_label(request.key)
+            per_key = self._by_key.setdefault(label, {})
             per_key[status] = per_key.get(status, 0) + 1
+            if len(self._log) < LOG_LIMIT:
+                self._log.append((round(time.monotonic() - self._stats_started, 4), label, status))
             self._by_route[request.route] = self._by_route.get(request.route, 0) + 1
             if request.stream and status == 200:
                 self._streams += 1
