@@ -133,6 +133,7 @@ class RedisLink:
         self._down_at = 0.0
         self._dropped = 0
         self._closed = False
+        self._beat_now = False
         self._beat_every = min(self.lease_seconds / 3, 5.0)
         try:
             self._connect()
@@ -285,9 +286,10 @@ class RedisLink:
     # -- pools -------------------------------------------------------------------------------
 
     def attach(self, state: RedisPoolState) -> None:
-        """Renew `state`'s leases and heartbeat with the others."""
+        """Renew `state`'s leases and heartbeat with the others (the first heartbeat at once)."""
         self._states.add(state)
         with self._cond:
+            self._beat_now = True
             self._cond.notify()
 
     def detach(self, state: RedisPoolState) -> None:
@@ -310,7 +312,8 @@ class RedisLink:
                 self._flush()
                 if closing:
                     return
-                if time.monotonic() >= next_beat:
+                if self._beat_now or time.monotonic() >= next_beat:
+                    self._beat_now = False
                     self._beat()
                     next_beat = time.monotonic() + self._beat_every
             except self._errors as exc:
@@ -335,7 +338,7 @@ class RedisLink:
                 elif self._pending:
                     due = self._pending[0].queued + _LINGER  # the next reservation may take them along first
                 else:
-                    due = next_beat
+                    due = 0.0 if self._beat_now else next_beat
                 if now >= due:
                     break
                 self._cond.wait(due - now)
