@@ -39,6 +39,7 @@ local minute_ago, just_now -- '(' bounds for ZCOUNT and ZRANGEBYSCORE: now - 60 
 local MINUTE, DAY = 60, 86400
 local KEEP = 90000 -- seconds a key outlives its last write: the longest window and a bit
 local GRACE = 3600 -- seconds an expired lease is remembered, so a late settle of it is still counted once
+local SENT = 2 -- seconds after its reservation by which a request has surely reached the provider
 -- The slot windows, in the order of the callers' masks; `limit` is the place of their limit in a
 -- call's limits (rpm, rph, rpd, tpm, tph, tpd).
 local WINDOWS = {
@@ -403,6 +404,10 @@ OPS.settle = function()
   if tokens < 0 then
     uncount_request(kid, b, lease, tonumber(A[7]), A[9])
   else
+    -- The provider counted the request when it arrived, somewhere between its reservation and
+    -- now: keep it in the minute until a minute after the later of the two (at most SENT after
+    -- the reservation, so a long call does not hold its key longer than that).
+    redis.call('ZADD', minute_key(kid, b), 'XX', math.min(now, tonumber(A[7]) + SENT), lease)
     count_tokens(kid, b, tokens, now, A[9])
   end
   return 1
