@@ -85,9 +85,11 @@ def _provider_error(text: str) -> str:
 
 def _run_error(provider: str, model_id: str, content: Any, error_type: str | None) -> CliError:
     """A CliError for a failed Agno run (which reports errors as events, not exceptions)."""
+    from hfs_core.pool.unavailable import ERROR_TYPE
+
     message = _provider_error(str(content or "the model call failed")).strip().splitlines()
     first = message[0] if message else "the model call failed"
-    if error_type == "NoAvailableKeyError":
+    if error_type == ERROR_TYPE:
         return CliError(first, "retry later, allow a longer wait with --timeout, or add keys; "
                                "`hfs usage` shows recent use")
     if re.search(r"connection|connect|timed? ?out|name resolution|unreachable", first, re.IGNORECASE):
