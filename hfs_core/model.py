@@ -187,16 +187,18 @@ class _Call:
     first, within the budget. A route is given up for this call when its provider cannot serve it:
     no key ever frees (all dead, or `estimated_tokens` too large), its rate limits or faults use up
     `max_retries`, or (with another route left) every live key failed and it would have to back off,
-    or it does not know the model (404). With one route the loop is the plain pool's: the last error
+    or it does not know the model (404). A plain model's loop is the pool's own: its last error
     reaches the caller as it is. ``timeout`` bounds the waiting (for a key, in back-off), and no new
     attempt or wait starts once that much time has passed since the call began: a slow or hung
     upstream costs at most the attempt under way (its SDK's idle-read timeout) past the budget.
     """
 
-    def __init__(self, routes: Sequence[Any], options: CallOptions, tier: str | None = None) -> None:
+    def __init__(self, routes: Sequence[Any], options: CallOptions, tier: str | None = None,
+                 refused_until: list[float] | None = None) -> None:
         self.routes = tuple(routes)
         self.options = options
         self.tier = tier
+        self.refused_until = refused_until  # a tier's, shared by its calls: see `_free_now`
         self.started = time.monotonic()
         self.budget = options.timeout
         self.announced = False
@@ -212,8 +214,16 @@ class _Call:
         return [index for index in range(len(self.routes)) if index not in self.given_up]
 
     def _free_now(self) -> Lease | None:
-        """A lease on the first route with a key free now (`route` becomes it), else None."""
-        for index in self._live():
+        """A lease on the first route with a key free now (`route` becomes it), else None.
+
+        A tier remembers until when each route said no key frees (`refused_until`, shared by its
+        calls): such a route is asked after the others, so that while it is exhausted a call does
+        not pay for asking it first (an exhausted pool scans its windows to say when it frees).
+        """
+        now = time.monotonic()
+        live = self._live()
+        later = [i for i in live if self.refused_until is not None and self.refused_until[i] > now]
+        for index in [i for i in live if i not in later] + later:
             pool: KeyPool = self.routes[index].pool
             try:
                 lease, _, _ = pool.acquire(self.routes[index].id, self.options, 0.0, False, self.avoid[index])
@@ -221,7 +231,11 @@ class _Call:
                 self.refused[index] = exc
                 if not exc.may_free:
                     self.given_up[index] = (exc, type(exc))
+                elif self.refused_until is not None and exc.next_free_in is not None:
+                    self.refused_until[index] = now + exc.next_free_in
                 continue
+            if self.refused_until is not None:
+                self.refused_until[index] = 0.0
             self._take(index)
             return lease
         return None
@@ -239,16 +253,21 @@ class _Call:
         """Run the next attempt on route `index` (said when a tier moves off its first choice)."""
         if index != self.route and self.tier is not None:
             passed = "; ".join(f"{_label(self.routes[i])}: {self._why_not(i)}" for i in range(index)
-                               if i in self.refused or i in self.given_up)
+                               if i in self.refused or i in self.given_up or self._refused_lately(i))
             _log.info("tier %s: %s takes the call%s", self.tier, _label(self.routes[index]),
                       f" ({passed})" if passed else "")
         self.route = index
+
+    def _refused_lately(self, index: int) -> bool:
+        return self.refused_until is not None and self.refused_until[index] > time.monotonic()
 
     def _why_not(self, index: int) -> str:
         """Why route `index` is not serving, in a few words."""
         if index in self.given_up and not isinstance(self.given_up[index][0], NoAvailableKeyError):
             return f"given up after {_what_failed(self.given_up[index][0])}"
-        return _REFUSED[type(self.refused[index])]
+        if index in self.refused:
+            return _REFUSED[type(self.refused[index])]
+        return "no key free, as it said moments ago"
 
     def _waited(self, waited: float, announced: bool) -> None:
         self.budget -= waited
@@ -334,13 +353,13 @@ class _Call:
         return delay
 
     def _unavailable(self) -> BaseException:
-        """What ends a call no route can serve: a lone route's own error, or one naming every entry of the tier.
+        """What ends a call no route can serve: a plain model's own error, or one naming every entry of the tier.
 
         The tier's error is of the most hopeful kind among its entries (a rate limit before a busy
         provider, before a request too large, before dead keys), so that Agno's fallback reads it
         as it would that entry's; ``next_free_in`` is the soonest any entry frees up.
         """
-        if len(self.routes) == 1:
+        if self.tier is None:
             return self.given_up[0][0] if 0 in self.given_up else self.refused[0]
         lines: list[str] = []
         kinds: set[type[NoAvailableKeyError]] = set()
@@ -480,16 +499,19 @@ def _opener(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Calla
 
 
 def run_call(routes: Sequence[Any], options: CallOptions, method: str, args: tuple[Any, ...],
-             kwargs: dict[str, Any], tier: str | None = None) -> Iterator[Any]:
+             kwargs: dict[str, Any], tier: str | None = None, refused_until: list[float] | None = None
+             ) -> Iterator[Any]:
     """Agno's `method` (``"invoke"``: one chunk, the response; or ``"invoke_stream"``) as a call over
-    `routes` (rotating models, in order of preference; `tier` names them in messages), in a thread."""
-    return _run(_Call(routes, options, tier), _opener(method, args, kwargs))
+    `routes` (rotating models, in order of preference), in a thread. A tier passes its name, for
+    messages, and its `refused_until` (one ``time.monotonic`` per route, shared by its calls)."""
+    return _run(_Call(routes, options, tier, refused_until), _opener(method, args, kwargs))
 
 
 def arun_call(routes: Sequence[Any], options: CallOptions, method: str, args: tuple[Any, ...],
-              kwargs: dict[str, Any], tier: str | None = None) -> AsyncIterator[Any]:
+              kwargs: dict[str, Any], tier: str | None = None, refused_until: list[float] | None = None
+              ) -> AsyncIterator[Any]:
     """`run_call` for ``"ainvoke"`` and ``"ainvoke_stream"``, in a coroutine."""
-    return _arun(_Call(routes, options, tier), _opener(method, args, kwargs))
+    return _arun(_Call(routes, options, tier, refused_until), _opener(method, args, kwargs))
 
 
 def served_model() -> Any:

@@ -22,14 +22,17 @@ from hfs_core.pool import CallOptions
 
 
 class TierModel:
-    """Mixin placed before Agno's ``Model``; see `build_tier`. It holds no per-call state."""
+    """Mixin placed before Agno's ``Model``; see `build_tier`. It holds no per-call state, only until
+    when each entry last said it has no key free (so that its calls ask the others first meanwhile)."""
 
     _hfs_entries: tuple[Any, ...]
     _hfs_options: CallOptions
+    _hfs_refused_until: list[float]
 
     def _hfs_attach(self, entries: Sequence[Any], options: CallOptions) -> None:
         self._hfs_entries = tuple(entries)
         self._hfs_options = options
+        self._hfs_refused_until = [0.0] * len(entries)
         model = cast(Any, self)
         model.supports_native_structured_outputs = all(e.supports_native_structured_outputs for e in entries)
         model.supports_json_schema_outputs = all(e.supports_json_schema_outputs for e in entries)
@@ -48,25 +51,29 @@ class TierModel:
         entries = ", ".join(f"{e.pool.provider}:{e.id}" for e in self._hfs_entries)
         return f"Tier(id={cast(Any, self).id!r}, entries=[{entries}], options={self._hfs_options})"
 
+    def _hfs_call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """The arguments of `run_call` / `arun_call` for one call of Agno's `method`."""
+        return (self._hfs_entries, self._hfs_options, method, args, kwargs, cast(Any, self).id,
+                self._hfs_refused_until)
+
     def invoke(self, *args: Any, **kwargs: Any) -> Any:
         """Agno's invoke on the first entry that can serve it."""
-        [response] = run_call(self._hfs_entries, self._hfs_options, "invoke", args, kwargs, cast(Any, self).id)
+        [response] = run_call(*self._hfs_call("invoke", args, kwargs))
         return response
 
     async def ainvoke(self, *args: Any, **kwargs: Any) -> Any:
         """Agno's ainvoke on the first entry that can serve it; waits with ``await``."""
-        [response] = [r async for r in arun_call(self._hfs_entries, self._hfs_options, "ainvoke", args, kwargs,
-                                                 cast(Any, self).id)]
+        [response] = [r async for r in arun_call(*self._hfs_call("ainvoke", args, kwargs))]
         return response
 
     def invoke_stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
         """Agno's invoke_stream on the first entry that can serve it; a failure after content was
         yielded reaches the caller."""
-        return run_call(self._hfs_entries, self._hfs_options, "invoke_stream", args, kwargs, cast(Any, self).id)
+        return run_call(*self._hfs_call("invoke_stream", args, kwargs))
 
     def ainvoke_stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         """Async `invoke_stream`."""
-        return arun_call(self._hfs_entries, self._hfs_options, "ainvoke_stream", args, kwargs, cast(Any, self).id)
+        return arun_call(*self._hfs_call("ainvoke_stream", args, kwargs))
 
     def parse_tool_calls(self, tool_calls_data: list[Any]) -> list[dict[str, Any]]:
         """The tool calls of a stream, assembled by the provider that sent it (OpenAI-style providers

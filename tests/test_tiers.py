@@ -10,6 +10,7 @@ replies), or its stream breaks. Agno's own fallback (``FallbackConfig``) is driv
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
 import threading
@@ -236,11 +237,17 @@ def call(model: Any, how: str) -> Any:
 @pytest.mark.parametrize("how", ["response", "aresponse", "stream", "astream"])
 def test_each_call_runs_on_the_first_entry_with_a_free_key(how: str, build: Callable[..., Registry],
                                                           standin: StandIn, env: dict[str, str],
-                                                          sqlite_url: str) -> None:
+                                                          sqlite_url: str, caplog: pytest.LogCaptureFixture) -> None:
     registry = build(config(rpm={"groq": 1}))  # groq's two keys take one call a minute each
     model = registry.get_model("fast", base_url=standin.url)
-    assert [served(call(model, how)) for _ in range(4)] == ["groq", "groq", "gemini", "gemini"]
+    with caplog.at_level(logging.INFO, logger="hfs_core.pool"):
+        assert [served(call(model, how)) for _ in range(4)] == ["groq", "groq", "gemini", "gemini"]
     assert requests_to(standin, env, "groq") == 2 and standin.count(429) == 0  # no request past the pool's limit
+    # the third call asked groq's pool first; the fourth asked gemini first, groq having said when it frees
+    assert [r.getMessage() for r in caplog.records if "takes the call" in r.getMessage()] == [
+        "tier fast: gemini/gemini-2.5-flash takes the call (groq/openai/gpt-oss-20b: no key free now)",
+        "tier fast: gemini/gemini-2.5-flash takes the call (groq/openai/gpt-oss-20b: no key free, as it said "
+        "moments ago)"]
     store = registry.usage_store()
     assert store is not None and store.flush()
     assert usage_rows(sqlite_url) == \
