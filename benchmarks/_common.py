@@ -84,9 +84,13 @@ class StandInProcess:
         requests: list[dict[str, Any]] = self._http.get("/log").json()["requests"]
         return requests
 
+    def control(self, command: dict[str, Any]) -> None:
+        """Change the stand-in's behaviour (``StandIn.control``: key states, replies, faults...)."""
+        self._http.post("/control", json=command).raise_for_status()
+
     def reset(self) -> None:
         """Forget rate windows and statistics."""
-        self._http.post("/control", json={"reset": True})
+        self.control({"reset": True})
 
     def close(self) -> None:
         """Stop the stand-in process (safe to call twice)."""

@@ -1,7 +1,7 @@
 """hfs providers: rotating, rate-limited Agno models from many providers, one pool of keys each.
 
     from hfs_core import get_model
-    model = get_model("groq")                      # or "groq:openai/gpt-oss-20b"
+    model = get_model("groq")                      # or "groq:openai/gpt-oss-20b", or a tier: "fast"
     Agent(model=model).run("hi")
 
 Importing this package is cheap: agno, keycycle and the provider SDKs load only when a
@@ -38,6 +38,8 @@ from hfs_core.plugin import (
 from hfs_core.registry import (
     ProviderManager,
     Registry,
+    TierEntry,
+    get_any_model,
     get_model,
     get_provider_manager,
     get_registry,
@@ -52,6 +54,7 @@ logging.getLogger("hfs_core").addHandler(logging.NullHandler())
 
 __all__ = [
     "Action",
+    "AllKeysDeadError",
     "CallOptions",
     "Config",
     "ConfigError",
@@ -62,7 +65,9 @@ __all__ = [
     "KeyPool",
     "NoAvailableKeyError",
     "PluginInfo",
+    "PoolExhaustedError",
     "Problem",
+    "ProviderBusyError",
     "ProviderConfig",
     "ProviderManager",
     "ProviderNotFoundError",
@@ -70,10 +75,13 @@ __all__ = [
     "ProviderSpec",
     "ProviderUnavailableError",
     "Registry",
+    "RequestTooLargeError",
+    "TierEntry",
     "Timeouts",
     "Verdict",
     "Window",
     "declared_keys",
+    "get_any_model",
     "get_model",
     "get_provider_manager",
     "get_registry",
@@ -88,7 +96,8 @@ __all__ = [
     "shutdown",
 ]
 
-_FROM_POOL = {"NoAvailableKeyError", "CallOptions", "KeyPool"}
+_FROM_POOL = {"NoAvailableKeyError", "PoolExhaustedError", "AllKeysDeadError", "ProviderBusyError",
+              "RequestTooLargeError", "CallOptions", "KeyPool"}
 
 
 def __getattr__(name: str) -> Any:

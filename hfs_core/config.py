@@ -21,6 +21,9 @@ Example ``hfs.toml``::
     rpm = 30                               # per key: rpm, rph, rpd (requests), tpm, tph, tpd (tokens)
     tpm = 8000                             # in place of keycycle's table (any provider, any model)
 
+    [tiers.fast]                           # get_model("fast"): the first entry that can serve each call
+    models = ["groq:openai/gpt-oss-20b", "cerebras:gpt-oss-120b", "gemini"]   # "gemini": its default model
+
     [state]                                # pools shared by every process on one Redis
     url = "redis://127.0.0.1:6379/0"       # HFS_STATE_URL wins when set; none: in-process state
     namespace = "hfs"                      # first part of every Redis key (several fleets, one Redis)
@@ -49,7 +52,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 CONFIG_ENV = "HFS_CONFIG"
-_TOP_KEYS = {"plugins", "usage_db_url", "track_usage", "providers", "state"}
+_TOP_KEYS = {"plugins", "usage_db_url", "track_usage", "providers", "state", "tiers"}
+_TIER_KEYS = {"models"}
 _PROVIDER_KEYS = {"enabled", "default_model", "expected_keys", "base_url", "plugin", "connect_timeout",
                   "read_timeout", "models"}
 _LIMIT_KEYS = {"rpm", "rph", "rpd", "tpm", "tph", "tpd"}
@@ -114,6 +118,9 @@ class Config:
     track_usage: bool = True
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     state: StateConfig = field(default_factory=StateConfig)
+    tiers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """``[tiers.NAME] models = ["provider:model", ...]``, in order of preference ("provider" alone: its
+    default model). None named: the registry's default tiers."""
 
     def provider(self, name: str) -> ProviderConfig:
         """The settings for `name` (defaults if the file says nothing about it)."""
@@ -213,6 +220,10 @@ def parse_config(data: Mapping[str, Any], path: Path, where: str = "") -> Config
     if not isinstance(tables, dict):
         raise _fail(path, where, "providers must be a table of [providers.<name>] tables")
     providers = {name: _provider(name, table, path, where) for name, table in tables.items()}
+    tiers = data.get("tiers", {})
+    if not isinstance(tiers, dict):
+        raise _fail(path, where, 'tiers must be a table of [tiers.<name>] tables, e.g. [tiers.fast] '
+                    'models = ["groq:openai/gpt-oss-20b"]')
     return Config(
         source=path,
         plugins=tuple(plugins) if plugins is not None else None,
@@ -220,6 +231,7 @@ def parse_config(data: Mapping[str, Any], path: Path, where: str = "") -> Config
         track_usage=track,
         providers=providers,
         state=_state(data.get("state", {}), path, f"{where} [state]".strip()),
+        tiers={name: _tier(name, table, path, where) for name, table in tiers.items()},
     )
 
 
@@ -243,6 +255,31 @@ def _state(table: Any, path: Path, section: str) -> StateConfig:
             raise _fail(path, section, f"{name} must be a number of seconds above 0, got {_described(value)}")
         seconds[name] = float(value)
     return StateConfig(url=url.strip() if url else None, namespace=namespace, **seconds)
+
+
+def _tier(name: str, table: Any, path: Path, where: str) -> tuple[str, ...]:
+    """``[tiers.NAME] models = [...]``: "provider:model" (or "provider") strings, in order of preference."""
+    section = f"{where} [tiers.{shown_name(name)}]".strip()
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name):
+        raise _fail(path, "", f"{section}: a tier's name is lower-case letters, digits, '-' or '_' (e.g. fast)")
+    if not isinstance(table, dict):
+        raise _fail(path, "", f"{section} must be a table holding models = [...]")
+    _check_keys(table, _TIER_KEYS, path, section)
+    models = table.get("models")
+    if not isinstance(models, list) or not models:
+        raise _fail(path, section, 'models must be a non-empty list of "provider:model" strings, '
+                    'e.g. models = ["groq:openai/gpt-oss-20b", "cerebras:gpt-oss-120b"]')
+    entries: list[str] = []
+    for index, entry in enumerate(models):
+        provider, colon, model = entry.partition(":") if isinstance(entry, str) else ("", "", "")
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", provider.strip()) or (colon and not model.strip()):
+            raise _fail(path, section, f'models[{index}] must be "provider:model" (or "provider" for its default '
+                        f'model), e.g. "groq:openai/gpt-oss-20b"; got {_described(entry)}')
+        text = f"{provider.strip()}:{model.strip()}" if colon else provider.strip()
+        if text in entries:
+            raise _fail(path, section, f"models[{index}] repeats models[{entries.index(text)}]; list each entry once")
+        entries.append(text)
+    return tuple(entries)
 
 
 def _provider(name: str, table: Any, path: Path, where: str) -> ProviderConfig:

@@ -9,6 +9,7 @@ recorded as a failed plugin and never stops the others.
 from __future__ import annotations
 
 import atexit
+import difflib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -18,6 +19,7 @@ import math
 import re
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +45,11 @@ STATE_URL_ENV = "HFS_STATE_URL"
 STATE_SECRET_ENV = "HFS_STATE_SECRET"
 CALL_DEFAULTS: Mapping[str, Any] = {"estimated_tokens": 1000, "wait": True, "timeout": 10.0, "max_retries": 5}
 HISTORY_SECONDS = 86400
+DEFAULT_TIERS = ("reasoning", "general", "fast")
+"""The tiers HFS asks for. With no ``[tiers]`` in the configuration each lists every loaded provider's
+default model, in the order of the providers' names (the order `get_any_model` uses too)."""
+ANY_TIER = "any"
+"""The name `get_any_model`'s tier goes by."""
 USAGE_FIXES = ("set TIDB_DB_URL or usage_db_url to a database, track_usage = false to record no usage, "
                "or XDG_DATA_HOME to a writable folder")
 """What the user can do when the data folder cannot hold the usage database or its spool."""
@@ -99,6 +106,30 @@ def _check_options(provider: str, options: Any) -> None:
         raise TypeError(f"get_model({provider!r}): wait must be True or False, got {options.wait!r}")
 
 
+@dataclass(frozen=True)
+class TierEntry:
+    """One entry of a tier, as the registry sees it now.
+
+    Attributes:
+        provider: the provider it names.
+        model: the model it names (its provider's default model when it names none; "" when the
+            provider is unknown).
+        problem: why it cannot serve calls (None: it can); the tier's other entries serve them.
+        known_model: whether keycycle's tables hold the model (False: its limits fall back to the
+            provider's default row; None: not known, the provider is not loaded).
+    """
+
+    provider: str
+    model: str
+    problem: str | None = None
+    known_model: bool | None = None
+
+    @property
+    def ref(self) -> str:
+        """``provider:model``, as `get_model` takes it."""
+        return f"{self.provider}:{self.model}" if self.model else self.provider
+
+
 class Registry:
     """Provider plugins, their environment, and their key pools.
 
@@ -144,6 +175,7 @@ class Registry:
         self._link: RedisLink | None = None
         self._link_ready = False
         self._warned_models: set[tuple[str, str]] = set()
+        self._left_out: set[tuple[str, str]] = set()  # (tier, entry and why) already logged
         self._closed = False
         source = PLUGINS_ENV if (self.env.get(PLUGINS_ENV) or "").strip() else self.config.source_name
         for name in self._discovery.missing:
@@ -205,6 +237,7 @@ class Registry:
             self.problems.append(Problem("error", self.state_info()["source"], "names a shared state, but the redis "
                                          "client is not installed; each process keeps its pools' state to itself",
                                          "pip install 'hfs-core[redis]'"))
+        self._check_tiers()
         var = self.db_url_var()
         url = (self.env.get(var) or "").strip() if var else ""
         if var and not looks_like_db_url(url):
@@ -222,6 +255,30 @@ class Registry:
                 continue
             self.problems.append(Problem("warning", var, f"no installed plugin reads it (no plugin {name!r})",
                                          f"pip install hfs-provider-{name.replace('_', '-')}, or unset {var}"))
+
+    def _check_tiers(self) -> None:
+        """Problems of the configured tiers: an entry that cannot serve (a warning; an error when none can),
+        a model keycycle does not know, a tier with a provider's name. The default tiers are not checked:
+        their entries' providers report their own problems."""
+        for name, refs in self.config.tiers.items():
+            where = f"{self.config.source_name} [tiers.{name}]"
+            if name in self._specs:
+                self.problems.append(Problem("warning", where, f"has the name of provider {name}, which "
+                                             f"get_model({name!r}) gives instead", "rename the tier"))
+            entries = self.tier_entries(name)
+            for index, entry in enumerate(entries):
+                shown = self.mask(refs[index])
+                if entry.problem is not None:
+                    self.problems.append(Problem("warning", where, f"models[{index}] {shown}: {entry.problem}",
+                                                 "the tier's other entries serve its calls meanwhile"))
+                elif entry.known_model is False and entry.model not in self.config.provider(entry.provider).models:
+                    self.problems.append(Problem(
+                        "warning", where, f"models[{index}] {shown}: the model is not in keycycle's "
+                        f"{entry.provider} table; its limits fall back to the provider's default row",
+                        f"see `hfs models {entry.provider}` for the models keycycle knows"))
+            if all(entry.problem is not None for entry in entries):
+                self.problems.append(Problem("error", where, "has no entry that can serve calls",
+                                             "fix the entries named above, or the providers' keys"))
 
     def _plugin_problems(self, spec: ProviderSpec) -> list[Problem]:
         try:
@@ -276,6 +333,38 @@ class Registry:
         pool = self._pools.get(name)
         return pool is None or pool.status().live > 0
 
+    @property
+    def tiers(self) -> dict[str, tuple[str, ...]]:
+        """Each tier's entries (``provider:model``), in order of preference: the configuration's, or with
+        none there, `DEFAULT_TIERS`, each every loaded provider's default model in name order."""
+        if self.config.tiers:
+            return dict(self.config.tiers)
+        return dict.fromkeys(DEFAULT_TIERS, self._every_default_model())
+
+    @property
+    def tiers_source(self) -> str:
+        """Where the tiers come from: the configuration file, or ``"default"``."""
+        return self.config.source_name if self.config.tiers else "default"
+
+    def _every_default_model(self) -> tuple[str, ...]:
+        return tuple(f"{name}:{self.config.provider(name).default_model or spec.default_model}"
+                     for name, spec in sorted(self._specs.items()))
+
+    def tier_entries(self, tier: str) -> list[TierEntry]:
+        """The entries of `tier` and whether each can serve calls now (``KeyError`` for an unknown tier)."""
+        entries = []
+        for ref in self.tiers[tier]:
+            provider, _, model = ref.partition(":")
+            try:
+                self._require(provider)
+            except HFSError as exc:
+                entries.append(TierEntry(provider, model, self.mask(str(exc))))
+                continue
+            model = model or self.config.provider(provider).default_model or self._specs[provider].default_model
+            known = catalog.is_known_model(self._specs[provider].keycycle_name, model)
+            entries.append(TierEntry(provider, model, None, known is not False))
+        return entries
+
     def import_problem(self, name: str) -> str | None:
         """Why provider `name` could not be built (its Agno class's package, or a dependency its
         plugin declares, is not installed), found without importing them; None when nothing is missing."""
@@ -297,6 +386,9 @@ class Registry:
     def _require(self, name: str) -> ProviderSpec:
         spec = self._specs.get(name)
         available = ", ".join(self.available_providers) or "none"
+        if spec is None and name in self.tiers:
+            raise ProviderNotFoundError(f"{name!r} is a tier, not a provider (get_model({name!r}) gives the tier); "
+                                        "a tier lists provider models only")
         if spec is None:
             failed = next((p for p in self._plugins if p.name == name and p.state == "failed"), None)
             if failed is not None:
@@ -304,9 +396,13 @@ class Registry:
                     f"provider {name!r}: plugin {failed.distribution} failed to load ({failed.error}); "
                     f"available: {available}")
             skipped = any(p.name == name and p.state == "skipped" for p in self._plugins)
-            hint = (f"it is installed but not loaded: add it to {PLUGINS_ENV} or plugins in the config"
-                    if skipped else f"install its plugin: pip install hfs-provider-{shown_name(name)}")
-            raise ProviderNotFoundError(f"unknown provider {shown_name(name)!r}; available: {available}; {hint}")
+            near = difflib.get_close_matches(name, [*self._specs, *self.tiers], n=1)
+            hint = (f"it is installed but not loaded: add it to {PLUGINS_ENV} or plugins in the config" if skipped
+                    else f"did you mean {near[0]!r}?" if near
+                    else f"install its plugin: pip install hfs-provider-{shown_name(name)}")
+            tiers = f"; tiers: {', '.join(self.tiers)}" if self.tiers else ""
+            raise ProviderNotFoundError(f"unknown provider {shown_name(name)!r}; available: {available}{tiers}; "
+                                        f"{hint}")
         report = self._reports[name]
         if not report.enabled:
             raise ProviderUnavailableError(
@@ -462,18 +558,27 @@ class Registry:
         return name, model_id or inline.strip() or self.config.provider(name).default_model or spec.default_model
 
     def get_model(self, provider: str, model_id: str | None = None, **kwargs: Any) -> Any:
-        """A rotating Agno model for `provider` (or ``"provider:model"``).
+        """A rotating Agno model for `provider` (or ``"provider:model"``), or for a tier's name one
+        Agno model over the tier's entries (`tiers`): each call runs on the first that can serve it.
 
         Keyword arguments `estimated_tokens` (1000), `wait` (True), `timeout` (10.0 s of
-        waiting in all; ``inf`` waits without limit) and `max_retries` (5) shape how calls wait
-        and retry; `connect_timeout` (5.0 s) and `read_timeout` (30.0 s between two pieces of
-        the answer) bound each attempt on the wire (also settable per provider in the
-        configuration); every other keyword goes to the provider's Agno model class
-        (``base_url``, ``temperature``...).
+        waiting in all, shared by a tier's entries; ``inf`` waits without limit) and
+        `max_retries` (5, per entry) shape how calls wait and retry; `connect_timeout` (5.0 s)
+        and `read_timeout` (30.0 s between two pieces of the answer) bound each attempt on the
+        wire (also settable per provider in the configuration); every other keyword goes to the
+        provider's Agno model class (``base_url``, ``temperature``...; for a tier, to every entry's).
         """
+        model_id = model_id or kwargs.pop("id", None)
+        tier = provider.strip().lower()
+        if tier in self.tiers and tier not in self._specs:
+            return self._tier_model(tier, self.tiers[tier], model_id, kwargs)
+        return self._provider_model(provider, model_id, kwargs)
+
+    def _provider_model(self, provider: str, model_id: str | None, kwargs: dict[str, Any]) -> Any:
+        """A rotating model of one provider (`get_model` for a provider, or a tier's entry)."""
         from hfs_core.pool import CallOptions
 
-        name, model_id = self.resolve_model(provider, model_id or kwargs.pop("id", None))
+        name, model_id = self.resolve_model(provider, model_id)
         pool = self.pool(name)
         options = CallOptions(**{k: kwargs.pop(k, v) for k, v in CALL_DEFAULTS.items()})
         _check_options(provider, options)
@@ -490,6 +595,37 @@ class Registry:
             return build_model(pool, model_id, options, model_kwargs)
         except TypeError as exc:
             raise TypeError(f"get_model({provider!r}): {exc}") from None
+
+    def get_any_model(self, **kwargs: Any) -> Any:
+        """A tier over every loaded provider's default model, in the order of their names: each call runs
+        on the first provider with a key free (the tier ``"any"``; keywords as for `get_model`)."""
+        return self._tier_model(ANY_TIER, self._every_default_model(), None, kwargs)
+
+    def _tier_model(self, tier: str, refs: Sequence[str], model_id: str | None, kwargs: dict[str, Any]) -> Any:
+        """A tier model over the entries of `refs` that can serve calls; the others are left out (and said so)."""
+        from hfs_core.pool import CallOptions
+
+        if model_id is not None:
+            raise TypeError(f"get_model({tier!r}): a tier names no model of its own, its entries name theirs "
+                            f"({self.tiers_source} [tiers.{tier}])")
+        options = CallOptions(**{k: kwargs.pop(k, v) for k, v in CALL_DEFAULTS.items()})
+        _check_options(tier, options)
+        entries, left_out = [], []
+        for ref in refs:
+            try:
+                entries.append(self._provider_model(ref, None, dict(kwargs)))
+            except HFSError as exc:  # one broken entry never takes the tier down
+                left_out.append(self.mask(f"{ref}: {exc}"))
+        for reason in left_out:
+            if (tier, reason) not in self._left_out:
+                self._left_out.add((tier, reason))
+                log.info("tier %s: left out %s", tier, reason)
+        if not entries:
+            raise ProviderUnavailableError(f"tier {tier!r} ({self.tiers_source}) has no entry that can serve "
+                                           f"calls: {'; '.join(left_out) or 'it lists none'}")
+        from hfs_core.tier import build_tier
+
+        return build_tier(tier, entries, options)
 
     def _warn_unknown_model(self, provider: str, model_id: str) -> None:
         spec = self._specs[provider]
@@ -557,6 +693,11 @@ def get_provider_manager() -> Registry:
 def get_model(provider: str, model_id: str | None = None, **kwargs: Any) -> Any:
     """A rotating Agno model from the process-wide registry; see `Registry.get_model`."""
     return get_registry().get_model(provider, model_id, **kwargs)
+
+
+def get_any_model(**kwargs: Any) -> Any:
+    """A model over every usable provider of the process-wide registry; see `Registry.get_any_model`."""
+    return get_registry().get_any_model(**kwargs)
 
 
 def list_available_providers() -> list[str]:

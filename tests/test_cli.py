@@ -410,6 +410,89 @@ def test_ask_verbose_shows_library_logs(tmp_path: Path, standin: StandIn) -> Non
     assert "HTTP Request: POST" in run.err  # httpx at INFO
 
 
+# -- tiers -----------------------------------------------------------------------------------
+
+TIERS_TOML = """[tiers.fast]
+models = ["groq:openai/gpt-oss-20b", "gorq:x", "cerebras", "gemini:gemini-2.5-fast"]
+
+[tiers.spare]
+models = ["cerebras", "openrouter"]
+"""
+
+
+def test_ask_with_a_tier_answers_from_the_first_entry_that_can_serve(tmp_path: Path, standin: StandIn) -> None:
+    (tmp_path / "hfs.toml").write_text(TIERS_TOML)
+    env = clean_env(tmp_path, provider_env({"groq": 2, "gemini": 1}))
+    for stream in ([], ["--no-stream"]):
+        run = hfs("ask", "-t", "fast", *stream, "--base-url", standin.url, "hello", env=env, cwd=tmp_path)
+        assert run.code == 0, run.err
+        assert run.out == "stand-in reply: hello\n"
+        assert run.err.splitlines()[-1] == "hfs: tier fast: answered by groq/openai/gpt-oss-20b", run.err
+    for key in keys_of(env, "groq"):
+        standin.set_key(key, 401)
+    moved = hfs("ask", "-t", "fast", "--base-url", standin.url, "again", env=env, cwd=tmp_path)
+    assert moved.code == 0 and moved.out == "stand-in reply: again\n", moved.err
+    assert "hfs: tier fast: gemini/gemini-2.5-fast takes the call (groq/openai/gpt-oss-20b: all keys dead)" \
+        in moved.err
+    assert moved.err.splitlines()[-1] == "hfs: tier fast: answered by gemini/gemini-2.5-fast"
+    unknown = hfs("ask", "-t", "slow", "hi", env=env, cwd=tmp_path)
+    one_line_error(unknown)
+    assert f"no tier 'slow'; tiers: fast, spare ({tmp_path / 'hfs.toml'})" in unknown.err
+    empty = hfs("ask", "-t", "spare", "hi", env=env, cwd=tmp_path)
+    one_line_error(empty)
+    assert "tier 'spare'" in empty.err and "has no entry that can serve calls" in empty.err
+
+
+def test_providers_lists_the_tiers_and_their_entries(tmp_path: Path) -> None:
+    (tmp_path / "hfs.toml").write_text(TIERS_TOML)
+    env = clean_env(tmp_path, provider_env({"groq": 2, "gemini": 1}))
+    run = hfs("providers", env=env, cwd=tmp_path)
+    assert run.code == 0, run
+    assert f"Tiers ({tmp_path / 'hfs.toml'}), each entry in order of preference:" in run.out
+    rows = [line.split() for line in run.out.splitlines()]
+    assert ["fast", "1", "groq:openai/gpt-oss-20b", "ok"] in rows
+    assert ["2", "gorq:x", "unusable", "unknown", "provider", "'gorq'"] in rows
+    assert ["4", "gemini:gemini-2.5-fast", "ok", "keycycle", "does", "not", "know", "the", "model:", "its", "limits",
+            "are", "the", "default", "row"] in rows
+    assert f"{tmp_path / 'hfs.toml'} [tiers.fast] models[1] gorq:x: unknown provider 'gorq'" in run.out
+    data = json.loads(hfs("providers", "--json", env=env, cwd=tmp_path).out)
+    fast, spare = data["tiers"]
+    assert (fast["name"], fast["source"], spare["name"]) == ("fast", str(tmp_path / "hfs.toml"), "spare")
+    assert [(e["ref"], e["usable"], e["known_model"]) for e in fast["entries"]] == [
+        ("groq:openai/gpt-oss-20b", True, True), ("gorq:x", False, None), ("cerebras", False, None),
+        ("gemini:gemini-2.5-fast", True, False)]
+    assert "NUM_CEREBRAS is not set" in fast["entries"][2]["problem"]
+    (tmp_path / "none.toml").write_text("")
+    env_without = clean_env(tmp_path, {**provider_env({"groq": 1}), "HFS_CONFIG": str(tmp_path / "none.toml")})
+    default = json.loads(hfs("providers", "--json", env=env_without, cwd=tmp_path).out)
+    assert [t["name"] for t in default["tiers"]] == ["reasoning", "general", "fast"]
+    assert {t["source"] for t in default["tiers"]} == {"default"}
+    assert [e["ref"] for e in default["tiers"][0]["entries"]] == [
+        "cerebras:gpt-oss-120b", "gemini:gemini-2.5-flash", "groq:openai/gpt-oss-120b",
+        "openrouter:nvidia/nemotron-3-super-120b-a12b:free"]
+
+
+def test_check_reports_a_tier_problem_naming_the_file_and_the_tier(tmp_path: Path) -> None:
+    (tmp_path / "hfs.toml").write_text(TIERS_TOML + '\n[tiers.loaded]\nmodels = ["openrouter:x", "groq"]\n')
+    env = clean_env(tmp_path, {**provider_env({"groq": 2, "gemini": 1, "openrouter": 1}), "HFS_PLUGINS": "groq,gemini"})
+    run = hfs("check", "--skip-db", env=env, cwd=tmp_path)
+    assert run.code == 1, run.out
+    where = f"{tmp_path / 'hfs.toml'} [tiers."
+    lines = {line.split(where, 1)[1] for line in run.out.splitlines() if where in line}
+    assert "fast] models[1] gorq:x: unknown provider 'gorq'; available: gemini, groq; tiers: fast, spare, loaded; " \
+           "did you mean 'groq'?" in lines
+    assert any(line.startswith("loaded] models[0] openrouter:x: unknown provider 'openrouter'") and
+               "it is installed but not loaded: add it to HFS_PLUGINS" in line for line in lines)
+    assert "fast] models[3] gemini:gemini-2.5-fast: the model is not in keycycle's gemini table; its limits fall " \
+           "back to the provider's default row" in lines
+    assert "spare] has no entry that can serve calls" in lines
+    assert re.search(r"^  error    tier spare\s", run.out, re.MULTILINE)
+    assert re.search(r"^  ok       tier fast\s+2 of 4 entries can serve calls", run.out, re.MULTILINE)
+    data = json.loads(hfs("check", "--skip-db", "--json", env=env, cwd=tmp_path).out)
+    scopes = {(f["scope"], f["severity"]) for f in data["findings"]}
+    assert {("tier fast", "warning"), ("tier loaded", "warning"), ("tier spare", "error")} <= scopes
+
+
 # -- usage -------------------------------------------------------------------------------------
 
 

@@ -67,6 +67,23 @@ def test_openai_style_tool_call_and_result(standin: StandIn) -> None:
     assert standin.stats()["tool_calls"] == 1 and standin.stats()["tool_results"] == 1
 
 
+def test_groq_refuses_a_tool_call_field_it_does_not_know(standin: StandIn) -> None:
+    client = groq_client(standin)
+    [call] = client.chat.completions.create(model="m", messages=USER, tools=TOOLS).choices[0].message.tool_calls or []
+    signed = {**call.model_dump(), "thought_signature": "c2lnbmVk"}  # as Agno keeps a Gemini call
+    turn: Any = [*USER, {"role": "assistant", "content": None, "tool_calls": [signed]},
+                 {"role": "tool", "tool_call_id": call.id, "content": "5"}]
+    with pytest.raises(groq.BadRequestError) as caught:
+        client.chat.completions.create(model="m", messages=turn, tools=TOOLS)
+    assert caught.value.status_code == 400 and caught.value.body == {"error": {
+        "message": "'messages.1' : for 'role:assistant' the following must be satisfied"
+                   "[('messages.1.tool_calls.0' : property 'thought_signature' is unsupported)]",
+        "type": "invalid_request_error", "code": "invalid_request"}}
+    other = openai.OpenAI(api_key="sk-" + secrets.token_hex(20), base_url=standin.url, max_retries=0)
+    answer = other.chat.completions.create(model="m", messages=turn, tools=TOOLS)  # only Groq's route is strict
+    assert answer.choices[0].message.content == "stand-in reply: add 2 and 3 [add -> 5]"
+
+
 def test_no_tool_call_unless_the_tool_is_offered(standin: StandIn) -> None:
     client = groq_client(standin)
     plain = client.chat.completions.create(model="m", messages=USER)
@@ -143,6 +160,8 @@ def test_gemini_function_call_and_response(standin: StandIn, stream: bool) -> No
         first = client.models.generate_content(model="gemini-2.5-flash", contents=ask, config=config)
     [call] = first.function_calls or []
     assert call.name == "add" and call.args == {"a": 2, "b": 3} and call.id is None
+    [part] = first.candidates[0].content.parts if first.candidates and first.candidates[0].content else []
+    assert part.function_call == call and part.thought_signature and len(part.thought_signature) == 32
     assert first.candidates and first.candidates[0].finish_reason == types.FinishReason.STOP
 
     turn = [

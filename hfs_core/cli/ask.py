@@ -1,8 +1,9 @@
-"""``hfs ask``: one prompt through an Agno agent on a rotating model, the answer on stdout.
+"""``hfs ask``: one prompt through an Agno agent on a rotating model (or a tier), the answer on stdout.
 
 The model comes from `Registry.get_model` like any caller's. When every key is at its rate
 limit the pool says so once, on logger ``hfs_core.pool`` at INFO, which this command shows
-on stderr (with the rate limits and retries met during the call).
+on stderr (with the rate limits, retries and a tier's moves to its next entry met during the
+call); with ``-t`` it also says which provider and model answered.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hfs_core.cli.common import CliError, open_registry
@@ -83,30 +85,65 @@ def _provider_error(text: str) -> str:
     return text
 
 
-def _run_error(provider: str, model_id: str, content: Any, error_type: str | None) -> CliError:
+@dataclass(frozen=True)
+class Target:
+    """What `hfs ask` asks: the model, how messages name it, and where its model names are listed."""
+
+    model: Any
+    label: str
+    models_hint: str
+
+
+def _target(registry: Registry, args: argparse.Namespace) -> Target:
+    """The model of ``-t``'s tier, ``-m``'s PROVIDER:MODEL, ``-p``'s provider, or the first provider with keys."""
+    options: dict[str, Any] = {"timeout": args.timeout, **({"base_url": args.base_url} if args.base_url else {})}
+    if args.tier:
+        name = args.tier.strip().lower()
+        if name not in registry.tiers:
+            raise CliError(f"no tier {name!r}; tiers: {', '.join(registry.tiers) or 'none'} "
+                           f"({registry.tiers_source})", "`hfs providers` lists the tiers; add one to hfs.toml "
+                           'as [tiers.NAME] models = ["provider:model", ...]')
+        return Target(registry.get_model(name, **options), f"tier {name}", "`hfs providers` lists its entries")
+    provider, model_id = registry.resolve_model(_choose_provider(registry, args))
+    return Target(registry.get_model(provider, model_id, **options), f"{provider}/{model_id}",
+                  f"`hfs models {provider}` lists model names")
+
+
+def _say_who_answered(target: Target, provider_data: Any) -> None:
+    """For a tier, which provider and model answered (on stderr)."""
+    served = (provider_data or {}).get("hfs") if isinstance(provider_data, dict) else None
+    if target.label.startswith("tier ") and isinstance(served, dict):
+        print(f"{PROG}: {target.label}: answered by {served.get('provider')}/{served.get('model')}", file=sys.stderr)
+
+
+def _run_error(target: Target, content: Any, error_type: str | None) -> CliError:
     """A CliError for a failed Agno run (which reports errors as events, not exceptions)."""
+    from hfs_core.pool.unavailable import ERROR_TYPE
+
     message = _provider_error(str(content or "the model call failed")).strip().splitlines()
     first = message[0] if message else "the model call failed"
-    if error_type == "NoAvailableKeyError":
+    if error_type == ERROR_TYPE:
         return CliError(first, "retry later, allow a longer wait with --timeout, or add keys; "
                                "`hfs usage` shows recent use")
     if re.search(r"connection|connect|timed? ?out|name resolution|unreachable", first, re.IGNORECASE):
-        return CliError(f"{provider}/{model_id}: {first}",
+        return CliError(f"{target.label}: {first}",
                         "the provider cannot be reached: check the network, a proxy, or --base-url; "
                         "-v shows the library logs")
-    return CliError(f"{provider}/{model_id}: {first}",
-                    f"the provider refused or failed the call; `hfs models {provider}` lists model names, "
+    return CliError(f"{target.label}: {first}",
+                    f"the provider refused or failed the call; {target.models_hint}, "
                     "-v shows the library logs, --debug the traceback")
 
 
-def _stream_answer(agent: Any, prompt: str, provider: str, model_id: str) -> int:
+def _stream_answer(agent: Any, prompt: str, target: Target) -> int:
     """Print the answer's content deltas as they arrive."""
     wrote_newline = True
     wrote = False
+    provider_data = None
     for event in agent.run(prompt, stream=True):
         kind = getattr(event, "event", "")
         if kind == "RunContent":
             content = getattr(event, "content", None)
+            provider_data = getattr(event, "model_provider_data", None) or provider_data
             if isinstance(content, str) and content:
                 sys.stdout.write(content)
                 sys.stdout.flush()
@@ -114,41 +151,43 @@ def _stream_answer(agent: Any, prompt: str, provider: str, model_id: str) -> int
         elif kind == "RunError":
             if not wrote_newline:
                 sys.stdout.write("\n")
-            raise _run_error(provider, model_id, getattr(event, "content", None), getattr(event, "error_type", None))
+            raise _run_error(target, getattr(event, "content", None), getattr(event, "error_type", None))
         elif kind == "RunCancelled":
             raise KeyboardInterrupt
     if not wrote:
-        raise _empty_answer(provider, model_id, streamed=True)
+        raise _empty_answer(target, streamed=True)
     if not wrote_newline:
         sys.stdout.write("\n")
     sys.stdout.flush()
+    _say_who_answered(target, provider_data)
     return 0
 
 
-def _empty_answer(provider: str, model_id: str, *, streamed: bool) -> CliError:
+def _empty_answer(target: Target, *, streamed: bool) -> CliError:
     """The provider answered, but with no text: say so rather than print nothing and exit 0."""
     how = ("the stream ended without any text (a proxy that ignores `stream: true` answers plain JSON, "
            "which the SDK reads as an empty stream)") if streamed else "the answer holds no text"
     hint = "try --no-stream, or check the base URL" if streamed else "check the model and the base URL"
-    return CliError(f"{provider}/{model_id} answered, but {how}", hint)
+    return CliError(f"{target.label} answered, but {how}", hint)
 
 
-def _whole_answer(agent: Any, prompt: str, provider: str, model_id: str) -> int:
+def _whole_answer(agent: Any, prompt: str, target: Target) -> int:
     """Print the answer once the run is complete."""
     result = agent.run(prompt)
     status = str(getattr(getattr(result, "status", None), "value", getattr(result, "status", "")))
     if status.lower() == "error":
         events = [e for e in getattr(result, "events", None) or [] if getattr(e, "event", "") == "RunError"]
         error_type = getattr(events[-1], "error_type", None) if events else None
-        raise _run_error(provider, model_id, getattr(result, "content", None), error_type)
+        raise _run_error(target, getattr(result, "content", None), error_type)
     if status.lower() == "cancelled":
         raise KeyboardInterrupt
     content = getattr(result, "content", None)
     if content is None or content == "":
-        raise _empty_answer(provider, model_id, streamed=False)
+        raise _empty_answer(target, streamed=False)
     text = content if isinstance(content, str) else json.dumps(content, default=str)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     sys.stdout.flush()
+    _say_who_answered(target, getattr(result, "model_provider_data", None))
     return 0
 
 
@@ -163,15 +202,13 @@ def cmd_ask(args: argparse.Namespace, log_filter: LogFilter) -> int:
     log_filter.show_info("hfs_core.pool")  # waiting for a key, rate limits and retries met during the call
     registry, _ = open_registry(log_filter)
     try:
-        provider, model_id = registry.resolve_model(_choose_provider(registry, args))
-        model = registry.get_model(provider, model_id, timeout=args.timeout,
-                                   **({"base_url": args.base_url} if args.base_url else {}))
+        target = _target(registry, args)
         from agno.agent import Agent
 
-        agent = Agent(model=model, telemetry=False)
+        agent = Agent(model=target.model, telemetry=False)
         if args.stream:
-            return _stream_answer(agent, prompt, provider, model_id)
-        return _whole_answer(agent, prompt, provider, model_id)
+            return _stream_answer(agent, prompt, target)
+        return _whole_answer(agent, prompt, target)
     finally:
         registry.shutdown()
 

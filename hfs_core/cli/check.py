@@ -1,4 +1,5 @@
-"""``hfs check``: the registry's start-up checks and the usage database, one finding per line; exit 1 on errors."""
+"""``hfs check``: the registry's start-up checks, the tiers and the usage database, one finding per line;
+exit 1 on errors."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from hfs_core.cli.common import open_registry
 from hfs_core.cli.output import LogFilter, out, plural, print_json, spinner
-from hfs_core.cli.providers import describe_state, failed_plugins, provider_entries, provider_status
+from hfs_core.cli.providers import describe_state, failed_plugins, provider_entries, provider_status, tier_listing
 from hfs_core.plugin import Problem
 
 if TYPE_CHECKING:
@@ -50,7 +51,9 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
                                 config_problem.hint))
     env_file = str(registry.env_file) if registry.env_file else "no .env file"
     findings.append(Finding("files", "info", "", f"read {env_file} and {registry.config.source_name}"))
-    findings += [Finding("global", p.severity, p.variable, p.message, p.hint) for p in registry.problems]
+    tier_of = {f"{registry.config.source_name} [tiers.{name}]": name for name in registry.config.tiers}
+    findings += [Finding(f"tier {tier_of[p.variable]}" if p.variable in tier_of else "global", p.severity,
+                         p.variable, p.message, p.hint) for p in registry.problems]
     for plugin in registry.plugins:
         if plugin.state == "failed":
             dist = plugin.distribution or plugin.name
@@ -76,6 +79,11 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
             findings.append(Finding(name, "error", "", "not usable", "run `hfs providers` for details"))
         for p in entry["problems"]:
             findings.append(Finding(name, p["severity"], p["variable"], p["message"], p["hint"]))
+    for tier in tier_listing(registry):
+        usable = [e["ref"] for e in tier["entries"] if e["usable"]]
+        if usable:
+            findings.append(Finding(f"tier {tier['name']}", "ok", "", f"{len(usable)} of {len(tier['entries'])} "
+                                    f"entries can serve calls ({tier['source']}): {', '.join(usable)}"))
     if enabled == 0:
         findings.append(Finding("global", "error", "", "no provider is installed and enabled",
                                 "pip install hfs-provider-groq (or another provider) and enable it"))

@@ -28,7 +28,7 @@ examples:
   hfs providers                  what is installed and which variables to set
   hfs check --strict             CI / deploy gate: exit 1 on any problem
   hfs models groq                models and per-key limits keycycle knows
-  hfs ask -p groq "Say hi"       one prompt through a rotating model
+  hfs ask -p groq "Say hi"       one prompt through a rotating model (-t fast: a tier)
   hfs usage --since 7d           requests and tokens per provider, key and model
 
 exit status: 0 ok, 1 error (one line and a hint on stderr), 2 bad usage.
@@ -37,14 +37,15 @@ HFS_PLUGINS, HFS_DEBUG=1 (tracebacks). A .env file in the working directory is r
 """
 
 _COMMANDS: dict[str, tuple[str, str]] = {
-    "providers": ("list provider plugins, their keys, default models and health", """\
+    "providers": ("list provider plugins, their keys, default models and health, and the tiers", """\
 examples:
   hfs providers
   hfs providers --json | jq '.providers[] | select(.healthy) | .name'
 
 Lists every discovered plugin, including plugins that failed to load (with the
-error), and for each provider which variables to set. Always exits 0; use
-`hfs check` to gate on problems."""),
+error), and for each provider which variables to set; then each tier's entries
+and whether each can serve calls. Always exits 0; use `hfs check` to gate on
+problems."""),
     "check": ("check keys, config, plugins and the usage database (exit 1 on errors)", """\
 examples:
   hfs check                      exit 1 on any error
@@ -52,8 +53,10 @@ examples:
   hfs check --json --skip-db     machine-readable, without touching the database
 
 Errors: an enabled provider without usable keys, a plugin that failed to load,
-a malformed config file, a bad or unreachable usage database. Warnings: key
-counts that differ from expected_keys, keys that look wrong, and the like."""),
+a malformed config file, a tier none of whose entries can serve, a bad or
+unreachable usage database. Warnings: key counts that differ from
+expected_keys, keys that look wrong, a tier entry naming an unknown provider,
+an uninstalled plugin or a model keycycle does not know, and the like."""),
     "models": ("list the models keycycle knows for a provider, with their limits", """\
 examples:
   hfs models groq
@@ -67,11 +70,13 @@ examples:
   hfs ask "What is the capital of France?"          first provider with keys
   hfs ask -p gemini "Explain key rotation briefly"
   hfs ask -m groq:openai/gpt-oss-20b --no-stream "hi"
+  hfs ask -t fast "hi"                              a tier: its first entry with a free key
   git diff | hfs ask -p groq -                      prompt from stdin
   hfs ask -p groq --base-url http://127.0.0.1:8000 "hi"   through a proxy
 
 When every key is at its rate limit, hfs says on stderr which provider it waits
-for and how long until a key frees up. The call is recorded in the usage database."""),
+for and how long until a key frees up; with -t, which entry took the call and
+which answered. The call is recorded in the usage database."""),
     "demo": ("watch an agent on rotating keys against a local stand-in (no keys needed)", """\
 examples:
   hfs demo
@@ -132,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("-p", "--provider", metavar="PROVIDER", help="provider to use (default: first with keys)")
     which.add_argument("-m", "--model", type=provider_model, metavar="PROVIDER:MODEL",
                        help="provider and model, e.g. groq:openai/gpt-oss-20b")
+    which.add_argument("-t", "--tier", metavar="TIER", help="a tier, e.g. fast: its first entry that can serve")
     ask.add_argument("--no-stream", dest="stream", action="store_false", help="print the answer when complete")
     ask.add_argument("--base-url", metavar="URL", help="send the call to this URL (a proxy or a local stand-in)")
     ask.add_argument("--timeout", type=positive_float, default=ASK_TIMEOUT, metavar="S",

@@ -1,4 +1,4 @@
-"""``hfs providers``: every discovered plugin, its provider's keys, default model and health."""
+"""``hfs providers``: every discovered plugin, its provider's keys, default model and health, and the tiers."""
 
 from __future__ import annotations
 
@@ -64,6 +64,32 @@ def provider_entries(registry: Registry) -> list[dict[str, Any]]:
     return entries
 
 
+def tier_listing(registry: Registry) -> list[dict[str, Any]]:
+    """One JSON-ready entry per tier, its entries in order of preference and whether each can serve calls."""
+    return [{
+        "name": name,
+        "source": registry.tiers_source,
+        "entries": [{"ref": e.ref, "provider": e.provider, "model": e.model, "usable": e.problem is None,
+                     "known_model": e.known_model, "problem": e.problem} for e in registry.tier_entries(name)],
+    } for name in registry.tiers]
+
+
+def _tier_rows(tiers: Sequence[Mapping[str, Any]]) -> list[list[Cell]]:
+    """Rows of the tiers table: one per entry, the tier named on its first."""
+    rows: list[list[Cell]] = []
+    for tier in tiers:
+        for number, entry in enumerate(tier["entries"], 1):
+            if entry["problem"] is not None:
+                status: Cell = ("unusable", "red")
+                note = str(entry["problem"]).split("; ")[0]
+            elif entry["known_model"] is False:
+                status, note = ("ok", "yellow"), "keycycle does not know the model: its limits are the default row"
+            else:
+                status, note = ("ok", "green"), ""
+            rows.append([tier["name"] if number == 1 else "", str(number), entry["ref"], status, note])
+    return rows
+
+
 def failed_plugins(registry: Registry) -> list[dict[str, Any]]:
     """JSON-ready entries for the plugins that failed to load."""
     return [{"name": p.name, "distribution": p.distribution, "version": p.version, "error": p.error}
@@ -77,10 +103,12 @@ def cmd_providers(args: argparse.Namespace, log_filter: LogFilter) -> int:
     failed = failed_plugins(registry)
     skipped = [p.to_dict() for p in registry.plugins if p.state == "skipped"]
     problems = ([config_problem] if config_problem else []) + registry.problems
+    tiers = tier_listing(registry)
     if args.json:
         print_json({
             "config": str(registry.config.source) if registry.config.source else None,
             "providers": entries,
+            "tiers": tiers,
             "failed_plugins": failed,
             "skipped_plugins": skipped,
             "problems": [p.to_dict() for p in problems],
@@ -101,6 +129,10 @@ def cmd_providers(args: argparse.Namespace, log_filter: LogFilter) -> int:
             plugin = f"{f['distribution'] or '?'} {f['version'] or ''}".strip()
             rows.append([f["name"], plugin, "-", "-", "-", ("failed", "red"), f["error"] or ""])
         table(["PROVIDER", "PLUGIN", "HOOKS", "DEFAULT MODEL", "KEYS", "STATUS", "NOTES"], rows, right={4})
+    if tiers:
+        out()
+        table(["TIER", "#", "ENTRY", "STATUS", "NOTES"], _tier_rows(tiers), right={1},
+              title=f"Tiers ({registry.tiers_source}), each entry in order of preference:")
     if skipped:
         names = ", ".join(p["name"] for p in skipped)
         out(f"\nInstalled but not loaded (HFS_PLUGINS or `plugins` in the config): {names}")

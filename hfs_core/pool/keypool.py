@@ -19,12 +19,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hfs_core._keycycle import DEFAULT_COOLDOWN_SECONDS
-from hfs_core._keycycle import NoAvailableKeyError as KeycycleNoAvailableKeyError
-from hfs_core.errors import HFSError
 from hfs_core.plugin import Action, Verdict
 from hfs_core.pool.clients import ClientCache
 from hfs_core.pool.failures import judge, retry_after
 from hfs_core.pool.state import Lease, PoolState, PoolStatus, key_suffix
+from hfs_core.pool.unavailable import (
+    AllKeysDeadError,
+    NoAvailableKeyError,
+    PoolExhaustedError,
+    ProviderBusyError,
+    RequestTooLargeError,
+)
 
 if TYPE_CHECKING:
     from hfs_core.plugin import ProviderSpec
@@ -52,34 +57,6 @@ class UsageRecorder(Protocol):
 
     def remember_cooldown(self, provider: str, suffix: str, until: float) -> None:
         """Remember, across restarts, that the key ending in `suffix` is out until `until` (epoch seconds)."""
-
-
-class NoAvailableKeyError(HFSError, KeycycleNoAvailableKeyError):
-    """No key of the provider can take the call within the caller's wait budget.
-
-    Also a ``keycycle.NoAvailableKeyError``, so code written against keycycle still catches it.
-    ``next_free_in`` is the number of seconds until a key frees up (None: unknown or never).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        provider: str,
-        model_id: str,
-        wait: bool,
-        timeout: float,
-        total_keys: int,
-        dead_keys: int,
-        cooling_down: int,
-        next_free_in: float | None,
-    ) -> None:
-        KeycycleNoAvailableKeyError.__init__(
-            self, provider, model_id, wait, timeout, total_keys=total_keys, cooling_down=cooling_down
-        )
-        self.args = (message,)
-        self.dead_keys = dead_keys
-        self.next_free_in = next_free_in
 
 
 @dataclass(frozen=True)
@@ -154,11 +131,14 @@ class KeyPool:
     def _unavailable(self, model_id: str, options: CallOptions, delay: float) -> NoAvailableKeyError:
         status = self.state.status()
         busy = self._busy_until - time.monotonic()
+        kind: type[NoAvailableKeyError] = PoolExhaustedError
         if status.dead == status.total:
+            kind = AllKeysDeadError
             message = (f"{self.provider}: all {status.total} keys are dead (401/402/403 from the provider); "
                        f"replace {self.spec.env_prefix}_API_KEY_<i>")
             next_free: float | None = None
         elif busy > 0:
+            kind = ProviderBusyError
             next_free = busy
             message = (f"{self.provider}/{model_id}: the provider is busy ({self._busy_reason}) and backed off "
                        f"for {busy:.1f}s more, past a {options.timeout:g}s wait budget; its keys are kept")
@@ -170,7 +150,7 @@ class KeyPool:
             message = (f"{self.provider}/{model_id}: no key free within {budget}; "
                        f"{status.live} of {status.total} keys live, {status.cooling} cooling down, "
                        f"{status.in_flight} calls in flight; the next key frees {when}")
-        return NoAvailableKeyError(
+        return kind(
             message, provider=self.provider, model_id=model_id, wait=options.wait, timeout=options.timeout,
             total_keys=status.total, dead_keys=status.dead, cooling_down=status.cooling, next_free_in=next_free,
         )
@@ -190,9 +170,10 @@ class KeyPool:
         most = self.state.max_tokens(model_id)
         if most is not None and options.estimated_tokens > most:
             status = self.state.status()
-            raise NoAvailableKeyError(
+            raise RequestTooLargeError(
                 f"{self.provider}/{model_id}: estimated_tokens={options.estimated_tokens} is more than any key "
-                f"can ever take (its smallest token limit is {most}); pass a smaller estimated_tokens to get_model",
+                f"can ever take (at most {most} tokens in its smallest window); pass a smaller estimated_tokens "
+                "to get_model",
                 provider=self.provider, model_id=model_id, wait=options.wait, timeout=options.timeout,
                 total_keys=status.total, dead_keys=status.dead, cooling_down=status.cooling, next_free_in=None)
 

@@ -5,13 +5,17 @@ Parses ``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateCont
 JSON or SSE events, plus ``google.rpc.Status``-shaped error bodies.
 
 Tools arrive as ``tools[].functionDeclarations[].name``; a tool call is answered with
-``candidates[0].content.parts=[{"functionCall": {"name", "args"}}]`` (no ``id``, as the Gemini
-Developer API sends it; Agno makes up a call id then), in one event when streaming, as Gemini does.
+``candidates[0].content.parts=[{"functionCall": {"name", "args"}, "thoughtSignature": ...}]`` (no
+``id``, as the Gemini Developer API sends it; Agno makes up a call id then), in one event when
+streaming, as Gemini does. The part carries a ``thoughtSignature`` (opaque base64 bytes), as Gemini
+2.5 and later send with function calls when thinking is on, their default
+(ai.google.dev/gemini-api/docs/thought-signatures); Agno keeps it on the tool call, to send it back.
 Tool results come back as ``functionResponse`` parts (``{"name", "response"}``) in a ``user`` turn.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import uuid
@@ -49,6 +53,11 @@ _STATUS: dict[int, str] = {
 }
 _RATE_LIMIT_MESSAGE = "Resource has been exhausted (e.g. check quota)."
 _BROKEN = "stream interrupted by stand-in"
+
+
+def _signature() -> str:
+    """An opaque thought signature (random bytes, base64), as Gemini attaches to a function call."""
+    return base64.b64encode(uuid.uuid4().bytes * 2).decode("ascii")
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:
@@ -154,7 +163,10 @@ def body(request: Request, answer: Answer) -> dict[str, Any] | SseBody:
     prompt = count_tokens(request.conversation.prompt_text)
     if answer.tool_calls:
         pieces: list[list[dict[str, Any]]] = [
-            [{"functionCall": {"name": call.name, "args": call.arguments}} for call in answer.tool_calls]
+            [
+                {"functionCall": {"name": call.name, "args": call.arguments}, "thoughtSignature": _signature()}
+                for call in answer.tool_calls
+            ]
         ]
         completion = count_tokens(json.dumps([p["functionCall"] for p in pieces[0]]))
     else:

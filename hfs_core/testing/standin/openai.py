@@ -8,6 +8,12 @@ SDK, ``openai/types/chat/chat_completion_chunk.py``; described in "Streaming too
 https://docs.opper.ai/build/chat/streaming): the first delta of each call carries ``index``, ``id``,
 ``type`` and ``function.name`` with empty ``arguments``; later deltas carry only ``index`` and a
 fragment of ``function.arguments``; the last chunk has ``finish_reason: "tool_calls"``.
+
+On Groq's route (``/openai/v1/...``) a tool call sent back in the history with a field beyond ``id``,
+``type`` and ``function`` is refused with a 400, as Groq refuses properties it does not know in a
+message ("'messages.2' : for 'role:assistant' the following must be satisfied[('messages.2' :
+property 'reasoning' is unsupported...)]", karthink/gptel#774; "property 'store' is unsupported",
+fanenr/chatbot#21); the wording for a tool call's field follows that shape.
 """
 
 from __future__ import annotations
@@ -105,6 +111,23 @@ def _conversation(payload: dict[str, Any]) -> Conversation:
     )
 
 
+_TOOL_CALL_FIELDS = frozenset({"id", "type", "function"})
+
+
+def _unsupported_tool_call_field(messages: list[Any]) -> str | None:
+    """Groq's 400 message for the first tool call in the history with a field it does not take, else None."""
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            continue
+        for number, call in enumerate(message.get("tool_calls") or []):
+            extra = sorted(set(call) - _TOOL_CALL_FIELDS) if isinstance(call, dict) else []
+            if extra:
+                where = f"messages.{index}"
+                return (f"'{where}' : for 'role:{message.get('role')}' the following must be satisfied"
+                        f"[('{where}.tool_calls.{number}' : property '{extra[0]}' is unsupported)]")
+    return None
+
+
 def parse(route: str, query: str, headers: Message, raw: bytes) -> Request:
     """Parse one chat-completions request; the key comes from ``Authorization: Bearer <key>``."""
     scheme, _, token = (headers.get("Authorization") or "").partition(" ")
@@ -120,10 +143,13 @@ def parse(route: str, query: str, headers: Message, raw: bytes) -> Request:
     except (ValueError, UnicodeDecodeError):
         problem = "Invalid JSON in request body."
     model = str(payload.get("model") or "")
+    groq = route.startswith("/openai/")
     if problem is None and not model:
         problem = "'model' : property 'model' is missing"
     elif problem is None and not isinstance(payload.get("messages"), list):
         problem = "'messages' : property 'messages' is missing or not an array"
+    elif problem is None and groq:
+        problem = _unsupported_tool_call_field(payload["messages"])
     return Request(
         provider="openai",
         route=route,
@@ -133,7 +159,7 @@ def parse(route: str, query: str, headers: Message, raw: bytes) -> Request:
         problem=problem,
         conversation=_conversation(payload) if problem is None else Conversation(),
         options={
-            "groq": route.startswith("/openai/"),
+            "groq": groq,
             "include_usage": bool((payload.get("stream_options") or {}).get("include_usage")),
         },
     )
