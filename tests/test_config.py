@@ -168,6 +168,13 @@ def test_unknown_setting_in_pyproject_names_the_section(isolated: Path) -> None:
         ("[providers.groq]\nexpected_keys = true\n", "expected_keys must be a whole number"),
         ('[providers.groq]\nbase_url = "localhost"\n', "base_url must be a URL"),
         ("[providers.groq]\nbase_url = 8000\n", "base_url must be a URL"),
+        ("state = 1\n", "[state] must be a table"),
+        ('[state]\nurl = "http://127.0.0.1:6379"\n', "[state] url must be a redis://, rediss:// or unix:// URL"),
+        ("[state]\nurl = 6379\n", "[state] url must be a redis://"),
+        ('[state]\nnamespace = "a b"\n', "[state] namespace must be 1 to 40 letters"),
+        ("[state]\nlease_seconds = 0\n", "[state] lease_seconds must be a number of seconds above 0"),
+        ('[state]\ntimeout = "1"\n', "[state] timeout must be a number of seconds above 0"),
+        ('[state]\nadress = "redis://x"\n', "[state] unknown setting 'adress'"),
     ],
 )
 def test_wrong_types_are_errors(isolated: Path, text: str, says: str) -> None:
@@ -317,3 +324,12 @@ def test_bad_tidb_db_url_is_an_error_problem_and_falls_back(isolated: Path, make
     assert "not a url" not in str(problem)
     url = registry.usage_url()
     assert url is not None and url.startswith("sqlite:///") and str(isolated / "data") in url
+
+
+def test_state_settings_are_read(isolated: Path) -> None:
+    (isolated / "hfs.toml").write_text('[state]\nurl = " rediss://:pw@cache:6380/2 "\nnamespace = "team-a"\n'
+                                       "lease_seconds = 12\ntimeout = 0.25\n")
+    state = load_config(env={}).state
+    assert (state.url, state.namespace, state.lease_seconds, state.timeout) == \
+        ("rediss://:pw@cache:6380/2", "team-a", 12.0, 0.25)
+    assert Config().state.url is None  # no [state]: each process keeps its own

@@ -120,7 +120,7 @@ def redis_dump(namespace: str) -> dict[bytes, Any]:
 @pytest.mark.slow
 @pytest.mark.parametrize("state", ["redis", "in-process"])
 def test_three_processes_hold_each_keys_limit_together(state: str, standin: StandIn, namespace: str,
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, record_property: Any) -> None:
     """3 processes x 4 threads on 4 keys of 5 requests a minute. Through Redis the stand-in sees at
     most 5 per key, and every one of them served; each process on its own state sends more."""
     per_minute, keys = 5, [fake_key("groq") for _ in range(4)]
@@ -135,6 +135,8 @@ def test_three_processes_hold_each_keys_limit_together(state: str, standin: Stan
     counts = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     served = sum(c["ok"] for c in counts)
     per_key = [standin.requests_for(key, 200) for key in keys]
+    record_property("answered_per_key", per_key)
+    record_property("upstream_429", standin.count(429))
     if state == "redis":
         assert standin.count(429) == 0, (counts, [err[-3000:] for _, err in outputs])
         assert per_key == [per_minute] * 4 and served == 20, (per_key, counts)
@@ -144,7 +146,7 @@ def test_three_processes_hold_each_keys_limit_together(state: str, standin: Stan
 
 
 def test_a_process_killed_mid_call_gives_its_capacity_back_within_the_lease_time(
-        standin: StandIn, namespace: str, shared: RedisStates, tmp_path: Path) -> None:
+        standin: StandIn, namespace: str, shared: RedisStates, tmp_path: Path, record_property: Any) -> None:
     """A worker reserves 1000 of a key's 1500 tokens a minute and is killed (SIGKILL) mid-call: the
     reservation holds the key until its lease (2 s) runs out, then another process has the key."""
     keys = [fake_key("groq")]
@@ -170,6 +172,7 @@ def test_a_process_killed_mid_call_gives_its_capacity_back_within_the_lease_time
     while not isinstance(got := state.try_acquire(MODEL, 1000), Lease) and time.monotonic() - killed < 10:
         time.sleep(0.05)
     assert isinstance(got, Lease)
+    record_property("capacity_back_after_s", round(time.monotonic() - killed, 2))
     assert time.monotonic() - killed <= link.lease_seconds + 1.0  # the lease, renewed at most once more
     state.settle(got, None)
     client.close()
@@ -197,7 +200,7 @@ def requests_in_redis(namespace: str) -> int:
 @pytest.mark.parametrize("fault", ["cut", "stall"])
 def test_calls_go_on_while_redis_is_away_and_sharing_resumes(
         fault: str, standin: StandIn, namespace: str, tmp_path: Path, make_registry: Any,
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, record_property: Any) -> None:
     proxy = TcpProxy(REDIS)
     try:
         keys = [fake_key("groq") for _ in range(3)]
@@ -210,13 +213,19 @@ def test_calls_go_on_while_redis_is_away_and_sharing_resumes(
             time.sleep(0.1)
             assert requests_in_redis(namespace) == 6
             getattr(proxy, fault)()
+            took = []
             for _ in range(6):  # the first waits at most the state's timeout, the rest not at all
+                start = time.monotonic()
                 assert ask(model).content
+                took.append(round(time.monotonic() - start, 3))
+            record_property("calls_while_away_s", took)
             assert requests_in_redis(namespace) == 6  # nothing got through
             proxy.restore()
             deadline = time.monotonic() + 10
+            back = time.monotonic()
             while not registry.state_info()["up"] and time.monotonic() < deadline:  # asked again within 1 s
                 time.sleep(0.05)
+            record_property("sharing_again_after_s", round(time.monotonic() - back, 2))
             assert requests_in_redis(namespace) == 12  # the calls made meanwhile were settled into Redis
             for _ in range(3):
                 assert ask(model).content
@@ -343,3 +352,78 @@ def test_no_key_prefix_or_suffix_reaches_redis(standin: StandIn, shared: RedisSt
         for part in (key, key[:10], key[-8:], key[-6:]):
             assert part not in text
     pool.close()
+
+
+# ---------------------------------------------------------------------- settings and the CLI
+
+
+def test_hfs_state_url_wins_over_the_config_and_a_bad_one_is_an_error(isolated: Path, make_registry: Any) -> None:
+    (isolated / "hfs.toml").write_text('[state]\nurl = "redis://from-config:6379/0"\n')
+    keys = {"NUM_GROQ": "1", "GROQ_API_KEY_1": fake_key("groq")}
+    from_file = make_registry(env=keys, plugins=["groq"])
+    assert from_file.state_info()["source"] == f"[state] url in {isolated / 'hfs.toml'}"
+    from_env = make_registry(env={**keys, "HFS_STATE_URL": "redis://:secret-pw@from-env:6379/1"}, plugins=["groq"])
+    info = from_env.state_info()
+    assert (info["kind"], info["url"], info["source"]) == ("redis", "redis://:***@from-env:6379/1", "HFS_STATE_URL")
+    bad = make_registry(env={**keys, "HFS_STATE_URL": "http://cache:6379"}, plugins=["groq"])
+    [problem] = [p for p in bad.problems if p.variable == "HFS_STATE_URL"]
+    assert problem.severity == "error" and "redis://" in problem.message
+    assert bad.state_info()["kind"] == "in-process"  # as the problem says (not silently the file's URL)
+
+
+def run_hfs(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("NUM_", "HFS_")) and "_API_KEY" not in k}
+    return subprocess.run([sys.executable, "-m", "hfs_core.cli", *args], env={**base, **env}, cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_hfs_check_and_providers_say_which_state_is_in_use_and_whether_it_answers(tmp_path: Path) -> None:
+    keys = {"NUM_GROQ": "2", "GROQ_API_KEY_1": fake_key("groq"), "GROQ_API_KEY_2": fake_key("groq"),
+            "HFS_PLUGINS": "groq", "HFS_CONFIG": str(write_plain_config(tmp_path))}
+    shared = {**keys, "HFS_STATE_URL": REDIS_URL}
+    check = run_hfs("check", "--skip-db", "--json", env=shared, cwd=tmp_path)
+    report = json.loads(check.stdout)
+    [finding] = [f for f in report["findings"] if f["scope"] == "state"]
+    assert finding["severity"] == "ok" and "answers in" in finding["message"], finding
+    assert report["state"]["kind"] == "redis" and check.returncode == 0, check.stdout
+    listing = json.loads(run_hfs("providers", "--json", env=shared, cwd=tmp_path).stdout)
+    assert listing["state"] == {"kind": "redis", "url": REDIS_URL, "source": "HFS_STATE_URL", "namespace": "hfs",
+                                "up": None}
+    down = {**keys, "HFS_STATE_URL": f"redis://:pw-123456@127.0.0.1:{free_port()}/0"}
+    check = run_hfs("check", "--skip-db", env=down, cwd=tmp_path)
+    assert check.returncode == 1 and "pw-123456" not in check.stdout + check.stderr
+    assert "error    state" in check.stdout and "does not answer" in check.stdout, check.stdout
+    text = run_hfs("providers", env=keys, cwd=tmp_path).stdout
+    assert "State: in this process" in text
+
+
+def write_plain_config(tmp_path: Path) -> Path:
+    path = tmp_path / "hfs.toml"
+    path.write_text("track_usage = false\n[providers.groq]\nexpected_keys = 2\n", encoding="utf-8")
+    return path
+
+
+def test_without_the_redis_client_the_pools_stay_in_process_and_hfs_check_says_what_to_install(
+        tmp_path: Path, standin: StandIn) -> None:
+    """A process where `import redis` fails (as when hfs-core was installed without its [redis] extra)."""
+    script = f"""
+import logging, sys
+sys.modules["redis"] = None
+logging.basicConfig(level=logging.WARNING)
+from agno.models.message import Message
+from hfs_core import Registry
+registry = Registry(env={{"NUM_GROQ": "1", "GROQ_API_KEY_1": {fake_key("groq")!r},
+                         "HFS_STATE_URL": {REDIS_URL!r}}}, plugins=["groq"])
+print([p.message for p in registry.problems if "redis client" in p.message])
+model = registry.get_model("groq", base_url={standin.url!r})
+print(model.response(messages=[Message(role="user", content="hi")]).content)
+print(type(registry.pool("groq").state).__name__)
+registry.shutdown()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env={**os.environ, "AGNO_TELEMETRY": "false"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    problems, answer, state = done.stdout.strip().splitlines()[-3:]
+    assert "pip install" not in problems and "the redis client is not installed" in problems
+    assert answer == "stand-in reply: hi" and state == "LocalPoolState"
+    assert "pip install 'hfs-core[redis]'" in done.stderr  # the log line says what to install

@@ -228,19 +228,19 @@ local function call_of(first)
   return c
 end
 
--- Whether key `kid` can take the call `c` now; also the requests of its last minute.
-local function fits(kid, c)
+-- Whether key `kid` can take the call `c` now (`seen`: the requests of its last minute, if known),
+-- and its flags.
+local function fits(kid, c, seen)
   local f = flags(kid, c.b)
   if f[1] or (f[2] and tonumber(f[2]) > now) or probing(f) then return false end
-  local seen = minute_requests(kid, c.b)
-  if seen >= per_minute(kid, c.b, c.limits[1], f[5], f[6]) then return false end
+  if (seen or minute_requests(kid, c.b)) >= per_minute(kid, c.b, c.limits[1], f[5], f[6]) then return false end
   local held = sums(windows_key(kid, c.b), c.wins, c.names)
   local wanted = c.any_tokens and reserved(kid, c.b) + c.tokens or 0
   for i, win in ipairs(c.wins) do
     local limit = c.limits[win.limit]
     if win.tokens and held[i] + wanted > limit or not win.tokens and held[i] >= limit then return false end
   end
-  return true, seen
+  return true, f
 end
 
 -- When key `kid` could take the call `c` by its windows alone: a time, 'flight' (once a call in
@@ -312,60 +312,73 @@ end
 local OPS = {}
 
 OPS.acquire = function()
-  -- A: 3 lease ID, 4 lease seconds, 5 two random numbers "r1:r2", 6..13 the call (call_of),
-  -- 14 how many keys to avoid, then their positions (1-based), then the digest of the pool's kids.
+  -- A: 3 lease ID, 4 lease seconds, 5 the positions (1-based) of two keys the caller drew at random,
+  -- "i:j", 6..13 the call (call_of), 14 how many keys to avoid, then their positions, then the
+  -- digest of the pool's kids, then the kids at positions i and j.
   -- Returns {1, position (0-based)} or {0, seconds until a key frees ("-1": when a call in
   -- flight ends; "-2": never), dead, cooling, in flight, then each key's state: "-1" dead, its
   -- cooldown's end, or "0"}, or {-1} when Redis does not know the digest (send 'ids' first).
   local lease, ttl = A[3], tonumber(A[4])
-  local r1, r2 = string.match(A[5], '(%d+):(%d+)')
+  local i, j = string.match(A[5], '(%d+):(%d+)')
+  local a, z = tonumber(i), tonumber(j)
   local c = call_of(6)
   local navoid = tonumber(A[14])
   local avoid = {}
-  for i = 1, navoid do avoid[tonumber(A[14 + i])] = true end
-  local kids = redis.call('LRANGE', P .. 'ids:' .. A[15 + navoid], 0, -1)
-  local n = #kids
-  if n == 0 then return {-1} end
-  local a, z = tonumber(r1) % n + 1, tonumber(r2) % n + 1
-  -- Two random choices: of two random keys, the less loaded (by its last minute) that can take
+  for k = 1, navoid do avoid[tonumber(A[14 + k])] = true end
+  local digest, picked = A[15 + navoid], {[a] = A[16 + navoid], [z] = A[17 + navoid]}
+  -- Two random choices: of the two keys drawn, the less loaded (by its last minute) that can take
   -- the call; else a scan from a random start, keys this call has not failed on first.
-  local chosen
-  if avoid[a] then a, z = z, a end
-  if a ~= z and not avoid[z] and minute_requests(kids[z], c.b) < minute_requests(kids[a], c.b) then a, z = z, a end
-  for _, i in ipairs(a == z and {a} or {a, z}) do
-    if not chosen and not avoid[i] and fits(kids[i], c) then chosen = i end
-  end
-  for pass = 1, 2 do
-    if chosen then break end
-    for offset = 0, n - 1 do
-      local i = (a - 1 + offset) % n + 1
-      if i ~= a and i ~= z and (pass == 1) ~= (avoid[i] == true) and fits(kids[i], c) then
-        chosen = i
-        break
-      end
+  local order, seen = {}, {}
+  for _, k in ipairs(a == z and {a} or {a, z}) do
+    if not avoid[k] then
+      seen[k] = minute_requests(picked[k], c.b)
+      order[#order + 1] = k
     end
   end
-  if not chosen and (avoid[a] or avoid[z]) then
-    for _, i in ipairs(a == z and {a} or {a, z}) do
-      if avoid[i] and not chosen and fits(kids[i], c) then chosen = i end
+  if #order == 2 and seen[order[2]] < seen[order[1]] then order = {order[2], order[1]} end
+  local chosen, kid, f
+  for _, k in ipairs(order) do
+    local ok, found = fits(picked[k], c, seen[k])
+    if ok then
+      chosen, kid, f = k, picked[k], found
+      break
+    end
+  end
+  local kids
+  if not chosen then
+    kids = redis.call('LRANGE', P .. 'ids:' .. digest, 0, -1)
+    if #kids == 0 then return {-1} end
+    local n = #kids
+    for pass = 1, 2 do
+      for offset = 0, n - 1 do
+        local k = (a - 1 + offset) % n + 1
+        if (pass == 1 and not avoid[k] and k ~= a and k ~= z) or (pass == 2 and avoid[k]) then
+          local ok, found = fits(kids[k], c)
+          if ok then
+            chosen, kid, f = k, kids[k], found
+            break
+          end
+        end
+      end
+      if chosen then break end
     end
   end
   if chosen then
-    local kid = kids[chosen]
     local minute, flight = minute_key(kid, c.b), flight_key(kid, c.b)
-    redis.call('ZREMRANGEBYSCORE', minute, '-inf', now - MINUTE)
+    if (a * 31 + z) % 8 == 0 then -- now and then, drop what has left the windows for good
+      redis.call('ZREMRANGEBYSCORE', minute, '-inf', now - MINUTE)
+      redis.call('ZREMRANGEBYSCORE', flight, '-inf', now - GRACE)
+    end
     local new = count_request(kid, c.b, lease, now, c.mask)
     redis.call('ZADD', flight, now + ttl, lease .. '|' .. c.tokens .. '|' .. A[2])
-    redis.call('ZREMRANGEBYSCORE', flight, '-inf', now - GRACE)
     if new or #c.requests == 0 then
       redis.call('EXPIRE', minute, KEEP)
       redis.call('EXPIRE', flight, KEEP)
     end
-    if not redis.call('HGET', flags_key(kid), 'proven') then
-      redis.call('HSET', flags_key(kid), 'probe', lease, 'probe_until', now + ttl)
-    end
+    if not f[3] then redis.call('HSET', flags_key(kid), 'probe', lease, 'probe_until', now + ttl) end
     return {1, chosen - 1}
   end
+  local n = #kids
   local soonest, flight = nil, false
   local dead, cooling, in_flight = 0, 0, 0
   local states = {}

@@ -55,7 +55,7 @@ _PROBE_EVERY = 1.0
 """Seconds between two pings of a Redis that does not answer."""
 _BATCH = 256
 """The most background operations sent in one round trip."""
-_LINGER = 0.005
+_LINGER = 0.05
 """Seconds a queued operation waits for a reservation to take it along before the writer sends it."""
 _MAX_PENDING = 200_000
 """The most operations kept for a Redis that does not answer; older ones are dropped and counted."""
@@ -134,6 +134,7 @@ class RedisLink:
         self._dropped = 0
         self._closed = False
         self._beat_now = False
+        self._writer_due = 0.0  # when the writer wakes next (time.monotonic()); 0: it is awake
         self._beat_every = min(self.lease_seconds / 3, 5.0)
         try:
             self._connect()
@@ -258,8 +259,12 @@ class RedisLink:
             if len(self._pending) >= _MAX_PENDING:
                 self._pending.popleft()
                 self._dropped += 1
-            self._pending.append(Op(prefix, args, on_result, time.monotonic()))
-            if len(self._pending) == 1 or len(self._pending) >= _BATCH:
+            now = time.monotonic()
+            self._pending.append(Op(prefix, args, on_result, now))
+            # Wake the writer only if it would sleep past this operation's time (a busy process's
+            # reservations take the queue along; waking a thread per call costs more than the call).
+            if len(self._pending) >= _BATCH or self._writer_due > now + _LINGER:
+                self._writer_due = now + _LINGER
                 self._cond.notify()
 
     def _take(self, most: int) -> list[Op]:
@@ -341,7 +346,9 @@ class RedisLink:
                     due = 0.0 if self._beat_now else next_beat
                 if now >= due:
                     break
+                self._writer_due = due
                 self._cond.wait(due - now)
+            self._writer_due = 0.0  # awake: a new operation needs no wake-up
             return self._closed
 
     def _flush(self) -> int:
@@ -458,10 +465,11 @@ class RedisPoolState:
 
     def _acquire_args(self, model_id: str, tokens: int, avoid: frozenset[int]) -> tuple[str, list[Any]]:
         ticket = self._link.new_id()
-        picks = f"{self._random.randrange(1 << 30)}:{self._random.randrange(1 << 30)}"
-        args: list[Any] = ["acquire", f"{self._link.now():.6f}", ticket, f"{self._link.lease_seconds:.3f}", picks,
-                           self._local.bucket(model_id), tokens, *self._shape(model_id)[0], len(avoid),
-                           *(index + 1 for index in sorted(avoid)), self.digest]
+        first, second = self._random.randrange(self.size), self._random.randrange(self.size)
+        args: list[Any] = ["acquire", f"{self._link.now():.6f}", ticket, f"{self._link.lease_seconds:.3f}",
+                           f"{first + 1}:{second + 1}", self._local.bucket(model_id), tokens,
+                           *self._shape(model_id)[0], len(avoid), *(index + 1 for index in sorted(avoid)),
+                           self.digest, self._kids[first], self._kids[second]]
         return ticket, args
 
     def _ids_args(self) -> list[Any]:
