@@ -56,11 +56,18 @@ local function windows_key(kid, b) return P .. 'w:' .. kid .. ':' .. b end
 local function flight_key(kid, b) return P .. 'f:' .. kid .. ':' .. b end
 local function after(seconds) return '(' .. string.format('%.6f', seconds) end
 
--- The windows a mask ("01101", one digit per entry of WINDOWS) names, of requests or of tokens.
+-- The windows a mask ("01101", one digit per entry of WINDOWS) names, of requests or of tokens
+-- (built once per mask and kind).
+local MASKS = {}
 local function windows_of(mask, tokens)
-  local found = {}
-  for i, win in ipairs(WINDOWS) do
-    if string.sub(mask, i, i) == '1' and win.tokens == tokens then found[#found + 1] = win end
+  local name = (tokens and 't' or 'r') .. mask
+  local found = MASKS[name]
+  if not found then
+    found = {}
+    for i, win in ipairs(WINDOWS) do
+      if string.sub(mask, i, i) == '1' and win.tokens == tokens then found[#found + 1] = win end
+    end
+    MASKS[name] = found
   end
   return found
 end
@@ -84,11 +91,12 @@ end
 local function sums(key, wins, names)
   if #wins == 0 then return {} end
   local v = redis.call('HMGET', key, unpack(names))
-  local out, stale, owner, fresh = {}, {}, {}, {}
+  local out, stale, owner, fresh = {}, nil, nil, nil
   for i, win in ipairs(wins) do
     local sum, first, live = tonumber(v[2 * i - 1]), tonumber(v[2 * i]), first_live(win)
     out[i] = sum or 0
     if sum and first and first < live then
+      stale, owner, fresh = stale or {}, owner or {}, fresh or {}
       if live - first > win.count + 1 then -- idle longer than the window: recount what is left
         local fields = redis.call('HGETALL', key)
         local prefix, total = win.name, 0
@@ -115,6 +123,7 @@ local function sums(key, wins, names)
       fresh[#fresh + 1] = live
     end
   end
+  if not fresh then return out end
   if #stale > 0 then
     local gone = redis.call('HMGET', key, unpack(stale))
     for j, used in ipairs(gone) do
@@ -122,10 +131,8 @@ local function sums(key, wins, names)
     end
     redis.call('HDEL', key, unpack(stale))
   end
-  if #fresh > 0 then
-    for j = 2, #fresh, 4 do fresh[j] = out[fresh[j]] end
-    redis.call('HSET', key, unpack(fresh))
-  end
+  for j = 2, #fresh, 4 do fresh[j] = out[fresh[j]] end
+  redis.call('HSET', key, unpack(fresh))
   return out
 end
 
