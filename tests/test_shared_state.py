@@ -427,3 +427,98 @@ registry.shutdown()
     assert "pip install" not in problems and "the redis client is not installed" in problems
     assert answer == "stand-in reply: hi" and state == "LocalPoolState"
     assert "pip install 'hfs-core[redis]'" in done.stderr  # the log line says what to install
+
+
+# ---------------------------------------------------------------------- Redis Cluster
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[list[int]]:
+    """Three Redis Cluster primaries of this test's own on 127.0.0.1 (redis-server and redis-cli from
+    the Redis packages), their 16384 slots split between them."""
+    import shutil
+
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.skip("redis-server and redis-cli are needed (.ci/services installs them in CI)")
+    ports = _cluster_ports(3)
+    procs = []
+    for port in ports:
+        folder = tmp_path / str(port)
+        folder.mkdir()
+        procs.append(subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-config-file", str(folder / "nodes.conf"), "--save", "", "--appendonly", "no",
+             "--dir", str(folder)], stdout=subprocess.DEVNULL))
+    try:
+        for port in ports:
+            deadline = time.monotonic() + 10
+            while not _answers(port) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+                        "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=30)
+        client = redis.Redis(port=ports[0])
+        deadline = time.monotonic() + 20
+        while client.cluster("info").get("cluster_state") != "ok" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        client.close()
+        yield ports
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def _cluster_ports(count: int) -> list[int]:
+    """Free ports whose cluster bus ports (port + 10000) are free and valid too."""
+    import random
+
+    found: list[int] = []
+    while len(found) < count:
+        port = random.randrange(20000, 45000)
+        if port not in found and not _answers(port) and not _answers(port + 10000):
+            found.append(port)
+    return found
+
+
+def _answers(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def test_the_function_runs_on_redis_cluster_every_pool_in_one_slot(cluster: list[int]) -> None:
+    """The library loads on every primary, and each pool's operations touch only keys of its hash tag's
+    slot: Redis Cluster refuses a function that reaches a key of another slot."""
+    from redis.cluster import RedisCluster
+
+    from hfs_core.pool.shared import FUNCTION
+
+    library = (Path(__file__).parents[1] / "hfs_core" / "pool" / "shared.lua").read_text(encoding="utf-8")
+    client = RedisCluster(host="127.0.0.1", port=cluster[0])
+    try:
+        client.function_load(library, replace=True)
+        slots = set()
+        for provider in ("groq", "gemini", "cerebras", "openrouter"):
+            prefix = f"{{hfs-test:{provider}}}:"
+            slots.add(client.keyslot(prefix))
+            kids = [f"{provider}{i:020d}" for i in range(3)]
+            now = time.time()
+            assert client.fcall(FUNCTION, 1, prefix, "ids", f"{now:.6f}", "d1", *kids) == 1
+            limits = [2, 0, 100, 8000, 0, 0]  # 2 requests a minute a key
+            for n in range(7):  # 3 keys x 2 a minute: six are served, the seventh is told to wait
+                lease, sent = f"L{n}", f"{now + n / 100:.6f}"
+                reply = client.fcall(FUNCTION, 1, prefix, "acquire", sent, lease, "30", "1:2", "m", 10, *limits, 0,
+                                     "d1", kids[0], kids[1])
+                if n == 6:
+                    break
+                assert reply[0] == 1, reply
+                kid = kids[int(reply[1])]
+                assert client.fcall(FUNCTION, 1, prefix, "settle", sent, kid, "m", lease, 10, sent, 7, "01100") == 1
+            assert reply[0] == 0 and float(reply[1]) > 50  # every key full until its minute has passed
+        assert len(slots) > 1  # the pools of several providers spread over the cluster's slots
+    finally:
+        client.close()
