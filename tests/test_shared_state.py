@@ -454,8 +454,9 @@ def cluster(tmp_path: Path) -> Iterator[list[int]]:
             deadline = time.monotonic() + 10
             while not _answers(port) and time.monotonic() < deadline:
                 time.sleep(0.05)
-        subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
-                        "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=30)
+        made = subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+                               "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True, timeout=30)
+        assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
         client = redis.Redis(port=ports[0])
         deadline = time.monotonic() + 20
         while client.cluster("info").get("cluster_state") != "ok" and time.monotonic() < deadline:
@@ -469,12 +470,13 @@ def cluster(tmp_path: Path) -> Iterator[list[int]]:
 
 
 def _cluster_ports(count: int) -> list[int]:
-    """Free ports whose cluster bus ports (port + 10000) are free and valid too."""
+    """Free ports whose cluster bus ports (port + 10000) are free too, both below Linux's ephemeral
+    range (32768 and up), so that no outgoing connection takes one meanwhile."""
     import random
 
     found: list[int] = []
     while len(found) < count:
-        port = random.randrange(20000, 45000)
+        port = random.randrange(20000, 22700)
         if port not in found and not _answers(port) and not _answers(port + 10000):
             found.append(port)
     return found
