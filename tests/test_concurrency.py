@@ -182,7 +182,9 @@ async def test_async_waiters_do_not_block_the_event_loop(make_registry: Any, sta
     tick_task.cancel()
     assert [a.content for a in answers] == [f"stand-in reply: c {i}" for i in range(20)]
     assert elapsed >= 0.6, "the callers did not have to wait for the key"
-    assert max(gaps) < 0.15, f"the event loop stalled for {max(gaps):.3f}s"
+    # A wait that blocked the loop would stall it for most of the >= 0.6 s the callers waited; what
+    # is left is the loop's own work (20 calls set up at once: up to ~0.2 s on a busy machine).
+    assert max(gaps) < 0.4, f"the event loop stalled for {max(gaps):.3f}s"
     record_property("callers", 20)
     record_property("seconds", round(elapsed, 2))
     record_property("max_loop_stall_seconds", round(max(gaps), 3))
