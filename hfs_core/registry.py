@@ -478,7 +478,7 @@ class Registry:
             return None
         from hfs_core.pool.shared import probe
 
-        return probe(url, self.state_info()["url"])
+        return probe(url)
 
     def _state_link(self) -> RedisLink | None:
         """The link to the shared state, made with the first pool (None: state stays in this process)."""

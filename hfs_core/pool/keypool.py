@@ -180,16 +180,12 @@ class KeyPool:
     def _try(self, model_id: str, options: CallOptions, avoid: frozenset[int]) -> Lease | float:
         """A lease now, or the seconds until one may be had (the provider's back-off counts)."""
         busy = self._busy_until - time.monotonic()
-        if busy > 0:
-            return busy
-        return self.state.try_acquire(model_id, options.estimated_tokens, avoid)
+        return busy if busy > 0 else self.state.try_acquire(model_id, options.estimated_tokens, avoid)
 
     async def _atry(self, model_id: str, options: CallOptions, avoid: frozenset[int]) -> Lease | float:
         """`_try` for coroutines."""
         busy = self._busy_until - time.monotonic()
-        if busy > 0:
-            return busy
-        return await self.state.atry_acquire(model_id, options.estimated_tokens, avoid)
+        return busy if busy > 0 else await self.state.atry_acquire(model_id, options.estimated_tokens, avoid)
 
     def acquire(self, model_id: str, options: CallOptions, budget: float, announce: bool = True,
                 avoid: frozenset[int] = frozenset()) -> tuple[Lease, float, bool]:

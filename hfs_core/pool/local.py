@@ -133,7 +133,7 @@ class LocalPoolState:
                 self._limits.clear()
 
     def max_tokens(self, model_id: str) -> int | None:
-        limits = self.limits(model_id)
+        limits = self.table_limits(model_id)  # a share (`set_share`) is for a while, not for ever
         found = [int(v) for v in (limits.tokens_per_minute, limits.tokens_per_hour, limits.tokens_per_day) if v]
         return min(found) if found else None
 

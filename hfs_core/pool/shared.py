@@ -507,7 +507,7 @@ class RedisPoolState:
                     self._link.send(self.prefix, self._ids_args())
                     reply = self._link.call(self.prefix, args)
             except _redis_errors() as exc:
-                self._abandon(args, exc)
+                self._abandon(model_id, args, exc)
             else:
                 return self._acquired(model_id, tokens, ticket, args, reply)
         return self._local.try_acquire(model_id, tokens, avoid)
@@ -521,19 +521,18 @@ class RedisPoolState:
                     self._link.send(self.prefix, self._ids_args())
                     reply = await self._link.acall(self.prefix, args)
             except _redis_errors() as exc:
-                self._abandon(args, exc)
+                self._abandon(model_id, args, exc)
             else:
                 return self._acquired(model_id, tokens, ticket, args, reply)
         return self._local.try_acquire(model_id, tokens, avoid)
 
-    def _abandon(self, args: Sequence[Any], exc: BaseException) -> None:
-        """A reservation (made with `args`) got no answer: serve from this process, and undo it in
-        Redis should it have been made there all the same (a slow Redis, not a dead one)."""
+    def _abandon(self, model_id: str, args: Sequence[Any], exc: BaseException) -> None:
+        """A reservation of `model_id` (made with `args`) got no answer: serve from this process, and
+        undo it in Redis should it have been made there all the same (a slow Redis, not a dead one)."""
         self._link.failed(exc)
         _, sent_at, ticket, _, _, bucket, tokens = args[:7]
-        mask = next(mask for model, (_, mask) in self._shapes.items() if self._local.bucket(model) == bucket)
-        self._link.send(self.prefix, ["abandon", f"{self._link.now():.6f}", ticket, bucket, tokens, sent_at, mask,
-                                      self.digest])
+        self._link.send(self.prefix, ["abandon", f"{self._link.now():.6f}", ticket, bucket, tokens, sent_at,
+                                      self._shape(model_id)[1], self.digest])
 
     # -- what calls change (applied here at once, sent in the background) --------------------
 
@@ -593,9 +592,7 @@ class RedisPoolState:
     # -- reading -------------------------------------------------------------------------------
 
     def max_tokens(self, model_id: str) -> int | None:
-        limits = self._local.table_limits(model_id)
-        found = [int(v) for v in (limits.tokens_per_minute, limits.tokens_per_hour, limits.tokens_per_day) if v]
-        return min(found) if found else None
+        return self._local.max_tokens(model_id)
 
     def status(self) -> PoolStatus:
         """Counts from this process's view: the fleet's dead and cooling keys as Redis last
@@ -636,11 +633,11 @@ def _limit_args(limits: RateLimits) -> list[int]:
     keeps it. The minute's requests are always kept: a cap learned from a 429 binds there.
     """
     out: list[int] = []
-    for family in ((limits.requests_per_minute, limits.requests_per_hour, limits.requests_per_day),
-                   (limits.tokens_per_minute, limits.tokens_per_hour, limits.tokens_per_day)):
+    for requests, family in ((True, (limits.requests_per_minute, limits.requests_per_hour, limits.requests_per_day)),
+                             (False, (limits.tokens_per_minute, limits.tokens_per_hour, limits.tokens_per_day))):
         values = [int(v or 0) for v in family]
         for i, mine in enumerate(values):
-            if not mine or (not out and i == 0):
+            if not mine or (requests and i == 0):
                 continue
             for j, other in enumerate(values):
                 if other and j != i and (other <= mine if j > i else
@@ -654,7 +651,7 @@ def _limit_args(limits: RateLimits) -> list[int]:
 _WINDOW_SECONDS = (60.0, 3600.0, 86400.0)
 
 
-def probe(url: str, shown_url: str, timeout: float = 2.0) -> StateProbe:
+def probe(url: str, timeout: float = 2.0) -> StateProbe:
     """Ping the Redis at `url` once (for ``hfs check``): its version and round trip, or why not."""
     try:
         import redis
