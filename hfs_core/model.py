@@ -44,6 +44,7 @@ from hfs_core.pool import (
     PoolExhaustedError,
     ProviderBusyError,
     RequestTooLargeError,
+    local_error,
     read_reply,
 )
 
@@ -343,7 +344,8 @@ class _Call:
         The pool has already acted on the key (retired, cooled, set aside) or the provider
         (backed off, which the next lease waits out within the budget). Rate limits may
         come once per key and retry (up to `max_retries` each); other faults count against
-        `max_retries`; a caller's error is raised at once.
+        `max_retries`; a caller's error is raised at once (one raised before any request left,
+        such as an SDK refusing its options, as it was raised, not as Agno wrapped it).
         """
         index = self.route
         pool = self.routes[index].pool
@@ -351,6 +353,9 @@ class _Call:
         self.avoid[index] = self.avoid[index] | {lease.index}
         others = len(self._live()) > 1
         if verdict.action is Action.CALLER_ERROR:
+            local = local_error(exc)
+            if local is not None:
+                raise local from None  # no request left: the caller's own error, as it was raised
             if others and read_reply(exc).status == 404:
                 return self._give_up(index, exc)  # this provider does not know the model: an entry's fault
             raise exc

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import importlib
 import re
 import time
 import zoneinfo
@@ -193,16 +194,22 @@ class Problem:
         return {"severity": self.severity, "variable": self.variable, "message": self.message, "hint": self.hint}
 
 
-def openai_style_options(base_url: str | None, timeouts: Timeouts | None = None) -> dict[str, Any]:
-    """Model kwargs for SDKs shaped like OpenAI's (groq, cerebras, openai): no SDK retries, an
-    optional base URL, and an ``httpx.Timeout`` with the connect and idle-read timeouts."""
+def openai_style_options(base_url: str | None, timeouts: Timeouts | None = None, *,
+                         sdk: str = "openai") -> dict[str, Any]:
+    """Model kwargs for SDKs shaped like OpenAI's: no SDK retries, an optional base URL, and the
+    connect and idle-read timeouts as the SDK's own ``Timeout``.
+
+    `sdk` names the SDK's top-level module (``"openai"``, ``"groq"``, ``"cerebras.cloud.sdk"``),
+    whose re-exported ``Timeout`` is built here: each SDK sits on the HTTP library of its own
+    choosing (openai moved to httpx2 while groq stays on httpx), and refuses another's type.
+    A plugin on another SDK than openai's binds it once: ``partial(openai_style_options, sdk="groq")``.
+    """
     options: dict[str, Any] = {"max_retries": 0}
     if base_url:
         options["base_url"] = base_url
     if timeouts is not None:
-        import httpx  # every OpenAI-style SDK is built on it
-
-        options["timeout"] = httpx.Timeout(timeouts.read, connect=timeouts.connect)
+        timeout_type = importlib.import_module(sdk).Timeout
+        options["timeout"] = timeout_type(timeouts.read, connect=timeouts.connect)
     return options
 
 
@@ -219,7 +226,7 @@ class ProviderSpec:
         key_prefix: how this provider's keys start (e.g. ``"gsk_"``), used to spot misplaced keys.
         sdk_options: a callable from a base URL (or None) and `Timeouts` to the model kwargs that
             point the SDK there, bound each attempt and turn the SDK's own retries off (default:
-            `openai_style_options`; see `SdkOptions`).
+            `openai_style_options`, for the openai SDK; see `SdkOptions`).
         wrapper_factory: builds the keycycle wrapper that holds the key windows; None (the
             default) lets the core build keycycle's own.
         error_rules: the provider's rules for reading its failures (see `ErrorRules`); None, or

@@ -7,7 +7,7 @@ keycycle's per-key windows). `failures` reads a failure and judges it; `clients`
 """
 
 from hfs_core.pool.clients import ClientCache
-from hfs_core.pool.failures import default_verdict, judge, read_reply
+from hfs_core.pool.failures import default_verdict, judge, local_error, read_reply
 from hfs_core.pool.keypool import CallOptions, KeyPool, UsageRecorder
 from hfs_core.pool.local import LocalPoolState, keycycle_wrapper, rate_limits
 from hfs_core.pool.state import HistoryRow, Lease, PoolState, PoolStatus, key_suffix
@@ -38,6 +38,7 @@ __all__ = [
     "judge",
     "key_suffix",
     "keycycle_wrapper",
+    "local_error",
     "rate_limits",
     "read_reply",
 ]

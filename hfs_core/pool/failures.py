@@ -77,12 +77,27 @@ def _is_transport(exc: BaseException) -> bool:
     return any(name in cls.__name__ for err in _chain(exc) for cls in type(err).__mro__ for name in _TRANSPORT_NAMES)
 
 
+def local_error(exc: BaseException) -> BaseException | None:
+    """The exception at the root of `exc` when nothing in its chain came from the wire, else None.
+
+    Such an error was raised on the caller's side (building the SDK client, an argument the SDK
+    refuses, a missing dependency, Agno's own code), so it says nothing about the key: no reply
+    from the provider, no transport failure, no status at its root. Agno wraps it in a
+    ``ModelProviderError`` that carries a made-up 502, which must not be read as the provider's answer.
+    """
+    errors = list(_chain(exc))
+    root = errors[-1]
+    if _status_of(root) is not None or _is_transport(exc) or any(map(_is_sdk_error, errors)):
+        return None
+    return root
+
+
 def read_reply(exc: BaseException) -> ProviderReply:
     """The provider's reply behind `exc`, from the innermost SDK error in its chain."""
     errors = list(_chain(exc))
     inner = next((err for err in reversed(errors) if _is_sdk_error(err)), None)
     if inner is None:
-        status = next((s for s in map(_status_of, errors) if s is not None), None)
+        status = None if local_error(exc) else next((s for s in map(_status_of, errors) if s is not None), None)
         return ProviderReply(None if _is_transport(exc) else status, {}, {}, str(exc))
     response = getattr(inner, "response", None)
     http_status = getattr(response, "status_code", None)
@@ -132,9 +147,14 @@ def default_verdict(reply: ProviderReply, exc: BaseException) -> Verdict:
 def judge(exc: BaseException, rules: ErrorRules | None, provider: str) -> tuple[ProviderReply, Verdict]:
     """Read `exc` and decide on it: the provider's `rules` first, then `default_verdict`.
 
+    A `local_error` is the caller's, whatever the rules say: no request left, so no key is to blame.
+
     A rule that raises is the plugin's bug: it is logged and the default applies.
     """
     reply = read_reply(exc)
+    local = local_error(exc)
+    if local is not None:
+        return reply, Verdict(Action.CALLER_ERROR, reason=f"{type(local).__name__} before any request was sent")
     verdict: Verdict | None = None
     if rules is not None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from hfs_core import (
@@ -15,6 +16,7 @@ from hfs_core import (
     get_model,
     hookimpl,
     key_shape_problems,
+    openai_style_options,
 )
 
 
@@ -51,6 +53,7 @@ SPEC = ProviderSpec(
     model_class="agno.models.cerebras:Cerebras",
     key_prefix="csk-",
     docs_url="https://cloud.cerebras.ai",
+    sdk_options=partial(openai_style_options, sdk="cerebras.cloud.sdk"),  # its own Timeout type
     error_rules=error_rules,
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from hfs_core import (
@@ -17,6 +18,7 @@ from hfs_core import (
     get_model,
     hookimpl,
     key_shape_problems,
+    openai_style_options,
     parse_duration,
 )
 
@@ -58,6 +60,7 @@ SPEC = ProviderSpec(
     model_class="agno.models.groq:Groq",
     key_prefix="gsk_",
     docs_url="https://console.groq.com/keys",
+    sdk_options=partial(openai_style_options, sdk="groq"),  # its own Timeout type
     error_rules=error_rules,
 )
 
