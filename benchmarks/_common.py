@@ -180,7 +180,7 @@ def print_header(title: str, settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """A Markdown table (pastes into docs/performance.md as it is)."""
+    """A Markdown table (pastes into docs/results.md as it is)."""
     cells = [[str(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")

@@ -2,7 +2,7 @@
 than keycycle's table, and streams that break before or after their first chunk.
 
 Every scenario runs against the provider stand-in on 127.0.0.1. The figures each test reports
-(``record_property``) are the ones published in docs/reliability.md; run with
+(``record_property``) are the ones published in docs/results.md; run with
 ``--junitxml=report.xml`` to see them.
 """
 

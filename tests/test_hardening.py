@@ -2,7 +2,7 @@
 
 Each test names the finding it covers (the numbers of the hardening issue): unreadable
 files, keys that cannot travel in a header, keys pasted where they get echoed, and
-configuration that used to be ignored without a word. The figures go to docs/reliability.md.
+configuration that used to be ignored without a word. The figures go to docs/results.md.
 """
 
 from __future__ import annotations

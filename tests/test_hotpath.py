@@ -1,7 +1,7 @@
 """The path every model call takes: SDK clients, SDK retries, 429s, waiting, spreading, shutdown.
 
 Behaviour only, no timings beyond "well under the budget": the figures live in the benchmarks
-(docs/performance.md). Every call goes through the real Groq SDK and Agno's ``model.response``
+(docs/results.md). Every call goes through the real Groq SDK and Agno's ``model.response``
 to the provider stand-in on 127.0.0.1.
 """
 

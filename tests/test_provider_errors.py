@@ -3,7 +3,7 @@
 Each scenario replays a recorded reply (status, headers and body from a provider's docs or a
 public bug report: `hfs_core.testing.standin.recorded`) on one bad key of a two-key pool, and
 makes 10 calls through the real SDK and Agno model, as the issue measured them: how many are
-answered, and how many requests the bad key received. The figures go to docs/reliability.md.
+answered, and how many requests the bad key received. The figures go to docs/results.md.
 
 Calls that the healthy key alone could not serve within a minute by keycycle's table (Cerebras
 and Gemini allow 5 a minute for some models), and the per-day scenarios ("nine simulated
