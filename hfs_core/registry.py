@@ -28,6 +28,7 @@ from hfs_core.config import Config, load_config, looks_like_db_url, looks_like_s
 from hfs_core.discovery import HOOK_TIMEOUT, PluginFault, PluginInfo, Plugins, describe, in_plugin_code
 from hfs_core.env import EnvReport, SecretMask, check_provider_env, load_env
 from hfs_core.errors import HFSError, ProviderNotFoundError, ProviderUnavailableError
+from hfs_core.install import CORE, install_command, plugin_command
 from hfs_core.plugin import Problem, ProviderSpec, Timeouts, shown_name
 
 if TYPE_CHECKING:
@@ -180,7 +181,7 @@ class Registry:
         source = PLUGINS_ENV if (self.env.get(PLUGINS_ENV) or "").strip() else self.config.source_name
         for name in self._discovery.missing:
             self.problems.append(Problem("warning", source, f"names plugin {shown_name(name)!r}, which is not "
-                                         "installed", f"pip install hfs-provider-{shown_name(name)}"))
+                                         "installed", plugin_command(shown_name(name))))
         self._check_environment()
         self._log_start()
         if self.config.track_usage:  # a registry is usually made on the main thread, where this must run
@@ -226,7 +227,7 @@ class Registry:
             shown = shown_name(name)
             self.problems.append(Problem(
                 "warning", self.config.source_name, f"[providers.{shown}] names no installed provider "
-                f"(installed: {', '.join(installed) or 'none'})", f"pip install hfs-provider-{shown} or remove it"))
+                f"(installed: {', '.join(installed) or 'none'})", f"{plugin_command(shown)}, or remove it"))
         self._unclaimed_counts()
         raw = (self.env.get(STATE_URL_ENV) or "").strip()
         if raw and not looks_like_state_url(raw):
@@ -236,7 +237,7 @@ class Registry:
         elif self.state_url() and importlib.util.find_spec("redis") is None:
             self.problems.append(Problem("error", self.state_info()["source"], "names a shared state, but the redis "
                                          "client is not installed; each process keeps its pools' state to itself",
-                                         "pip install 'hfs-core[redis]'"))
+                                         install_command(CORE, "redis")))
         self._check_tiers()
         var = self.db_url_var()
         url = (self.env.get(var) or "").strip() if var else ""
@@ -254,7 +255,7 @@ class Registry:
             if name in installed or not re.fullmatch(r"[a-z][a-z0-9_]*", name) or not self.env[var].strip():
                 continue
             self.problems.append(Problem("warning", var, f"no installed plugin reads it (no plugin {name!r})",
-                                         f"pip install hfs-provider-{name.replace('_', '-')}, or unset {var}"))
+                                         f"{plugin_command(name)}, or unset {var}"))
 
     def _check_tiers(self) -> None:
         """Problems of the configured tiers: an entry that cannot serve (a warning; an error when none can),
@@ -399,7 +400,7 @@ class Registry:
             near = difflib.get_close_matches(name, [*self._specs, *self.tiers], n=1)
             hint = (f"it is installed but not loaded: add it to {PLUGINS_ENV} or plugins in the config" if skipped
                     else f"did you mean {near[0]!r}?" if near
-                    else f"install its plugin: pip install hfs-provider-{shown_name(name)}")
+                    else f"install its plugin: {plugin_command(shown_name(name))}")
             tiers = f"; tiers: {', '.join(self.tiers)}" if self.tiers else ""
             raise ProviderNotFoundError(f"unknown provider {shown_name(name)!r}; available: {available}{tiers}; "
                                         f"{hint}")
@@ -495,7 +496,7 @@ class Registry:
                                            secret=(self.env.get(STATE_SECRET_ENV) or "").strip() or None,
                                            lease_seconds=settings.lease_seconds, timeout=settings.timeout)
                 except Exception as exc:  # never a reason for a pool not to serve
-                    hint = ": pip install 'hfs-core[redis]'" if isinstance(exc, ImportError) else ""
+                    hint = f": {install_command(CORE, 'redis')}" if isinstance(exc, ImportError) else ""
                     log.error("shared state %s cannot be used (%s%s); each process keeps its pools' state to "
                               "itself", shown, describe(exc), hint)
         return self._link
@@ -529,7 +530,7 @@ class Registry:
             usage = self.usage_store()
             pool = KeyPool(spec, keys, state, usage, model_class)
         except Exception as exc:
-            hint = f"; reinstall it: pip install hfs-provider-{spec.name}" if isinstance(exc, ImportError) else ""
+            hint = f"; reinstall it: {plugin_command(spec.name)}" if isinstance(exc, ImportError) else ""
             self._pool_errors[spec.name] = describe(exc) + hint
             log.error("%s: cannot build the key pool: %s", spec.name, self._pool_errors[spec.name])
             raise ProviderUnavailableError(f"provider {spec.name!r} cannot start: {self._pool_errors[spec.name]}") \

@@ -274,7 +274,7 @@ def test_unknown_provider_in_config_is_a_warning(isolated: Path, make_registry) 
     assert problem.severity == "warning"
     assert "hfs.toml" in problem.variable
     assert "mistral" in problem.message and "groq" in problem.message
-    assert "pip install hfs-provider-mistral" in problem.hint
+    assert "pip install ./plugins/mistral" in problem.hint
     assert len(registry.available_providers) == 4
 
 

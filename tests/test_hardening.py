@@ -169,7 +169,7 @@ def test_a_key_count_for_a_provider_with_no_plugin_gets_a_hint(make_registry: An
     registry = make_registry(env=provider_env(2, NUM_MISTRAL="3"))
     [problem] = registry.problems
     assert problem.variable == "NUM_MISTRAL" and "no installed plugin reads it" in problem.message
-    assert "pip install hfs-provider-mistral" in problem.hint
+    assert "pip install ./plugins/mistral" in problem.hint
 
 
 # -- 10: an estimate no key can ever take ----------------------------------------------------------------

@@ -131,7 +131,7 @@ def test_hfs_plugins_naming_a_missing_plugin_is_a_warning(make_registry) -> None
     assert problem.severity == "warning"
     assert problem.variable == "HFS_PLUGINS"
     assert "mistral" in problem.message
-    assert problem.hint == "pip install hfs-provider-mistral"
+    assert problem.hint.startswith("pip install ./plugins/mistral (from the root of an hfs-providers checkout")
 
 
 def test_broken_plugins_are_recorded_and_never_stop_the_others(
@@ -319,7 +319,7 @@ def test_unknown_provider_lists_the_available_ones_and_the_pip_hint(make_registr
     message = str(caught.value)
     assert "'mistral'" in message
     assert "available: gemini, groq" in message
-    assert "pip install hfs-provider-mistral" in message
+    assert "pip install ./plugins/mistral" in message
     assert isinstance(caught.value, LookupError) and isinstance(caught.value, HFSError)
 
 

@@ -426,7 +426,7 @@ registry.shutdown()
     problems, answer, state = done.stdout.strip().splitlines()[-3:]
     assert "pip install" not in problems and "the redis client is not installed" in problems
     assert answer == "stand-in reply: hi" and state == "LocalPoolState"
-    assert "pip install 'hfs-core[redis]'" in done.stderr  # the log line says what to install
+    assert "pip install '.[redis]'" in done.stderr  # the log line says what to install
 
 
 # ---------------------------------------------------------------------- Redis Cluster

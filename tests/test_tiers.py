@@ -175,7 +175,7 @@ def test_a_broken_entry_is_left_out_and_named(tmp_path: Path, make_registry: Cal
     where = f"{tmp_path / 'hfs.toml'} [tiers.fast]"
     found = {p.message: p for p in registry.problems if p.variable == where}
     assert found["models[0] gorq:x: unknown provider 'gorq'; available: groq; tiers: fast; did you mean 'groq'?"]
-    assert any(m.startswith("models[1] nosuch:y: unknown provider 'nosuch'") and "pip install hfs-provider-nosuch" in m
+    assert any(m.startswith("models[1] nosuch:y: unknown provider 'nosuch'") and "pip install ./plugins/nosuch" in m
                for m in found)
     assert any(m.startswith("models[2] cerebras: provider 'cerebras' is not configured") for m in found)
     assert "models[4] groq:no-such-model: the model is not in keycycle's groq table; its limits fall back to the " \

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from hfs_core.cli.common import CliError, open_registry
 from hfs_core.cli.output import PROG, LogFilter, is_terminal
+from hfs_core.install import FIRST_PLUGIN
 
 if TYPE_CHECKING:
     from hfs_core.registry import Registry
@@ -67,7 +68,7 @@ def _choose_provider(registry: Registry, args: argparse.Namespace) -> str:
     if available:
         return available[0]
     if not registry.specs:
-        raise CliError("no provider plugins are installed", "pip install hfs-provider-groq (or another provider)")
+        raise CliError("no provider plugins are installed", FIRST_PLUGIN)
     first = registry.specs[sorted(registry.specs)[0]]
     raise CliError("no provider has usable keys",
                    f"set e.g. {first.count_var}=<count> and {first.key_var(1)}...; `hfs check` lists what is missing")

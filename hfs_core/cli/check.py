@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from hfs_core.cli.common import open_registry
 from hfs_core.cli.output import LogFilter, out, plural, print_json, spinner
 from hfs_core.cli.providers import describe_state, failed_plugins, provider_entries, provider_status, tier_listing
+from hfs_core.install import FIRST_PLUGIN, install_command
 from hfs_core.plugin import Problem
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
             dist = plugin.distribution or plugin.name
             findings.append(Finding(
                 f"plugin {plugin.name}", "error", f"{dist} {plugin.version or ''}".strip(), plugin.error or "failed",
-                f"reinstall it (pip install --force-reinstall {dist}) or remove it (pip uninstall {dist})"))
+                f"reinstall it ({install_command(dist, reinstall=True)}) or remove it (pip uninstall {dist})"))
     enabled = 0
     for entry in provider_entries(registry):
         name = entry["name"]
@@ -70,7 +71,7 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
         missing = registry.import_problem(name)
         if missing:
             entry["healthy"] = False
-            findings.append(Finding(name, "error", "", missing, f"pip install --force-reinstall {entry['distribution']}"
+            findings.append(Finding(name, "error", "", missing, install_command(entry["distribution"], reinstall=True)
                                     if entry["distribution"] else "reinstall its plugin"))
         if entry["healthy"]:
             findings.append(Finding(name, "ok", "", f"{entry['keys_found']} keys (expected "
@@ -86,7 +87,7 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
                                     f"entries can serve calls ({tier['source']}): {', '.join(usable)}"))
     if enabled == 0:
         findings.append(Finding("global", "error", "", "no provider is installed and enabled",
-                                "pip install hfs-provider-groq (or another provider) and enable it"))
+                                f"{FIRST_PLUGIN}; enable it"))
     findings.append(_state_finding(registry, spin))
     usage: dict[str, Any] = {"checked": False}
     url = registry.usage_url()

@@ -23,6 +23,7 @@ from typing import Any
 from hfs_core.cli.common import CliError
 from hfs_core.cli.output import LogFilter, out, remember_secrets, table
 from hfs_core.env import SecretMask, mask_key
+from hfs_core.install import FIRST_PLUGIN
 
 KEYS = 4
 PROMPT = "What is 2 + 3?"
@@ -118,7 +119,7 @@ def _pick_provider(requested: str | None, log_filter: LogFilter) -> tuple[str, s
     finally:
         log_filter.muted = False
     if not specs:
-        raise CliError("no provider plugins are installed", "pip install hfs-provider-groq (or another provider)")
+        raise CliError("no provider plugins are installed", FIRST_PLUGIN)
     name = requested or ("groq" if "groq" in specs else sorted(specs)[0])
     if name not in specs:
         raise CliError(f"provider {name!r} is not installed", f"installed: {', '.join(sorted(specs))}")

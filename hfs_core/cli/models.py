@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from hfs_core.cli.common import CliError, open_registry
 from hfs_core.cli.output import Cell, LogFilter, out, plural, print_json, table
+from hfs_core.install import FIRST_PLUGIN
 
 if TYPE_CHECKING:
     from hfs_core.registry import Registry
@@ -57,7 +58,7 @@ def cmd_models(args: argparse.Namespace, log_filter: LogFilter) -> int:
         print_json(tables[0] if args.provider is not None else {"providers": tables})
         return 0
     if not tables:
-        raise CliError("no provider plugins are installed", "pip install hfs-provider-groq")
+        raise CliError("no provider plugins are installed", FIRST_PLUGIN)
     for index, shown in enumerate(tables):
         if index:
             out()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from hfs_core.cli.common import open_registry
 from hfs_core.cli.output import Cell, LogFilter, out, plural, print_json, table
+from hfs_core.install import FIRST_PLUGIN
 from hfs_core.plugin import Problem
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def cmd_providers(args: argparse.Namespace, log_filter: LogFilter) -> int:
         return 0
     if not entries and not failed:
         out("No provider plugins are installed.")
-        out("  hint: pip install hfs-provider-groq (or -cerebras, -gemini, -openrouter)")
+        out(f"  hint: {FIRST_PLUGIN}")
     else:
         rows: list[list[Cell]] = []
         for e in entries:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from hfs_core.install import CORE, install_command
 from hfs_core.pool.local import LocalPoolState
 from hfs_core.pool.state import HistoryRow, Lease, PoolStatus, key_suffix
 
@@ -656,7 +657,7 @@ def probe(url: str, timeout: float = 2.0) -> StateProbe:
     try:
         import redis
     except ImportError:
-        return StateProbe(False, "the redis client is not installed: pip install 'hfs-core[redis]'")
+        return StateProbe(False, f"the redis client is not installed: {install_command(CORE, 'redis')}")
     client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
         start = time.perf_counter()
