@@ -52,6 +52,7 @@ SPEC = ProviderSpec(
     key_prefix="csk-",
     docs_url="https://cloud.cerebras.ai",
     error_rules=error_rules,
+    limits="hfs_provider_cerebras:limits.toml",
 )
 
 

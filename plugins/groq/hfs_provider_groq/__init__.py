@@ -59,6 +59,7 @@ SPEC = ProviderSpec(
     key_prefix="gsk_",
     docs_url="https://console.groq.com/keys",
     error_rules=error_rules,
+    limits="hfs_provider_groq:limits.toml",
 )
 
 
