@@ -292,7 +292,7 @@ class Registry:
 
     def _limits_hint(self, provider: str, model: str) -> str:
         return (f'set its limits under [providers.{provider}.models."{self.mask(model)}"] in '
-                f"{self.config.source_name}; `hfs models {provider}` shows the limits the tables give")
+                f"{self.config.source or 'hfs.toml'}; `hfs models {provider}` shows the limits the tables give")
 
     def _plugin_problems(self, spec: ProviderSpec) -> list[Problem]:
         try:
