@@ -269,7 +269,7 @@ class Registry:
 
     def _check_tiers(self) -> None:
         """Problems of the configured tiers: an entry that cannot serve (a warning; an error when none can),
-        a model keycycle does not know, a tier with a provider's name. The default tiers are not checked:
+        a model no limit table knows, a tier with a provider's name. The default tiers are not checked:
         their entries' providers report their own problems."""
         for name, refs in self.config.tiers.items():
             where = f"{self.config.source_name} [tiers.{name}]"
