@@ -1,26 +1,52 @@
-"""keycycle's model tables, read from its data files without importing keycycle.
+"""The limit tables, and the limits a model is held to (`resolve_limits`).
 
-keycycle keeps per-provider limit tables (``config/models/<provider>.yaml``: model ID to
-RPM/RPH/RPD/TPM/TPH/TPD, plus a ``default`` row) and, for OpenRouter, a list of free
-models. Importing keycycle costs a database layer and a logging set-up; `hfs check` and
-`hfs models` only need the tables, so they are read here with PyYAML (keycycle's own
-reader), loaded on first use. The key pools take their limits from here too
-(`model_limits`): one source, resolved as keycycle resolves them.
+Two tables state a model's per-key limits (RPM/RPH/RPD requests, TPM/TPH/TPD tokens): the
+plugin's own (`ProviderSpec.limits`, a TOML file in its package, taken from the provider's
+published rate-limit page) and keycycle's (``config/models/<provider>.yaml``, plus for
+OpenRouter a list of free models, which keycycle gives its ``default`` row). Each limit comes,
+in this order, from the configuration (``[providers.NAME.models."MODEL"]``), the plugin's table,
+keycycle's table, and, for a model neither table knows, `DEFAULT_LIMITS`. The key pools and
+`hfs models`/`hfs check` all ask `resolve_limits`, so what the CLI shows is what a pool enforces.
 
-The environment check only asks whether a model is in the tables (`is_known_model`); it
-must not pay for PyYAML (tens of milliseconds), so it scans the files for model IDs
-alone: the table's top-level keys and the list's ``id`` entries. Tests check that the
-scan finds exactly the models PyYAML reads.
+keycycle's tables are read from its data files without importing keycycle (a database layer
+and a logging set-up), with PyYAML (keycycle's own reader), loaded on first use. The
+environment check only asks whether a model is in a table (`is_known_model`); it must not pay
+for PyYAML (tens of milliseconds), so it scans keycycle's files for model IDs alone: the table's
+top-level keys and the list's ``id`` entries. Tests check that the scan finds exactly the models
+PyYAML reads. A plugin's table is small TOML, read (once) only when a model's limits are asked.
 """
 
 from __future__ import annotations
 
+import datetime
 import functools
+import importlib.resources
 import importlib.util
 import re
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from hfs_core.plugin import ProviderSpec
+
+LIMIT_FIELDS = ("rpm", "rph", "rpd", "tpm", "tph", "tpd")
+"""The limits a model has per key: requests per minute, hour, day; tokens per minute, hour, day."""
+
+DEFAULT_LIMITS: Mapping[str, int] = {"rpm": 5, "rph": 100, "rpd": 100}
+"""The conservative default for a model no table knows, per key: 5 requests a minute, 100 an
+hour, 100 a day, tokens unlimited (a token limit below a prompt's size would refuse it outright).
+5 a minute is the lowest per-minute limit of the four bundled providers' free tiers."""
+
+Source = Literal["config", "plugin", "keycycle", "default"]
+"""Where a limit comes from, in order of precedence."""
 
 _FIELDS = {
     "requests_per_minute": "rpm",
@@ -86,15 +112,6 @@ def model_list(provider: str) -> tuple[str, ...]:
     return tuple(str(item["id"]) for item in _read_yaml(path) or () if isinstance(item, dict) and "id" in item)
 
 
-def model_limits(provider: str, model: str) -> ModelLimits | None:
-    """The limits keycycle applies to `model`: its row, else the provider's ``default`` row.
-
-    None when keycycle has neither (keycycle then applies 10/min, 100/h, 1000/day).
-    """
-    table = limit_table(provider) or {}
-    return table.get(model, table.get("default"))
-
-
 def known_models(provider: str) -> dict[str, ModelLimits] | None:
     """Every model keycycle knows for `provider`, with the limits that apply to it.
 
@@ -133,7 +150,109 @@ def _unquote(name: str) -> str:
     return name.strip().strip("'\"")
 
 
-def is_known_model(provider: str, model: str) -> bool | None:
-    """True or False when keycycle has a table for `provider`, None when it has none."""
-    names = model_names(provider)
-    return None if names is None else model in names
+def is_known_model(spec: ProviderSpec, model: str) -> bool:
+    """Whether `model` is in `spec`'s plugin table or keycycle's (False: `DEFAULT_LIMITS` apply).
+
+    Cheap: the plugin's small TOML file and a scan of keycycle's, never PyYAML."""
+    return model in plugin_table(spec.limits).models or model in (model_names(spec.keycycle_name) or ())
+
+
+@dataclass(frozen=True)
+class PluginTable:
+    """A plugin's limit table: the page it was taken from, the day that page was read, and its rows.
+
+    `problem` says why the file cannot be used ("" when it can); its rows are then empty.
+    """
+
+    source: str
+    read: str
+    models: Mapping[str, Mapping[str, int]]
+    problem: str = ""
+
+
+@functools.cache
+def plugin_table(resource: str) -> PluginTable:
+    """The table a plugin ships as `resource` (``"package:file.toml"``; "" for none), read once.
+
+    The file holds ``source`` (the URL of the provider's rate-limit page), ``read`` (the date
+    it was read) and ``[models."MODEL"]`` tables of `LIMIT_FIELDS`, whole numbers of at least 1.
+    """
+    if not resource:
+        return PluginTable("", "", {})
+    package, _, name = resource.partition(":")
+    try:
+        data = tomllib.loads(importlib.resources.files(package).joinpath(name).read_text(encoding="utf-8"))
+        return _plugin_table(data)
+    except (OSError, ImportError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError) as exc:
+        return PluginTable("", "", {}, f"{resource} cannot be used ({type(exc).__name__}: {exc})")
+
+
+def _plugin_table(data: dict[str, Any]) -> PluginTable:
+    source, read, models = data.get("source"), data.get("read"), data.get("models", {})
+    if not isinstance(source, str) or not source.startswith("https://"):
+        raise ValueError("source must be the https:// URL of the provider's rate-limit page")
+    if not isinstance(read, datetime.date) or isinstance(read, datetime.datetime):
+        raise ValueError("read must be the date the page was read, e.g. read = 2026-12-07")
+    if not isinstance(models, dict) or not all(isinstance(row, dict) for row in models.values()):
+        raise ValueError('models must hold [models."MODEL"] tables')
+    for model, row in models.items():
+        for key, value in row.items():
+            if key not in LIMIT_FIELDS or isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"models.{model!r}: {key} = {value!r} is not one of {', '.join(LIMIT_FIELDS)} "
+                                 "set to a whole number of at least 1")
+    return PluginTable(source, read.isoformat(), models)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One limit of a model and where it comes from (value and source None: no table limits it)."""
+
+    value: int | None
+    source: Source | None
+
+
+@dataclass(frozen=True)
+class ResolvedLimits:
+    """The limits a model is held to per key, each with its source (`resolve_limits`).
+
+    Attributes:
+        model: the model ID.
+        limits: per field of `LIMIT_FIELDS`, its `Limit`.
+        known: the plugin's table or keycycle's has the model (False: `DEFAULT_LIMITS` apply
+            where the configuration sets no limit).
+    """
+
+    model: str
+    limits: Mapping[str, Limit]
+    known: bool
+
+    def value(self, name: str) -> int | None:
+        """The limit `name` (``"rpm"``...), None when nothing limits it."""
+        return self.limits[name].value
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """A JSON-ready view: ``{"rpm": {"value": 30, "source": "plugin"}, ...}``."""
+        return {name: {"value": limit.value, "source": limit.source} for name, limit in self.limits.items()}
+
+
+def resolve_limits(spec: ProviderSpec, model: str, configured: Mapping[str, int] | None = None) -> ResolvedLimits:
+    """The limits `model` of `spec`'s provider is held to per key, each from the first that sets it:
+    `configured` (the configuration's ``[providers.NAME.models."MODEL"]``), the plugin's table,
+    keycycle's table (its exact rows, and for OpenRouter its listed free models), and, for a model
+    neither table has, `DEFAULT_LIMITS`. A limit none of them sets is no limit (None)."""
+    plugin_row = plugin_table(spec.limits).models.get(model)
+    keycycle_row = (known_models(spec.keycycle_name) or {}).get(model)
+    layers: list[tuple[Source, Mapping[str, int | None]]] = [
+        ("config", configured or {}),
+        ("plugin", plugin_row or {}),
+        ("keycycle", {name: getattr(keycycle_row, name) for name in LIMIT_FIELDS} if keycycle_row else {}),
+    ]
+    known = plugin_row is not None or keycycle_row is not None
+    if not known:
+        layers.append(("default", DEFAULT_LIMITS))
+    limits = {}
+    for name in LIMIT_FIELDS:
+        found = next(((values[name], source) for source, values in layers if values.get(name) is not None),
+                     (None, None))
+        limits[name] = Limit(*found)
+    return ResolvedLimits(model, limits, known)

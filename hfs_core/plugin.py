@@ -232,6 +232,9 @@ class ProviderSpec:
         error_rules: the provider's rules for reading its failures (see `ErrorRules`); None, or
             a None verdict, leaves a reply to the core's defaults.
         keycycle_name: the provider's name in keycycle's limit tables; defaults to ``name``.
+        limits: the provider's published limits per model, a TOML file shipped in the plugin's
+            package, named as ``"package:file.toml"`` (format: docs/plugins.md); read only when
+            limits are needed, never at discovery. "" (the default): the plugin states none.
         docs_url: where to get keys, shown in hints.
     """
 
@@ -245,6 +248,7 @@ class ProviderSpec:
     wrapper_factory: WrapperFactory | None = None
     error_rules: ErrorRules | None = None
     keycycle_name: str = ""
+    limits: str = ""
     docs_url: str = ""
 
     def __post_init__(self) -> None:
@@ -262,6 +266,8 @@ class ProviderSpec:
             object.__setattr__(self, "keycycle_name", self.name)
         if ":" not in self.model_class:
             raise ValueError(f"model_class must be 'module:Class', got {self.model_class!r}")
+        if self.limits and not re.fullmatch(r"[\w.]+:[\w./-]+", self.limits):
+            raise ValueError(f"limits must be 'package:file.toml', got {self.limits!r}")
 
     @property
     def count_var(self) -> str:

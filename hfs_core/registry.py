@@ -56,6 +56,13 @@ USAGE_FIXES = ("set TIDB_DB_URL or usage_db_url to a database, track_usage = fal
 """What the user can do when the data folder cannot hold the usage database or its spool."""
 
 
+def _unknown_model(provider: str) -> str:
+    """What a model no limit table knows is held to, as the end of a message naming the model."""
+    default = catalog.DEFAULT_LIMITS
+    return (f"is in no limit table (the {provider} plugin's or keycycle's), so it is held to the conservative "
+            f"default of {default['rpm']} requests a minute, {default['rph']} an hour, {default['rpd']} a day")
+
+
 def data_dir() -> Path:
     """The user data folder (``$XDG_DATA_HOME/hfs-providers`` on Linux): the default usage database and
     the spool of rows waiting for a database that is down. Not created here (the usage store creates it)."""
@@ -116,8 +123,9 @@ class TierEntry:
         model: the model it names (its provider's default model when it names none; "" when the
             provider is unknown).
         problem: why it cannot serve calls (None: it can); the tier's other entries serve them.
-        known_model: whether keycycle's tables hold the model (False: its limits fall back to the
-            provider's default row; None: not known, the provider is not loaded).
+        known_model: whether a limit table (the plugin's or keycycle's) holds the model (False: it
+            is held to the conservative default, `catalog.DEFAULT_LIMITS`; None: not known, the
+            provider is not loaded).
     """
 
     provider: str
@@ -214,12 +222,15 @@ class Registry:
             keys, problems = check_provider_env(spec, self.env, expected, prefixes)
             problems.extend(self._plugin_problems(spec))
             model = settings.default_model or spec.default_model
-            if catalog.is_known_model(spec.keycycle_name, model) is False and model not in settings.models:
+            table = catalog.plugin_table(spec.limits)
+            if table.problem:
+                problems.append(Problem("warning", f"plugin {name} limits", self.mask(table.problem),
+                                        "report it to the plugin's authors; keycycle's table and the default apply"))
+            if not catalog.is_known_model(spec, model) and model not in settings.models:
                 where = (f"{self.config.source_name} [providers.{name}] default_model" if settings.default_model
                          else f"plugin {name} default_model")
-                problems.append(Problem("warning", where, f"{self.mask(repr(model))} is not in keycycle's {name} "
-                                        "table; its limits fall back to the provider's default row",
-                                        f"see `hfs models {name}` for the models keycycle knows"))
+                problems.append(Problem("warning", where, f"{self.mask(repr(model))} {_unknown_model(name)}",
+                                        self._limits_hint(name, model)))
             self._keys[name] = keys
             self._reports[name] = EnvReport(name, settings.enabled, len(keys), expected, tuple(problems))
         installed = sorted(self._specs)
@@ -259,7 +270,7 @@ class Registry:
 
     def _check_tiers(self) -> None:
         """Problems of the configured tiers: an entry that cannot serve (a warning; an error when none can),
-        a model keycycle does not know, a tier with a provider's name. The default tiers are not checked:
+        a model no limit table knows, a tier with a provider's name. The default tiers are not checked:
         their entries' providers report their own problems."""
         for name, refs in self.config.tiers.items():
             where = f"{self.config.source_name} [tiers.{name}]"
@@ -274,12 +285,15 @@ class Registry:
                                                  "the tier's other entries serve its calls meanwhile"))
                 elif entry.known_model is False and entry.model not in self.config.provider(entry.provider).models:
                     self.problems.append(Problem(
-                        "warning", where, f"models[{index}] {shown}: the model is not in keycycle's "
-                        f"{entry.provider} table; its limits fall back to the provider's default row",
-                        f"see `hfs models {entry.provider}` for the models keycycle knows"))
+                        "warning", where, f"models[{index}] {shown}: the model {_unknown_model(entry.provider)}",
+                        self._limits_hint(entry.provider, entry.model)))
             if all(entry.problem is not None for entry in entries):
                 self.problems.append(Problem("error", where, "has no entry that can serve calls",
                                              "fix the entries named above, or the providers' keys"))
+
+    def _limits_hint(self, provider: str, model: str) -> str:
+        return (f'set its limits under [providers.{provider}.models."{self.mask(model)}"] in '
+                f"{self.config.source or 'hfs.toml'}; `hfs models {provider}` shows the limits the tables give")
 
     def _plugin_problems(self, spec: ProviderSpec) -> list[Problem]:
         try:
@@ -362,8 +376,7 @@ class Registry:
                 entries.append(TierEntry(provider, model, self.mask(str(exc))))
                 continue
             model = model or self.config.provider(provider).default_model or self._specs[provider].default_model
-            known = catalog.is_known_model(self._specs[provider].keycycle_name, model)
-            entries.append(TierEntry(provider, model, None, known is not False))
+            entries.append(TierEntry(provider, model, None, catalog.is_known_model(self._specs[provider], model)))
         return entries
 
     def import_problem(self, name: str) -> str | None:
@@ -633,9 +646,8 @@ class Registry:
         if (provider, model_id) in self._warned_models or model_id in self.config.provider(provider).models:
             return
         self._warned_models.add((provider, model_id))
-        if catalog.is_known_model(spec.keycycle_name, model_id) is False:
-            log.warning("%s: model %s is not in keycycle's table; its limits fall back to the provider's "
-                        "default row", provider, self.mask(repr(model_id)))
+        if not catalog.is_known_model(spec, model_id):
+            log.warning("%s: model %s %s", provider, self.mask(repr(model_id)), _unknown_model(provider))
 
     def shutdown(self) -> None:
         """Close every pool (SDK clients, keycycle threads) and flush usage. Safe to call twice."""

@@ -270,22 +270,57 @@ def test_models_groq_marks_the_default(tmp_path: Path) -> None:
     run = hfs("models", "groq", env=env, cwd=tmp_path)
     assert run.code == 0, run
     line = next(line for line in run.out.splitlines() if "openai/gpt-oss-120b" in line)
-    assert line.startswith("*") and line.rstrip().endswith("default")
+    assert line.startswith("*") and line.rstrip().endswith("plugin; keycycle: rph tph")
     assert re.search(r"openai/gpt-oss-120b\s+\d+\s+[\d,]+\s+[\d,]+", line)
     data = json.loads(hfs("models", "groq", "--json", env=env, cwd=tmp_path).out)
     assert data["default_model"] == "openai/gpt-oss-120b" and data["default_known"] is True
     default = [m for m in data["models"] if m["default"]]
-    assert [m["model"] for m in default] == ["openai/gpt-oss-120b"] and default[0]["rpm"] > 0
+    assert [m["model"] for m in default] == ["openai/gpt-oss-120b"]
+    assert default[0]["limits"]["rpm"] == {"value": 30, "source": "plugin"}
+    assert data["plugin_table"]["source"] == "https://console.groq.com/docs/rate-limits"
     every = json.loads(hfs("models", "--json", env=env, cwd=tmp_path).out)
     assert sorted(p["provider"] for p in every["providers"]) == list(PROVIDERS)
+
+
+def test_models_json_names_each_limits_source(tmp_path: Path) -> None:
+    (tmp_path / "hfs.toml").write_text('[providers.groq.models."openai/gpt-oss-120b"]\nrpm = 3\n'
+                                       '[providers.groq.models."my/own-model"]\ntpm = 100\n')
+    data = json.loads(hfs("models", "groq", "--json", env=clean_env(tmp_path), cwd=tmp_path).out)
+    models = {m["model"]: m for m in data["models"]}
+    limits = models["openai/gpt-oss-120b"]["limits"]
+    assert {name: limit["source"] for name, limit in limits.items()} == {
+        "rpm": "config", "rph": "keycycle", "rpd": "plugin", "tpm": "plugin", "tph": "keycycle", "tpd": "plugin"}
+    assert limits["rpm"]["value"] == 3 and limits["tpm"]["value"] == 8000
+    own = models["my/own-model"]
+    assert own["known"] is False and own["learned"] is None
+    assert own["limits"] == {"rpm": {"value": 5, "source": "default"}, "rph": {"value": 100, "source": "default"},
+                             "rpd": {"value": 100, "source": "default"}, "tpm": {"value": 100, "source": "config"},
+                             "tph": {"value": None, "source": None}, "tpd": {"value": None, "source": None}}
+    assert models["whisper-large-v3"]["limits"]["rpm"] == {"value": 20, "source": "keycycle"}
+    assert data["default_limits"] == {"rpm": 5, "rph": 100, "rpd": 100}
 
 
 def test_models_flags_an_unknown_configured_default(tmp_path: Path) -> None:
     (tmp_path / "hfs.toml").write_text("[providers.groq]\ndefault_model = 'groq/not-a-model'\n")
     env = clean_env(tmp_path)
     run = hfs("models", "groq", env=env, cwd=tmp_path)
-    assert run.code == 0 and "'groq/not-a-model'" in run.out and "not in keycycle's table" in run.out
-    assert json.loads(hfs("models", "groq", "--json", env=env, cwd=tmp_path).out)["default_known"] is False
+    assert run.code == 0 and "'groq/not-a-model'" in run.out and "is in no limit table" in run.out
+    data = json.loads(hfs("models", "groq", "--json", env=env, cwd=tmp_path).out)
+    assert data["default_known"] is False
+    [shown] = [m for m in data["models"] if m["default"]]
+    assert shown["model"] == "groq/not-a-model" and shown["limits"]["rpm"] == {"value": 5, "source": "default"}
+
+
+def test_check_says_the_default_applies_to_a_model_no_table_knows(tmp_path: Path) -> None:
+    (tmp_path / "hfs.toml").write_text("[providers.groq]\ndefault_model = 'groq/not-a-model'\n")
+    env = clean_env(tmp_path, {**provider_env({"groq": 16}), "HFS_PLUGINS": "groq"})
+    run = hfs("check", "--skip-db", env=env, cwd=tmp_path)
+    assert run.code == 0, run.out
+    data = json.loads(hfs("check", "--skip-db", "--json", env=env, cwd=tmp_path).out)
+    [found] = [f for f in data["findings"] if "groq/not-a-model" in f["message"] and f["severity"] == "warning"]
+    assert found["scope"] == "groq"
+    assert "in no limit table" in found["message"] and "conservative default of 5 requests a minute" in found["message"]
+    assert '[providers.groq.models."groq/not-a-model"]' in found["hint"]
 
 
 def test_models_unknown_provider(tmp_path: Path) -> None:
@@ -392,7 +427,7 @@ def test_ask_provider_error_is_one_line(tmp_path: Path, standin: StandIn) -> Non
     run = hfs("ask", "-m", "groq:no/such-model", "--base-url", standin.url, "x", env=env, cwd=tmp_path)
     one_line_error(run)
     assert "groq/no/such-model: model does not exist" in run.err
-    assert "hfs: warning: groq: model 'no/such-model' is not in keycycle's table" in run.err
+    assert "hfs: warning: groq: model 'no/such-model' is in no limit table" in run.err
     assert run.out == ""
 
 
@@ -483,8 +518,9 @@ def test_check_reports_a_tier_problem_naming_the_file_and_the_tier(tmp_path: Pat
            "did you mean 'groq'?" in lines
     assert any(line.startswith("loaded] models[0] openrouter:x: unknown provider 'openrouter'") and
                "it is installed but not loaded: add it to HFS_PLUGINS" in line for line in lines)
-    assert "fast] models[3] gemini:gemini-2.5-fast: the model is not in keycycle's gemini table; its limits fall " \
-           "back to the provider's default row" in lines
+    assert "fast] models[3] gemini:gemini-2.5-fast: the model is in no limit table (the gemini plugin's or " \
+           "keycycle's), so it is held to the conservative default of 5 requests a minute, 100 an hour, " \
+           "100 a day" in lines
     assert "spare] has no entry that can serve calls" in lines
     assert re.search(r"^  error    tier spare\s", run.out, re.MULTILINE)
     assert re.search(r"^  ok       tier fast\s+2 of 4 entries can serve calls", run.out, re.MULTILINE)

@@ -94,7 +94,7 @@ def test_files_are_found_from_a_subdirectory_up_to_the_project_root(tmp_path: Pa
 
 def test_model_limits_from_the_configuration_bind(isolated: Path, make_registry: Any, standin: StandIn) -> None:
     """`[providers.NAME.models."MODEL"] rpm = ..` (LiteLLM's vocabulary) sets a model's limits, for
-    a model keycycle does not know too (which would otherwise get the provider's default row)."""
+    a model no table knows too (which would otherwise get the conservative default)."""
     (isolated / "hfs.toml").write_text('[providers.groq.models."my/own-model"]\nrpm = 2\ntpm = 50000\n')
     registry = make_registry(env=provider_env({"groq": 1}))
     model = registry.get_model("groq", "my/own-model", base_url=standin.url, wait=False)

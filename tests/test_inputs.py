@@ -103,7 +103,8 @@ CASES: dict[str, Case] = {
                                     says="[providers.mistral] names no installed provider", global_problem=True),
     "config_default_model_unknown": Case(toml='[providers.groq]\ndefault_model = "llama-9000"\n',
                                          variable="[providers.groq] default_model",
-                                         says="'llama-9000' is not in keycycle's groq table", keys_found=3),
+                                         says="'llama-9000' is in no limit table (the groq plugin's or keycycle's)",
+                                         keys_found=3),
 }
 
 

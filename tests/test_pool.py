@@ -459,21 +459,21 @@ def test_close_is_idempotent(pools: Pools) -> None:
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_limits_are_keycycles_own(provider: str) -> None:
-    """The limits the pool applies (read by `catalog`) equal keycycle's resolution, for every
-    model of the provider's table, its listed models and an unknown model (the default row)."""
+def test_limits_of_models_only_keycycle_knows_are_keycycles_own(provider: str) -> None:
+    """For a model of keycycle's table (or its list) that the plugin's table leaves out, the limits
+    the pool applies (read by `catalog`) equal keycycle's own resolution."""
     spec: ProviderSpec = importlib.import_module(f"hfs_provider_{provider}").SPEC
     keycycle = hfs_core._keycycle
     wrapper = keycycle.MultiProviderWrapper(spec.keycycle_name, [fake_key(provider)], spec.default_model,
                                             model_class=None, track_usage=False)
     state = LocalPoolState.build(spec, [fake_key(provider)], spec.default_model)
     try:
-        models = [*(catalog.limit_table(spec.keycycle_name) or {}), *catalog.model_list(spec.keycycle_name),
-                  "no-such/model", spec.default_model]
-        assert len(models) > 3
+        models = [m for m in catalog.known_models(spec.keycycle_name) or {}
+                  if m not in catalog.plugin_table(spec.limits).models]
+        assert models
         for model in models:
             theirs = wrapper._resolve_limits_internal(model)
-            assert rate_limits(spec.keycycle_name, model) == theirs, model
+            assert rate_limits(spec, model) == theirs, model
             assert state.limits(model) == theirs, model
     finally:
         state.close()
@@ -498,7 +498,7 @@ def test_limit_check_agrees_with_keycycle(seed: int, monkeypatch: pytest.MonkeyP
     wrapper = keycycle.MultiProviderWrapper("groq", [fake_key("groq") for _ in range(2)], MODEL,
                                             model_class=None, track_usage=False)
     try:
-        state = LocalPoolState(wrapper, MODEL)
+        state = LocalPoolState(SPEC, wrapper, MODEL)
         limits = keycycle.RateLimits(4, 30, 200, 150, 1200, 8000)  # each limit binds now and then
         keys = wrapper.manager.keys
         for _ in range(3000):

@@ -34,7 +34,7 @@ Record = Callable[[str, object], None]
 MODELS = {  # models whose table lets one key take 10 calls in a minute, except Cerebras (5 a minute)
     "groq": "openai/gpt-oss-20b",
     "cerebras": "gpt-oss-120b",
-    "gemini": "gemini-3.5-flash-lite",
+    "gemini": "gemma-3-27b-it",
     "openrouter": "nvidia/nemotron-3-super-120b-a12b:free",
 }
 STEP = {"cerebras": 12.0}  # simulated seconds between calls, so the healthy key's table allows each

@@ -219,8 +219,8 @@ def test_no_key_leaks_across_the_scenarios(capture: Capture, standin: StandIn, i
     with evidence.expect_error():
         ask(registry.get_model("gemini", base_url=standin.url))
     cerebras_model = registry.get_model("cerebras", base_url=standin.url, wait=False)
-    with evidence.expect_error():  # keycycle allows 5 calls per key per minute on cerebras: 15 in all
-        for _ in range(16):
+    with evidence.expect_error():  # the cerebras plugin's table allows 30 calls per key per minute: 90 in all
+        for _ in range(91):
             ask(cerebras_model)
     evidence.model(model)
     evidence.registry(registry)

@@ -178,8 +178,8 @@ def test_a_broken_entry_is_left_out_and_named(tmp_path: Path, make_registry: Cal
     assert any(m.startswith("models[1] nosuch:y: unknown provider 'nosuch'") and "pip install ./plugins/nosuch" in m
                for m in found)
     assert any(m.startswith("models[2] cerebras: provider 'cerebras' is not configured") for m in found)
-    assert "models[4] groq:no-such-model: the model is not in keycycle's groq table; its limits fall back to the " \
-           "provider's default row" in found
+    assert "models[4] groq:no-such-model: the model is in no limit table (the groq plugin's or keycycle's), so it " \
+           "is held to the conservative default of 5 requests a minute, 100 an hour, 100 a day" in found
     assert all(p.severity == "warning" for p in found.values())
     model = registry.get_model("fast", base_url=standin.url)
     assert [e.id for e in model.entries] == ["openai/gpt-oss-20b", "no-such-model"]

@@ -27,7 +27,7 @@ examples:
   hfs demo                       watch the pool at work, no keys needed
   hfs providers                  what is installed and which variables to set
   hfs check --strict             CI / deploy gate: exit 1 on any problem
-  hfs models groq                models and per-key limits keycycle knows
+  hfs models groq                models, per-key limits and where each comes from
   hfs ask -p groq "Say hi"       one prompt through a rotating model (-t fast: a tier)
   hfs usage --since 7d           requests and tokens per provider, key and model
 
@@ -56,15 +56,16 @@ Errors: an enabled provider without usable keys, a plugin that failed to load,
 a malformed config file, a tier none of whose entries can serve, a bad or
 unreachable usage database. Warnings: key counts that differ from
 expected_keys, keys that look wrong, a tier entry naming an unknown provider,
-an uninstalled plugin or a model keycycle does not know, and the like."""),
-    "models": ("list the models keycycle knows for a provider, with their limits", """\
+an uninstalled plugin or a model no limit table knows, and the like."""),
+    "models": ("list a provider's models with their limits and where each comes from", """\
 examples:
   hfs models groq
   hfs models                     every installed provider
   hfs models gemini --json
 
-Limits are per key and per model (RPM requests/minute, TPM tokens/minute,
-RPD requests/day); * marks the provider's default model."""),
+Limits are per key and per model (RPM/RPH/RPD requests a minute/hour/day,
+TPM/TPH/TPD tokens), each from hfs.toml, the plugin's table, keycycle's table
+or the conservative default (FROM); * marks the provider's default model."""),
     "ask": ("send one prompt through a rotating model and stream the answer", """\
 examples:
   hfs ask "What is the capital of France?"          first provider with keys

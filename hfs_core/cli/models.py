@@ -1,4 +1,4 @@
-"""``hfs models``: the models keycycle knows for a provider, with their per-key limits."""
+"""``hfs models``: a provider's models with the limits each is held to per key, and where each came from."""
 
 from __future__ import annotations
 
@@ -12,39 +12,58 @@ from hfs_core.install import FIRST_PLUGIN
 if TYPE_CHECKING:
     from hfs_core.registry import Registry
 
+_SHOWN = ("rpm", "rph", "rpd", "tpm", "tph", "tpd")
+
 
 def _models_of(registry: Registry, name: str) -> dict[str, Any]:
-    """JSON-ready view of the models keycycle knows for provider `name`."""
+    """JSON-ready view of provider `name`'s models: those of its plugin's table and keycycle's, its
+    default model and the configured ones, each with its limits as `catalog.resolve_limits` gives them."""
     from hfs_core import catalog
 
     spec = registry.specs[name]
     settings = registry.config.provider(name)
     default = settings.default_model or spec.default_model
-    known = catalog.known_models(spec.keycycle_name)
-    fallback = (catalog.limit_table(spec.keycycle_name) or {}).get("default")
+    plugin = catalog.plugin_table(spec.limits)
+    keycycle = catalog.known_models(spec.keycycle_name)
+    names = {*plugin.models, *(keycycle or {}), default, *settings.models}
     models = []
-    for model_id, limits in sorted((known or {}).items()):
-        row = {k: getattr(limits, k) for k in ("rpm", "tpm", "rpd", "rph", "tph", "tpd")}
-        models.append({"model": model_id, "default": model_id == default, **row})
+    for model_id in sorted(names):
+        found = catalog.resolve_limits(spec, model_id, settings.models.get(model_id))
+        models.append({"model": model_id, "default": model_id == default, "known": found.known,
+                       "limits": found.to_dict(), "learned": None})
     return {
         "provider": name,
-        "keycycle_table": spec.keycycle_name if known is not None else None,
         "default_model": default,
         "default_from": "config" if settings.default_model else "plugin",
-        "default_known": None if known is None else default in known,
-        "fallback_limits": None if fallback is None else
-        {k: getattr(fallback, k) for k in ("rpm", "tpm", "rpd", "rph", "tph", "tpd")},
+        "default_known": catalog.is_known_model(spec, default),
+        "plugin_table": {"file": spec.limits, "source": plugin.source or None, "read": plugin.read or None,
+                         "problem": plugin.problem or None} if spec.limits else None,
+        "keycycle_table": spec.keycycle_name if keycycle is not None else None,
+        "default_limits": dict(catalog.DEFAULT_LIMITS),
         "models": models,
     }
 
 
 def _limit(value: int | None) -> str:
-    """A limit for a table cell (``-`` when keycycle sets none)."""
+    """A limit for a table cell (``-`` when nothing limits it)."""
     return "-" if value is None else f"{value:,}"
 
 
+def _sources(limits: dict[str, dict[str, Any]]) -> str:
+    """Where a model's limits come from, in a few words: ``plugin; keycycle: rph tph; config: rpm``."""
+    by_source: dict[str, list[str]] = {}
+    for field, limit in limits.items():
+        if limit["source"]:
+            by_source.setdefault(limit["source"], []).append(field)
+    if not by_source:
+        return "-"
+    main = max(by_source, key=lambda source: len(by_source[source]))
+    return "; ".join([main, *(f"{source}: {' '.join(fields)}" for source, fields in by_source.items()
+                              if source != main)])
+
+
 def cmd_models(args: argparse.Namespace, log_filter: LogFilter) -> int:
-    """Show the models keycycle knows for a provider, with their per-key limits."""
+    """Show a provider's models with their per-key limits and where each limit came from."""
     registry, _ = open_registry(log_filter)
     names = sorted(registry.specs)
     if args.provider is not None:
@@ -63,25 +82,25 @@ def cmd_models(args: argparse.Namespace, log_filter: LogFilter) -> int:
         if index:
             out()
         name = shown["provider"]
-        if shown["keycycle_table"] is None:
-            out(f"{name}: keycycle has no limit table for this provider; default model {shown['default_model']}")
-            continue
         rows: list[list[Cell]] = []
         for m in shown["models"]:
             mark: Cell = ("*", "bold green") if m["default"] else ""
             model: Cell = (m["model"], "bold") if m["default"] else m["model"]
-            rows.append([mark, model, _limit(m["rpm"]), _limit(m["tpm"]), _limit(m["rpd"]),
-                         "default" if m["default"] else ""])
-        table(["", "MODEL", "RPM", "TPM", "RPD", ""], rows, right={2, 3, 4},
-              title=f"{name}: {plural(len(rows), 'model')} keycycle knows (limits per key)")
-        fallback = shown["fallback_limits"]
-        if fallback:
-            out(f"  other models get keycycle's default row: RPM {_limit(fallback['rpm'])}, "
-                f"TPM {_limit(fallback['tpm'])}, RPD {_limit(fallback['rpd'])}")
-        if shown["default_known"] is False:
+            rows.append([mark, model, *(_limit(m["limits"][f]["value"]) for f in _SHOWN), _sources(m["limits"])])
+        table(["", "MODEL", *(f.upper() for f in _SHOWN), "FROM"], rows, right=set(range(2, 2 + len(_SHOWN))),
+              title=f"{name}: {plural(len(rows), 'model')} (limits per key; * the default model)")
+        plugin = shown["plugin_table"]
+        if plugin and plugin["problem"]:
+            out(f"  warning: the plugin's limit table {plugin['problem']}")
+        elif plugin:
+            out(f"  plugin: limits from {plugin['source']} (read {plugin['read']})")
+        default = shown["default_limits"]
+        where = f'[providers.{name}.models."MODEL"] in {registry.config.source or "hfs.toml"}'
+        out(f"  other models: the conservative default, RPM {default['rpm']}, RPH {default['rph']}, "
+            f"RPD {default['rpd']}, tokens unlimited; set their limits under {where}")
+        if not shown["default_known"]:
             source = (f"[providers.{name}] default_model in {registry.config.source_name}"
                       if shown["default_from"] == "config" else f"the {name} plugin")
-            out(f"  warning: the default model {shown['default_model']!r} (from {source}) is not in "
-                f"keycycle's table; its limits fall back to the default row")
+            out(f"  warning: the default model {shown['default_model']!r} (from {source}) is in no limit table; "
+                "it is held to the conservative default")
     return 0
-

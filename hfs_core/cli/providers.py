@@ -84,7 +84,7 @@ def _tier_rows(tiers: Sequence[Mapping[str, Any]]) -> list[list[Cell]]:
                 status: Cell = ("unusable", "red")
                 note = str(entry["problem"]).split("; ")[0]
             elif entry["known_model"] is False:
-                status, note = ("ok", "yellow"), "keycycle does not know the model: its limits are the default row"
+                status, note = ("ok", "yellow"), "no limit table knows the model: the conservative default applies"
             else:
                 status, note = ("ok", "green"), ""
             rows.append([tier["name"] if number == 1 else "", str(number), entry["ref"], status, note])

@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from hfs_core.plugin import ProviderSpec
 
 _WINDOWS = ((60.0, "minute"), (3600.0, "hour"), (86400.0, "day"))
-_FALLBACK_LIMITS = (10, 100, 1000)
-"""keycycle's limits (per minute, hour, day) for a provider without a table or a ``default`` row."""
 
 
 def keycycle_wrapper(spec: ProviderSpec, keys: Sequence[str], default_model: str) -> Any:
@@ -38,21 +36,15 @@ def keycycle_wrapper(spec: ProviderSpec, keys: Sequence[str], default_model: str
 
 
 _UNLIMITED = 10**12
-"""A request window the configuration leaves open, for a model keycycle's table does not know."""
+"""A request window that nothing limits (keycycle's windows need a number)."""
 
 
-def rate_limits(provider: str, model_id: str, configured: Mapping[str, int] | None = None) -> RateLimits:
-    """The limits of `model_id` of `provider`: keycycle's table (`catalog`), with what the
-    configuration sets for it (``rpm``, ``rph``, ``rpd``, ``tpm``, ``tph``, ``tpd``) in their place."""
-    row = catalog.model_limits(provider, model_id)
-    if configured:
-        table = {k: getattr(row, k) if row is not None else None for k in ("rpm", "rph", "rpd", "tpm", "tph", "tpd")}
-        merged = {**table, **configured}
-        return RateLimits(*(merged[k] or _UNLIMITED for k in ("rpm", "rph", "rpd")),
-                          *(merged[k] for k in ("tpm", "tph", "tpd")))
-    if row is None or row.rpm is None or row.rph is None or row.rpd is None:
-        return RateLimits(*_FALLBACK_LIMITS)
-    return RateLimits(row.rpm, row.rph, row.rpd, row.tpm, row.tph, row.tpd)
+def rate_limits(spec: ProviderSpec, model_id: str, configured: Mapping[str, int] | None = None) -> RateLimits:
+    """The limits `model_id` of `spec`'s provider is held to per key (`catalog.resolve_limits`: the
+    configuration's `configured`, the plugin's table, keycycle's, the default), as keycycle's `RateLimits`."""
+    found = catalog.resolve_limits(spec, model_id, configured)
+    return RateLimits(*(found.value(name) or _UNLIMITED for name in ("rpm", "rph", "rpd")),
+                      *(found.value(name) for name in ("tpm", "tph", "tpd")))
 
 
 class LocalPoolState:
@@ -64,8 +56,9 @@ class LocalPoolState:
     the request limits, which keycycle only counts once a call has finished.
     """
 
-    def __init__(self, wrapper: Any, default_model: str,
+    def __init__(self, spec: ProviderSpec, wrapper: Any, default_model: str,
                  model_limits: Mapping[str, Mapping[str, int]] | None = None) -> None:
+        self._spec = spec
         self._wrapper = wrapper
         self._configured = dict(model_limits or {})
         self._provider: str = wrapper.provider
@@ -96,19 +89,19 @@ class LocalPoolState:
               model_limits: Mapping[str, Mapping[str, int]] | None = None) -> LocalPoolState:
         """The state of `spec`'s pool over `keys`, in the wrapper its `wrapper_factory` builds
         (keycycle's own, `keycycle_wrapper`, by default), with `model_limits` from the configuration."""
-        return cls((spec.wrapper_factory or keycycle_wrapper)(spec, keys, default_model), default_model, model_limits)
+        return cls(spec, (spec.wrapper_factory or keycycle_wrapper)(spec, keys, default_model), default_model,
+                   model_limits)
 
     def __repr__(self) -> str:
         status = self.status()
         return f"LocalPoolState(provider={self._provider!r}, keys={status.total}, dead={status.dead})"
 
     def table_limits(self, model_id: str) -> RateLimits:
-        """The limits of `model_id` per key: keycycle's table with the configuration's in their place
-        (the provider's default row for a model keycycle does not know)."""
+        """The limits of `model_id` per key (`rate_limits`, with the configuration's `model_limits`)."""
         found = self._table.get(model_id)
         if found is None:
             model = model_id or self._default_model
-            found = self._table[model_id] = rate_limits(self._provider, model, self._configured.get(model))
+            found = self._table[model_id] = rate_limits(self._spec, model, self._configured.get(model))
         return found
 
     def limits(self, model_id: str) -> RateLimits:

@@ -55,6 +55,7 @@ SPEC = ProviderSpec(
     docs_url="https://cloud.cerebras.ai",
     sdk_options=partial(openai_style_options, sdk="cerebras.cloud.sdk"),  # its own Timeout type
     error_rules=error_rules,
+    limits="hfs_provider_cerebras:limits.toml",
 )
 
 

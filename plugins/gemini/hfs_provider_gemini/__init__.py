@@ -76,6 +76,7 @@ SPEC = ProviderSpec(
     docs_url="https://aistudio.google.com/apikey",
     sdk_options=sdk_options,
     error_rules=error_rules,
+    limits="hfs_provider_gemini:limits.toml",
 )
 
 

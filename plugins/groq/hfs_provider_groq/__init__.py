@@ -62,6 +62,7 @@ SPEC = ProviderSpec(
     docs_url="https://console.groq.com/keys",
     sdk_options=partial(openai_style_options, sdk="groq"),  # its own Timeout type
     error_rules=error_rules,
+    limits="hfs_provider_groq:limits.toml",
 )
 
 

@@ -70,6 +70,7 @@ SPEC = ProviderSpec(
     key_prefix="sk-or-",
     docs_url="https://openrouter.ai/keys",
     error_rules=error_rules,
+    limits="hfs_provider_openrouter:limits.toml",
 )
 
 
