@@ -6,27 +6,15 @@ balance retired, an overloaded engine waited out, the limit from the page's ``hf
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
+from smoke.tutorial_page import FILES, PAGE, tutorial_files
 from venvs import build_wheel, fresh_venv, sh, uv
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGE = ROOT / "docs" / "plugins.md"
-FILES = ("hfs_provider_moonshot/__init__.py", "pyproject.toml", "hfs.toml", "check_moonshot.py")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-def tutorial_files(text: str) -> dict[str, str]:
-    """Each fenced block of the page whose first line is a comment naming a file: {file name: text}."""
-    blocks = re.findall(r"^```(?:python|toml)\n# ([\w./]+)\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
-    found: dict[str, str] = {}
-    for name, body in blocks:
-        assert name not in found, f"docs/plugins.md has two blocks for {name}"
-        found[name] = f"# {name}\n{body}"
-    return found
 
 
 def test_the_page_holds_each_file_once_and_documents_the_contract() -> None:
