@@ -30,12 +30,15 @@ from hfs_core.testing.standin import StandIn
 Record = Callable[[str, object], None]
 
 SPEC = """
-from hfs_core import ProviderSpec, hookimpl
+from functools import partial
+
+from hfs_core import ProviderSpec, hookimpl, openai_style_options
 
 @hookimpl
 def register_provider():
     return ProviderSpec(name={name!r}, default_model="m", expected_keys=1,
-                        model_class={model_class!r}, key_prefix="tw_")
+                        model_class={model_class!r}, key_prefix="tw_",
+                        sdk_options=partial(openai_style_options, sdk="groq"))
 """
 
 BAD_PLUGINS: dict[str, tuple[str, str]] = {

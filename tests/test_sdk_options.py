@@ -131,3 +131,15 @@ async def test_an_async_call_refused_by_the_sdk_raises_at_once(make_registry: An
         await model.aresponse(messages=HI)
     status = model.pool.status()
     assert (status.dead, status.cooling, status.in_flight, standin.total) == (0, 0, 0, 0)
+
+
+def test_a_timeout_of_another_http_library_is_the_callers_error(make_registry: Any, standin: StandIn) -> None:
+    # The groq SDK (on httpx) given the openai SDK's Timeout (httpx2) fails as it sends, and wraps
+    # that TypeError in its APIConnectionError: a programming error, not a connection that failed.
+    foreign = importlib.import_module("openai").Timeout(5.0)
+    model = make_registry(env=provider_env({"groq": 2})).get_model(
+        "groq", base_url=standin.url, client_params={"timeout": foreign})
+    with pytest.raises(TypeError):
+        model.response(messages=HI)
+    status = model.pool.status()
+    assert (status.dead, status.cooling, status.in_flight, standin.total) == (0, 0, 0, 0)

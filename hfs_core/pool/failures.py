@@ -77,17 +77,31 @@ def _is_transport(exc: BaseException) -> bool:
     return any(name in cls.__name__ for err in _chain(exc) for cls in type(err).__mro__ for name in _TRANSPORT_NAMES)
 
 
+_PROGRAMMING_ERRORS = (TypeError, ValueError, AttributeError, ImportError, NameError, NotImplementedError,
+                      AssertionError)
+"""Errors of code, never of the wire: an SDK that wraps one as a connection error (groq's
+``APIConnectionError`` around a ``TypeError`` for a timeout of another HTTP library) sent nothing."""
+
+
+def _carries_reply(err: BaseException) -> bool:
+    """Whether `err` holds something the provider sent: a response, a parsed body or details."""
+    return any(getattr(err, name, None) is not None for name in ("response", "body", "details"))
+
+
 def local_error(exc: BaseException) -> BaseException | None:
     """The exception at the root of `exc` when nothing in its chain came from the wire, else None.
 
-    Such an error was raised on the caller's side (building the SDK client, an argument the SDK
-    refuses, a missing dependency, Agno's own code), so it says nothing about the key: no reply
-    from the provider, no transport failure, no status at its root. Agno wraps it in a
-    ``ModelProviderError`` that carries a made-up 502, which must not be read as the provider's answer.
+    Such an error was raised on the caller's side (building the SDK client, an option the SDK
+    refuses, a missing dependency, Agno's own code), so it says nothing about the key: nothing in
+    the chain holds a reply or a status from the provider, and there is no transport failure,
+    or the one there is wraps a programming error. Agno wraps such an error in a
+    ``ModelProviderError`` with a made-up 502, which must not be read as the provider's answer.
     """
     errors = list(_chain(exc))
     root = errors[-1]
-    if _status_of(root) is not None or _is_transport(exc) or any(map(_is_sdk_error, errors)):
+    if _status_of(root) is not None or any(map(_carries_reply, errors)):
+        return None
+    if _is_transport(exc) and not isinstance(root, _PROGRAMMING_ERRORS):
         return None
     return root
 
