@@ -33,7 +33,8 @@ from hfs_core.plugin import Problem, ProviderSpec, Timeouts, shown_name
 
 if TYPE_CHECKING:
     from hfs_core.pool import KeyPool
-    from hfs_core.pool.shared import RedisLink, StateProbe
+    from hfs_core.pool.redis_link import RedisLink
+    from hfs_core.pool.shared import StateProbe
     from hfs_core.usage import UsageHealth, UsageStore
 
 log = logging.getLogger("hfs_core")
@@ -503,7 +504,7 @@ class Registry:
                 shown = self.state_info()["url"]
                 settings = self.config.state
                 try:
-                    from hfs_core.pool.shared import RedisLink
+                    from hfs_core.pool.redis_link import RedisLink
 
                     self._link = RedisLink(url, shown_url=shown, namespace=settings.namespace,
                                            secret=(self.env.get(STATE_SECRET_ENV) or "").strip() or None,

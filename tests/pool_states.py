@@ -15,7 +15,8 @@ from typing import Any
 
 from hfs_core.plugin import ProviderSpec
 from hfs_core.pool import HistoryRow, Lease, LocalPoolState, PoolStatus, key_suffix
-from hfs_core.pool.shared import RedisLink, RedisPoolState
+from hfs_core.pool.redis_link import RedisLink
+from hfs_core.pool.shared import RedisPoolState
 
 WINDOW = 60.0
 

@@ -36,7 +36,7 @@ from hfs_core import NoAvailableKeyError, Registry
 from hfs_core.model import build_model
 from hfs_core.plugin import ProviderSpec
 from hfs_core.pool import CallOptions, KeyPool, Lease
-from hfs_core.pool.shared import RedisLink
+from hfs_core.pool.redis_link import RedisLink
 from hfs_core.testing.standin import StandIn
 
 pytestmark = needs_redis
@@ -497,7 +497,7 @@ def test_the_function_runs_on_redis_cluster_every_pool_in_one_slot(cluster: list
     slot: Redis Cluster refuses a function that reaches a key of another slot."""
     from redis.cluster import RedisCluster
 
-    from hfs_core.pool.shared import FUNCTION
+    from hfs_core.pool.redis_connection import FUNCTION
 
     library = (Path(__file__).parents[1] / "hfs_core" / "pool" / "shared.lua").read_text(encoding="utf-8")
     client = RedisCluster(host="127.0.0.1", port=cluster[0])

@@ -31,8 +31,7 @@ from services import MARIADB, MARIADB_URL, TcpProxy, free_port, needs_mariadb
 
 from hfs_core import Registry
 from hfs_core.testing.standin import StandIn
-from hfs_core.usage import UsageStore
-from hfs_core.usage import store as usage_module
+from hfs_core.usage import UsageStore, database_link
 
 Record = Callable[[str, object], None]
 
@@ -319,7 +318,7 @@ def test_sqlite_store_writes_in_wal_mode(sqlite_url: str) -> None:
         for _ in range(3):
             store.record("groq", "m", "abcdefgh", 5)
         assert store.flush()
-        with store._db.engine.connect() as conn:
+        with store._database.db.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
     finally:
         assert store.close().written == 3
@@ -353,14 +352,14 @@ def test_full_queue_counts_loss(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_mysql_urls_get_timeouts_and_keep_their_own() -> None:
-    from hfs_core.usage.store import _with_timeouts
+    from hfs_core.usage.database_link import with_timeouts
 
-    url = _with_timeouts("mysql+pymysql://u:p%40ss@db.example:4000/x")
+    url = with_timeouts("mysql+pymysql://u:p%40ss@db.example:4000/x")
     assert "connect_timeout=5" in url and "read_timeout=15" in url and "u:p%40ss@" in url
-    assert "connect_timeout=1" in _with_timeouts("mysql+pymysql://u@h/x?connect_timeout=1")
-    assert "connect_timeout=5" not in _with_timeouts("mysql+pymysql://u@h/x?connect_timeout=1")
-    assert _with_timeouts("sqlite:///x.db") == "sqlite:///x.db"
-    assert _with_timeouts("not a url") == "not a url"
+    assert "connect_timeout=1" in with_timeouts("mysql+pymysql://u@h/x?connect_timeout=1")
+    assert "connect_timeout=5" not in with_timeouts("mysql+pymysql://u@h/x?connect_timeout=1")
+    assert with_timeouts("sqlite:///x.db") == "sqlite:///x.db"
+    assert with_timeouts("not a url") == "not a url"
 
 
 def test_database_that_never_answers_does_not_hold_up_calls(make_registry: Any, standin: StandIn,
@@ -370,7 +369,7 @@ def test_database_that_never_answers_does_not_hold_up_calls(make_registry: Any, 
     """A host that accepts the TCP connection and then says nothing (a hung server, a firewall
     black hole): the first get_model waits for the usage history at most HISTORY_WAIT (3 s by
     default, 1 s here), and the calls that follow never wait on the database."""
-    monkeypatch.setattr(usage_module, "HISTORY_WAIT", 1.0)
+    monkeypatch.setattr(database_link, "HISTORY_WAIT", 1.0)
     hole = socket.socket()
     hole.bind(("127.0.0.1", 0))
     hole.listen(16)  # never accepted: the handshake completes, no greeting ever comes

@@ -16,23 +16,31 @@ import signal
 import threading
 import weakref
 from types import FrameType
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from hfs_core.usage.store import UsageStore
+from typing import Any, Protocol
 
 log = logging.getLogger("hfs_core.usage")
 
 SIGTERM_SECONDS = 3.0
 """Seconds each store is given on SIGTERM (``docker stop`` kills after 10 s)."""
 
-_stores: weakref.WeakSet[UsageStore] = weakref.WeakSet()
+
+class Closing(Protocol):
+    """What is flushed and closed when the process ends (a `UsageStore`)."""
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Write what waits, for at most `timeout` seconds."""
+
+    def close(self, timeout: float = 5.0) -> object:
+        """Write what can be within `timeout`, and stop."""
+
+
+_stores: weakref.WeakSet[Closing] = weakref.WeakSet()
 _lock = threading.Lock()
 _registered = False
 _previous: Any = None  # the SIGTERM handler ours replaced: SIG_DFL or the application's
 
 
-def track(store: UsageStore) -> None:
+def track(store: Closing) -> None:
     """Close `store` at exit (if it is still open then)."""
     global _registered
     with _lock:

@@ -45,8 +45,10 @@ name and :meth:`StandIn.requests_for` by key. A reply due on a route of the othe
 entry on ``/chat/completions``) is the test's mistake: it is answered 500 ``stand-in misuse: ...`` in
 plain text and listed in ``stats()["replay_errors"]``.
 
-Modules: :mod:`.server` (the :class:`StandIn` object), :mod:`.behaviours` (faults, limits, key
-states, replies, tool calls, replays), :mod:`.openai` and :mod:`.gemini` (the wire formats),
+Modules: :mod:`.server` (the :class:`StandIn` object) and :mod:`.stats` (what it has seen),
+:mod:`.behaviours` (replies, and the parts below put together), :mod:`.keys` (key states and rate
+limits), :mod:`.faults` (injected failures, broken streams), :mod:`.replays` (recorded replies due),
+:mod:`.tool_scripts` (scripted tool calls), :mod:`.openai` and :mod:`.gemini` (the wire formats),
 :mod:`.recorded` (the recorded failures), :mod:`.handler` (the HTTP server), :mod:`.exchange` (the
 values they pass), :mod:`.cli`.
 
@@ -54,9 +56,10 @@ Run it in the foreground with ``python -m hfs_core.testing.standin --port 0``; i
 ``STANDIN_URL=http://127.0.0.1:<port>`` when ready and serves until SIGTERM/SIGINT.
 """
 
-from hfs_core.testing.standin.behaviours import KEY_STATUSES, Reply
+from hfs_core.testing.standin.behaviours import Reply
 from hfs_core.testing.standin.cli import main
 from hfs_core.testing.standin.exchange import ToolResult, key_label
+from hfs_core.testing.standin.keys import KEY_STATUSES
 from hfs_core.testing.standin.recorded import RECORDED, Recorded
 from hfs_core.testing.standin.server import StandIn
 

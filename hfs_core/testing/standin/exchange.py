@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Iterator
@@ -17,6 +18,20 @@ def key_label(key: str | None) -> str:
     if not key:
         return "<none>"
     return key[-4:]
+
+
+def key_digest(key: str) -> str:
+    """The name the stand-in keeps ``key`` under: its SHA-256 digest (a full key is never stored)."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def retry_headers(wait: float) -> dict[str, str]:
+    """``Retry-After`` (whole seconds, at least 1) and ``retry-after-ms`` for a wait of ``wait`` seconds."""
+    wait = max(0.0, wait)
+    return {
+        "Retry-After": str(max(1, math.ceil(wait))),
+        "retry-after-ms": str(max(1, math.ceil(wait * 1000))),
+    }
 
 
 def count_tokens(text: str) -> int:

@@ -2,8 +2,8 @@
 
 The handler routes requests, reads bodies, writes JSON and chunked SSE bodies (with delays, error
 events and connection drops) and talks to the :class:`~hfs_core.testing.standin.server.StandIn`
-only through its public interface: :meth:`exchange`, :meth:`stats`, :meth:`request_log`, :meth:`control`,
-:meth:`note_warmup`, :meth:`connection_opened` and :meth:`connection_closed`.
+only through the small interface :class:`Backend`: :meth:`exchange`, :meth:`stats`, :meth:`request_log`,
+:meth:`control`, :meth:`note_warmup`, :meth:`connection_opened` and :meth:`connection_closed`.
 """
 
 from __future__ import annotations
@@ -15,18 +15,41 @@ import socketserver
 import sys
 import time
 import uuid
+from contextlib import AbstractContextManager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from hfs_core.testing.standin import gemini, openai
-from hfs_core.testing.standin.exchange import Replay, SseBody, StreamBreak, WireFormat
-
-if TYPE_CHECKING:
-    from hfs_core.testing.standin.server import StandIn
+from hfs_core.testing.standin.exchange import Plan, Replay, Request, SseBody, StreamBreak, WireFormat
 
 HOST = "127.0.0.1"
 _DISCONNECT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, OSError)
+
+
+class Backend(Protocol):
+    """The stand-in as its HTTP handler sees it (a :class:`~hfs_core.testing.standin.server.StandIn`)."""
+
+    def exchange(self, request: Request) -> AbstractContextManager[Plan]:
+        """Decide, record and plan the answer to one LLM request; it counts as in flight inside."""
+
+    def stats(self) -> dict[str, Any]:
+        """The statistics (``GET /stats``)."""
+
+    def request_log(self, since: int = 0) -> list[dict[str, Any]]:
+        """The requests seen from entry `since` on (``GET /log``)."""
+
+    def control(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Apply a control command (``POST /control``)."""
+
+    def note_warmup(self) -> None:
+        """Count one connection warm-up request."""
+
+    def connection_opened(self, conn: socket.socket) -> None:
+        """Note an open client connection."""
+
+    def connection_closed(self, conn: socket.socket) -> None:
+        """Forget a client connection."""
 
 
 class Server(ThreadingHTTPServer):
@@ -36,7 +59,7 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 512
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], standin: StandIn) -> None:
+    def __init__(self, address: tuple[str, int], standin: Backend) -> None:
         self.standin = standin
         super().__init__(address, Handler)
 

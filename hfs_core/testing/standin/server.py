@@ -1,22 +1,21 @@
-"""The :class:`StandIn` object: lifecycle, the configuration API, statistics, and the small
-interface its HTTP handler talks to (:meth:`StandIn.exchange`, connection and warm-up notes)."""
+"""The :class:`StandIn` object: lifecycle, the configuration API, statistics (kept by its
+:class:`RequestStats`, `stats`), and the small interface its HTTP handler talks to
+(:meth:`StandIn.exchange`, connection and warm-up notes)."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from hfs_core.testing.standin.behaviours import Behaviours, ReplayMismatchError, Reply
-from hfs_core.testing.standin.exchange import Decision, Plan, Replay, Request, StreamBreak, ToolResult, key_label
+from hfs_core.testing.standin.behaviours import Behaviours, Reply
+from hfs_core.testing.standin.exchange import Decision, Plan, Replay, Request, StreamBreak, ToolResult
 from hfs_core.testing.standin.handler import HOST, Server
-
-LOG_LIMIT = 100_000
-"""How many requests :meth:`StandIn.request_log` keeps (from the last statistics reset)."""
+from hfs_core.testing.standin.replays import ReplayMismatchError
+from hfs_core.testing.standin.stats import RequestStats
 
 
 class StandIn(Behaviours):
@@ -66,7 +65,7 @@ class StandIn(Behaviours):
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
-        self._init_stats()
+        self._stats = RequestStats()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -135,8 +134,7 @@ class StandIn(Behaviours):
     def reset(self) -> None:
         """Clear faults, rate-limit windows, key states, per-key limits, tool scripts, replays and statistics."""
         super().reset()
-        with self._lock:
-            self._init_stats()
+        self._stats.reset(keep_in_flight=False)
 
     def control(self, command: dict[str, Any]) -> dict[str, Any]:
         """Apply a JSON-style control command (what ``POST /control`` accepts); returns ``{"ok": True}``.
@@ -220,54 +218,26 @@ class StandIn(Behaviours):
         on a route of the other wire format, answered 500), ``uptime_s``. Keys appear only by their
         last four characters.
         """
-        with self._lock:
-            return {
-                "total": self._total,
-                "accepted": self._by_status.get(200, 0),
-                "rate_limited": self._by_status.get(429, 0),
-                "by_status": {str(k): v for k, v in sorted(self._by_status.items())},
-                "by_key": {
-                    label: {**{str(k): v for k, v in sorted(counts.items())}, "total": sum(counts.values())}
-                    for label, counts in sorted(self._by_key.items())
-                },
-                "by_route": dict(sorted(self._by_route.items())),
-                "streams": self._streams,
-                "bad_requests": self._by_status.get(400, 0),
-                "in_flight": self._in_flight,
-                "max_in_flight": self._max_in_flight,
-                "warmups": self._warmups,
-                "tool_calls": self._tool_calls,
-                "tool_results": len(self._tool_results),
-                "replayed": dict(sorted(self._replayed.items())),
-                "replay_errors": list(self._replay_errors),
-                "uptime_s": round(time.monotonic() - self._stats_started, 3),
-            }
+        return self._stats.snapshot()
 
     def reset_stats(self) -> None:
         """Zero the statistics (rate-limit windows and key states are kept)."""
-        with self._lock:
-            in_flight = self._in_flight
-            self._init_stats()
-            self._in_flight = in_flight
+        self._stats.reset()
 
     def requests_for(self, key_suffix: str, status: int | None = None) -> int:
         """Requests seen for the key ending in ``key_suffix`` (its last 4 chars are used; a full
         key works too), optionally only those answered with ``status``."""
-        with self._lock:
-            counts = self._by_key.get(key_label(key_suffix), {})
-            return sum(counts.values()) if status is None else counts.get(status, 0)
+        return self._stats.requests_for(key_suffix, status)
 
     def request_log(self, since: int = 0) -> list[dict[str, Any]]:
         """The LLM requests seen, in arrival order from entry `since` on (``GET /log?since=N``): each
         ``{"t": seconds since the statistics started, "key": last 4 characters, "status": HTTP status}``.
-        The first :data:`LOG_LIMIT` requests since the statistics started are kept."""
-        with self._lock:
-            return [{"t": t, "key": key, "status": status} for t, key, status in self._log[max(0, since):]]
+        The first :data:`.stats.LOG_LIMIT` requests since the statistics started are kept."""
+        return self._stats.request_log(since)
 
     def tool_results(self) -> list[ToolResult]:
         """The tool results clients sent back (each once, in arrival order)."""
-        with self._lock:
-            return list(self._tool_results)
+        return self._stats.tool_results()
 
     @property
     def accepted(self) -> int:
@@ -277,44 +247,11 @@ class StandIn(Behaviours):
     @property
     def total(self) -> int:
         """Number of LLM requests seen."""
-        with self._lock:
-            return self._total
+        return self._stats.total
 
     def count(self, status: int) -> int:
         """Number of LLM requests answered with ``status``."""
-        with self._lock:
-            return self._by_status.get(status, 0)
-
-    _total: int
-    _by_status: dict[int, int]
-    _by_key: dict[str, dict[int, int]]
-    _by_route: dict[str, int]
-    _streams: int
-    _in_flight: int
-    _max_in_flight: int
-    _warmups: int
-    _tool_calls: int
-    _tool_results: list[ToolResult]
-    _replayed: dict[str, int]
-    _replay_errors: list[str]
-    _stats_started: float
-    _log: list[tuple[float, str, int]]
-
-    def _init_stats(self) -> None:
-        self._total = 0
-        self._by_status = {}
-        self._by_key = {}
-        self._by_route = {}
-        self._streams = 0
-        self._in_flight = 0
-        self._max_in_flight = 0
-        self._warmups = 0
-        self._tool_calls = 0
-        self._tool_results = []
-        self._replayed = {}
-        self._replay_errors = []
-        self._stats_started = time.monotonic()
-        self._log = []
+        return self._stats.count(status)
 
     # ------------------------------------------------------------------ the handler's interface
 
@@ -330,37 +267,33 @@ class StandIn(Behaviours):
 
     def note_warmup(self) -> None:
         """Count one connection warm-up request (not an LLM request)."""
-        with self._lock:
-            self._warmups += 1
+        self._stats.note_warmup()
 
     @contextlib.contextmanager
     def exchange(self, request: Request) -> Iterator[Plan]:
         """Decide, record and plan the answer to one LLM request; it counts as in flight inside."""
-        with self._lock:
-            self._in_flight += 1
-            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        self._stats.started()
         try:
             latency, error_latency, chunk_delay = self.delays()
             try:
                 replay = self.claim_replay(request.key, request.provider, request.stream)
             except ReplayMismatchError as exc:
-                with self._lock:
-                    self._replay_errors.append(str(exc))
-                self._record(request, 500, None)
+                self._stats.note_replay_error(str(exc))
+                self._stats.record(request, 500, None)
                 misuse = Replay("", 500, {}, f"stand-in misuse: {exc}".encode(), "text/plain; charset=utf-8")
                 yield Plan(Decision(500, str(exc)), error_latency, chunk_delay, replay=misuse)
                 return
             if replay is not None and replay.stream_after is None:
-                self._record(request, replay.status, None, replayed=replay.name)
+                self._stats.record(request, replay.status, None, replayed=replay.name)
                 yield Plan(Decision(replay.status), error_latency, chunk_delay, replay=replay)
                 return
             decision = Decision(200) if replay else self.decide(request.key, request.model, request.problem)
             if decision.status != 200:
-                self._record(request, decision.status, None)
+                self._stats.record(request, decision.status, None)
                 yield Plan(decision, error_latency, chunk_delay)
                 return
             answer = self.answer(request.conversation)
-            self._record(
+            self._stats.record(
                 request,
                 200,
                 request.conversation.fresh_results,
@@ -373,30 +306,4 @@ class StandIn(Behaviours):
                 stream_break = self.claim_stream_break() if request.stream else None
             yield Plan(decision, latency, chunk_delay, answer, stream_break)
         finally:
-            with self._lock:
-                self._in_flight -= 1
-
-    def _record(
-        self,
-        request: Request,
-        status: int,
-        results: tuple[ToolResult, ...] | None,
-        *,
-        tool_calls: bool = False,
-        replayed: str | None = None,
-    ) -> None:
-        with self._lock:
-            if replayed is not None:
-                self._replayed[replayed] = self._replayed.get(replayed, 0) + 1
-            self._total += 1
-            self._by_status[status] = self._by_status.get(status, 0) + 1
-            label = key_label(request.key)
-            per_key = self._by_key.setdefault(label, {})
-            per_key[status] = per_key.get(status, 0) + 1
-            if len(self._log) < LOG_LIMIT:
-                self._log.append((round(time.monotonic() - self._stats_started, 4), label, status))
-            self._by_route[request.route] = self._by_route.get(request.route, 0) + 1
-            if request.stream and status == 200:
-                self._streams += 1
-            self._tool_calls += tool_calls
-            self._tool_results.extend(results or ())
+            self._stats.finished()
