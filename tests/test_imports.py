@@ -14,7 +14,7 @@ from agno.agent import Agent
 from conftest import PROVIDERS, provider_env
 
 import hfs_core
-import hfs_core.registry as registry_module
+import hfs_core.process as process_module
 from hfs_core.testing.standin import StandIn
 
 HEAVY = ("agno", "keycycle", "groq", "cerebras", "google.genai", "openai", "sqlalchemy", "httpx", "pydantic", "yaml")
@@ -82,7 +82,7 @@ def test_public_names() -> None:
 @pytest.fixture
 def singleton(monkeypatch: pytest.MonkeyPatch, make_registry, sqlite_url: str):
     registry = make_registry(env=provider_env(2, db_url=sqlite_url))
-    monkeypatch.setattr(registry_module, "_registry", registry)
+    monkeypatch.setattr(process_module, "_registry", registry)
     return registry
 
 
