@@ -44,14 +44,13 @@ def provider_entries(registry: Registry) -> list[dict[str, Any]]:
     for name, spec in sorted(registry.specs.items()):
         report = registry.environment_status[name]
         plugin = plugins.get(name)
-        settings = registry.config.provider(name)
         entries.append({
             "name": name,
             "plugin": plugin.name if plugin else None,
             "distribution": plugin.distribution if plugin else None,
             "version": plugin.version if plugin else None,
             "hooks": list(plugin.hooks) if plugin else [],
-            "default_model": settings.default_model or spec.default_model,
+            "default_model": registry.settings.default_model(spec),
             "keys_found": report.keys_found,
             "expected_keys": report.expected,
             "enabled": report.enabled,
