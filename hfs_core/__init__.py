@@ -35,10 +35,8 @@ from hfs_core.plugin import (
     parse_duration,
     seconds_until_midnight,
 )
-from hfs_core.registry import (
+from hfs_core.process import (
     ProviderManager,
-    Registry,
-    TierEntry,
     get_any_model,
     get_model,
     get_provider_manager,
@@ -47,6 +45,8 @@ from hfs_core.registry import (
     list_available_providers,
     shutdown,
 )
+from hfs_core.registry import Registry
+from hfs_core.tier_table import TierEntry
 
 __version__ = "0.1.0"
 
@@ -106,14 +106,10 @@ def __getattr__(name: str) -> Any:
         from hfs_core import pool
 
         return getattr(pool, name)
+    from hfs_core.process import provider_helper
+
     match = re.fullmatch(r"get_(\w+)_model", name)
-    if match and match.group(1) in get_registry().specs:
-        provider = match.group(1)
-
-        def get_provider_model(model_id: str | None = None, **kwargs: Any) -> Any:
-            return get_model(provider, model_id, **kwargs)
-
-        get_provider_model.__name__ = name
-        get_provider_model.__doc__ = f"A rotating {provider} model; see `get_model`."
-        return get_provider_model
+    helper = provider_helper(match.group(1)) if match else None
+    if helper is not None:
+        return helper
     raise AttributeError(f"module 'hfs_core' has no attribute {name!r}")

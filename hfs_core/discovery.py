@@ -223,12 +223,9 @@ class Plugins:
             raise _PluginFault(True, describe(exc)) from None
 
     def _call(self, module: ModuleType, hook: str, **kwargs: Any) -> Any:
-        """Call one plugin's implementation of `hook` (None if it has none).
-
-        As pluggy does, pass only the arguments the implementation names.
-        """
-        for impl in getattr(self._manager.hook, hook).get_hookimpls():
-            if impl.plugin is module:
-                return impl.function(**{name: kwargs[name] for name in impl.argnames})
-        return None
+        """Call one plugin's implementation of `hook` through pluggy, the other plugins left out
+        (None if it has none, or it returned None)."""
+        others = [p for p in self._manager.get_plugins() if p is not module]
+        results = self._manager.subset_hook_caller(hook, others)(**kwargs)
+        return results[0] if results else None
 

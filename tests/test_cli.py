@@ -487,8 +487,8 @@ def test_providers_lists_the_tiers_and_their_entries(tmp_path: Path) -> None:
     rows = [line.split() for line in run.out.splitlines()]
     assert ["fast", "1", "groq:openai/gpt-oss-20b", "ok"] in rows
     assert ["2", "gorq:x", "unusable", "unknown", "provider", "'gorq'"] in rows
-    assert ["4", "gemini:gemini-2.5-fast", "ok", *"no limit table knows the model: the conservative default applies"
-            .split()] in rows
+    note = "no limit table knows the model: the conservative default applies"
+    assert ["4", "gemini:gemini-2.5-fast", "ok", *note.split(" ")] in rows
     assert f"{tmp_path / 'hfs.toml'} [tiers.fast] models[1] gorq:x: unknown provider 'gorq'" in run.out
     data = json.loads(hfs("providers", "--json", env=env, cwd=tmp_path).out)
     fast, spare = data["tiers"]

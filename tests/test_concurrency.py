@@ -109,7 +109,7 @@ def test_64_threads_on_a_cold_process(standin: StandIn, isolated: Path, record_p
     assert out["registries"] == 1 and out["registry_ids"] == 1
     assert out["key_pools"] == 1 and out["pools_used"] == 1
     # Once per process, not per thread: the registry's shutdown, and the usage stores' close.
-    assert out["hfs_atexit"] == ["hfs_core.registry.shutdown", "hfs_core.usage.exits.close_all"], out["hfs_atexit"]
+    assert out["hfs_atexit"] == ["hfs_core.process.shutdown", "hfs_core.usage.exits.close_all"], out["hfs_atexit"]
     assert out["import_was_light"]
     # The atexit shutdown flushed every usage row before the process ended.
     with sqlite3.connect(isolated / "data" / "hfs-providers" / "usage.sqlite3") as db:

@@ -381,7 +381,7 @@ def test_registry_reads_dotenv_in_the_working_directory(
     assert status["cerebras"].keys_found == 2  # only in the file
     assert status["gemini"].keys_found == 0
     assert set(registry.available_providers) == {"groq", "cerebras"}
-    assert registry._keys["groq"] == [real_key]
+    assert registry.resources.keys["groq"] == [real_key]
 
 
 def test_problems_are_logged_without_keys(caplog: pytest.LogCaptureFixture, make_registry) -> None:

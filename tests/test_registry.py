@@ -18,7 +18,8 @@ from agno.agent import Agent
 from conftest import PROVIDERS, fake_key, keys_of, provider_env
 
 import hfs_core
-import hfs_core.registry as registry_module
+import hfs_core.process as process_module
+import hfs_core.settings as settings_module
 from hfs_core import (
     Config,
     HFSError,
@@ -380,11 +381,11 @@ def test_resolve_model_picks_the_model_as_get_model_does(make_registry, standin:
 def fresh_singleton(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Callable[..., object]]]:
     """No process-wide registry yet; atexit.register recorded instead of called."""
     registered: list[Callable[..., object]] = []
-    monkeypatch.setattr(registry_module, "_registry", None)
-    monkeypatch.setattr(registry_module, "_atexit_registered", False)
+    monkeypatch.setattr(process_module, "_registry", None)
+    monkeypatch.setattr(process_module, "_atexit_registered", False)
     monkeypatch.setattr(atexit, "register", lambda fn, *a, **k: registered.append(fn) or fn)
     yield registered
-    made = registry_module._registry
+    made = process_module._registry
     if made is not None:
         made.shutdown()
 
@@ -394,14 +395,14 @@ def test_get_registry_is_created_once_under_a_race(
     fresh_singleton: list[Callable[..., object]], monkeypatch: pytest.MonkeyPatch, threads: int
 ) -> None:
     constructed: list[int] = []
-    real_load_env = registry_module.load_env
+    real_load_env = settings_module.load_env
 
     def slow_load_env(*args, **kwargs):
         constructed.append(1)
         time.sleep(0.1)  # keep the door open while the other threads arrive
         return real_load_env(*args, **kwargs)
 
-    monkeypatch.setattr(registry_module, "load_env", slow_load_env)
+    monkeypatch.setattr(settings_module, "load_env", slow_load_env)
     barrier = threading.Barrier(threads)
     got: list[Registry] = []
     errors: list[BaseException] = []
@@ -409,7 +410,7 @@ def test_get_registry_is_created_once_under_a_race(
     def worker() -> None:
         try:
             barrier.wait()
-            got.append(hfs_core.registry.get_registry())
+            got.append(hfs_core.process.get_registry())
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -422,10 +423,10 @@ def test_get_registry_is_created_once_under_a_race(
     assert len(got) == threads
     assert all(r is got[0] for r in got)
     assert len(constructed) == 1
-    assert fresh_singleton == [registry_module.shutdown]
+    assert fresh_singleton == [process_module.shutdown]
     assert hfs_core.get_registry() is got[0]
     assert hfs_core.get_provider_manager() is got[0]
-    assert fresh_singleton == [registry_module.shutdown]
+    assert fresh_singleton == [process_module.shutdown]
 
 
 @pytest.mark.timeout(20)
@@ -456,7 +457,7 @@ def test_module_level_functions_use_the_singleton(
     assert hfs_core.is_provider_healthy("groq") and not hfs_core.is_provider_healthy("cerebras")
     model = hfs_core.get_model("groq", base_url=standin.url)
     assert Agent(model=model, telemetry=False).run("hey").content == "stand-in reply: hey"
-    assert fresh_singleton.count(registry_module.shutdown) == 1
+    assert fresh_singleton.count(process_module.shutdown) == 1
     hfs_core.shutdown()
     hfs_core.shutdown()
     with pytest.raises(HFSError, match="shut down"):
@@ -492,7 +493,7 @@ def test_a_built_pool_is_not_held_up_by_another_providers_build(
 ) -> None:
     registry = make_registry(env=provider_env(2, db_url=sqlite_url))
     registry.get_model("groq")
-    real = registry.usage_store
+    real = registry.resources.usage_store
     entered = threading.Event()
 
     def slow_usage_store():
@@ -500,7 +501,7 @@ def test_a_built_pool_is_not_held_up_by_another_providers_build(
         time.sleep(1.0)  # e.g. a usage database that is slow to answer
         return real()
 
-    monkeypatch.setattr(registry, "usage_store", slow_usage_store)
+    monkeypatch.setattr(registry.resources, "usage_store", slow_usage_store)
     builder = threading.Thread(target=registry.get_model, args=("gemini",))
     builder.start()
     assert entered.wait(5)

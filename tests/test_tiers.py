@@ -30,7 +30,8 @@ from conftest import keys_of, provider_env
 from test_agents import numbers
 
 import hfs_core
-import hfs_core.registry as registry_module
+import hfs_core.process as process_module
+import hfs_core.tier_table as tier_table_module
 from hfs_core import (
     AllKeysDeadError,
     ConfigError,
@@ -144,8 +145,8 @@ def test_without_tiers_in_the_configuration_each_default_tier_lists_every_defaul
     registry = make_registry(env=env, config=Config(providers=settings))
     every = ("cerebras:gpt-oss-120b", "gemini:gemini-2.5-flash-lite", "groq:openai/gpt-oss-120b",
              "openrouter:nvidia/nemotron-3-super-120b-a12b:free")
-    assert registry.tiers == dict.fromkeys(registry_module.DEFAULT_TIERS, every)
-    assert registry_module.DEFAULT_TIERS == ("reasoning", "general", "fast") and registry.tiers_source == "default"
+    assert registry.tiers == dict.fromkeys(tier_table_module.DEFAULT_TIERS, every)
+    assert tier_table_module.DEFAULT_TIERS == ("reasoning", "general", "fast") and registry.tiers_source == "default"
     assert [(e.ref, e.problem) for e in registry.tier_entries("fast")][:3] == [(ref, None) for ref in every[:3]]
     assert "'openrouter' is not configured: NUM_OPENROUTER is not set" in str(registry.tier_entries("fast")[3].problem)
     assert [e.id for e in registry.get_model("general").entries] == ["gpt-oss-120b", "gemini-2.5-flash-lite",
@@ -156,7 +157,7 @@ def test_get_any_model_serves_on_any_usable_provider_in_name_order(
         monkeypatch: pytest.MonkeyPatch, standin: StandIn, sqlite_url: str) -> None:
     for name, value in provider_env({"groq": 1, "gemini": 1}, db_url=sqlite_url).items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(registry_module, "_registry", None)
+    monkeypatch.setattr(process_module, "_registry", None)
     try:
         model = hfs_core.get_any_model(base_url=standin.url)
         assert [(e.pool.provider, e.id) for e in model.entries] == [("gemini", "gemini-2.5-flash"),

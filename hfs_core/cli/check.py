@@ -110,7 +110,7 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
         if probe.reachable:
             findings.append(Finding("usage db", "ok", probe.url, message))
         elif not probe.exists:  # a SQLite file whose folder cannot be created (an unusable data folder)
-            from hfs_core.registry import USAGE_FIXES
+            from hfs_core.settings import USAGE_FIXES
 
             findings.append(Finding("usage db", "error", probe.url, message,
                                     f"calls go on, but their usage is not recorded: {USAGE_FIXES}"))

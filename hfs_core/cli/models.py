@@ -22,7 +22,7 @@ def _models_of(registry: Registry, name: str) -> dict[str, Any]:
 
     spec = registry.specs[name]
     settings = registry.config.provider(name)
-    default = settings.default_model or spec.default_model
+    default = registry.settings.default_model(spec)
     plugin = catalog.plugin_table(spec.limits)
     keycycle = catalog.known_models(spec.keycycle_name)
     names = {*plugin.models, *(keycycle or {}), default, *settings.models}

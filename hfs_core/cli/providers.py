@@ -44,14 +44,13 @@ def provider_entries(registry: Registry) -> list[dict[str, Any]]:
     for name, spec in sorted(registry.specs.items()):
         report = registry.environment_status[name]
         plugin = plugins.get(name)
-        settings = registry.config.provider(name)
         entries.append({
             "name": name,
             "plugin": plugin.name if plugin else None,
             "distribution": plugin.distribution if plugin else None,
             "version": plugin.version if plugin else None,
             "hooks": list(plugin.hooks) if plugin else [],
-            "default_model": settings.default_model or spec.default_model,
+            "default_model": registry.settings.default_model(spec),
             "keys_found": report.keys_found,
             "expected_keys": report.expected,
             "enabled": report.enabled,
@@ -146,7 +145,7 @@ def cmd_providers(args: argparse.Namespace, log_filter: LogFilter) -> int:
 
 def describe_state(info: Mapping[str, Any]) -> str:
     """Where the pools keep their state, in a few words (from `Registry.state_info`)."""
-    from hfs_core.registry import STATE_URL_ENV
+    from hfs_core.settings import STATE_URL_ENV
 
     if info["kind"] != "redis":
         return f"in this process (set {STATE_URL_ENV} or [state] url to share pools between processes)"

@@ -73,7 +73,7 @@ def _with_iso_times(value: Any) -> Any:
 
 def cmd_usage(args: argparse.Namespace, log_filter: LogFilter) -> int:
     """Requests and tokens per provider, key and model, read from the usage database."""
-    from hfs_core.registry import DB_URL_ENVS
+    from hfs_core.settings import DB_URL_ENVS
 
     registry, _ = open_registry(log_filter)
     url = registry.usage_url()
@@ -97,7 +97,7 @@ def cmd_usage(args: argparse.Namespace, log_filter: LogFilter) -> int:
     path = sqlite_path(url)
     unusable = folder_problem(path.parent) if path is not None and not path.exists() else None
     if unusable is not None:
-        from hfs_core.registry import USAGE_FIXES
+        from hfs_core.settings import USAGE_FIXES
 
         raise CliError(f"no usage is recorded: the usage database {shown} cannot be created ({unusable})",
                        USAGE_FIXES)

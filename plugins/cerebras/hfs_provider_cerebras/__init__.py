@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import partial
-from typing import Any
 
 from hfs_core import (
     Action,
@@ -13,7 +12,6 @@ from hfs_core import (
     ProviderReply,
     ProviderSpec,
     Verdict,
-    get_model,
     hookimpl,
     key_shape_problems,
     openai_style_options,
@@ -69,8 +67,3 @@ def register_provider() -> ProviderSpec:
 def validate_env(spec: ProviderSpec, env: Mapping[str, str]) -> list[Problem]:
     """Cerebras keys are csk- followed by letters and digits."""
     return key_shape_problems(spec, env, r"csk-[A-Za-z0-9]{32,}", "csk- followed by letters and digits")
-
-
-def get_cerebras_model(model_id: str | None = None, **kwargs: Any) -> Any:
-    """A rotating Cerebras model (the older helper name); see `hfs_core.get_model`."""
-    return get_model("cerebras", model_id, **kwargs)

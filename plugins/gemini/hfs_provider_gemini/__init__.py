@@ -13,7 +13,6 @@ from hfs_core import (
     ProviderSpec,
     Timeouts,
     Verdict,
-    get_model,
     hookimpl,
     key_shape_problems,
     parse_duration,
@@ -90,8 +89,3 @@ def register_provider() -> ProviderSpec:
 def validate_env(spec: ProviderSpec, env: Mapping[str, str]) -> list[Problem]:
     """Gemini keys are 39 characters starting with AIza."""
     return key_shape_problems(spec, env, r"AIza[0-9A-Za-z_-]{35}", "39 characters starting with AIza")
-
-
-def get_gemini_model(model_id: str | None = None, **kwargs: Any) -> Any:
-    """A rotating Gemini model (the older helper name); see `hfs_core.get_model`."""
-    return get_model("gemini", model_id, **kwargs)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from functools import partial
-from typing import Any
 
 from hfs_core import (
     Action,
@@ -15,7 +14,6 @@ from hfs_core import (
     ProviderSpec,
     Verdict,
     Window,
-    get_model,
     hookimpl,
     key_shape_problems,
     openai_style_options,
@@ -76,8 +74,3 @@ def register_provider() -> ProviderSpec:
 def validate_env(spec: ProviderSpec, env: Mapping[str, str]) -> list[Problem]:
     """Groq keys are gsk_ followed by letters and digits."""
     return key_shape_problems(spec, env, r"gsk_[A-Za-z0-9]{40,}", "gsk_ followed by letters and digits")
-
-
-def get_groq_model(model_id: str | None = None, **kwargs: Any) -> Any:
-    """A rotating Groq model (the older helper name); see `hfs_core.get_model`."""
-    return get_model("groq", model_id, **kwargs)

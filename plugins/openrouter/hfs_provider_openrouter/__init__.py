@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from hfs_core import (
     Action,
@@ -13,7 +12,6 @@ from hfs_core import (
     ProviderReply,
     ProviderSpec,
     Verdict,
-    get_model,
     hookimpl,
     key_shape_problems,
 )
@@ -84,8 +82,3 @@ def register_provider() -> ProviderSpec:
 def validate_env(spec: ProviderSpec, env: Mapping[str, str]) -> list[Problem]:
     """OpenRouter keys are sk-or-v1- followed by 64 hex digits."""
     return key_shape_problems(spec, env, r"sk-or-v1-[0-9a-f]{64}", "sk-or-v1- followed by 64 hex digits")
-
-
-def get_openrouter_model(model_id: str | None = None, **kwargs: Any) -> Any:
-    """A rotating OpenRouter model (the older helper name); see `hfs_core.get_model`."""
-    return get_model("openrouter", model_id, **kwargs)

@@ -1,0 +1,195 @@
+"""The start-up checks: what is wrong with the environment, the configuration and the plugins, found
+when a registry is made (each a `Problem`), and the start-up log that says it.
+
+Nothing here imports agno, keycycle or a provider SDK: `import_problem` looks for packages without
+importing them.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import logging
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+
+from hfs_core import catalog
+from hfs_core.config import looks_like_db_url, looks_like_state_url
+from hfs_core.discovery import PluginFault, PluginInfo, Plugins
+from hfs_core.env import EnvReport, check_provider_env
+from hfs_core.install import CORE, install_command, plugin_command
+from hfs_core.plugin import Problem, ProviderSpec, shown_name
+from hfs_core.settings import STATE_URL_ENV, Settings
+from hfs_core.tier_table import TierEntry
+
+log = logging.getLogger("hfs_core")
+
+Mask = Callable[[str], str]
+
+
+def unknown_model(provider: str) -> str:
+    """What a model no limit table knows is held to, as the end of a message naming the model."""
+    default = catalog.DEFAULT_LIMITS
+    return (f"is in no limit table (the {provider} plugin's or keycycle's), so it is held to the conservative "
+            f"default of {default['rpm']} requests a minute, {default['rph']} an hour, {default['rpd']} a day")
+
+
+def limits_hint(settings: Settings, mask: Mask, provider: str, model: str) -> str:
+    """Where the user can set the limits of `model`."""
+    return (f'set its limits under [providers.{provider}.models."{mask(model)}"] in '
+            f"{settings.config.source or 'hfs.toml'}; `hfs models {provider}` shows the limits the tables give")
+
+
+def missing_plugins(settings: Settings, missing: Sequence[str]) -> list[Problem]:
+    """A warning for each plugin the list of plugins to load names but no installed plugin has."""
+    return [Problem("warning", settings.plugins_source, f"names plugin {shown_name(name)!r}, which is not "
+                    "installed", plugin_command(shown_name(name))) for name in missing]
+
+
+def provider_reports(settings: Settings, plugins: Plugins,
+                     mask: Mask) -> tuple[dict[str, list[str]], dict[str, EnvReport]]:
+    """Each loaded provider's usable keys and its `EnvReport`: the core's key checks, the plugin's
+    `validate_env`, its limit table, its default model."""
+    specs = plugins.specs
+    prefixes = {name: spec.key_prefix for name, spec in specs.items() if spec.key_prefix}
+    keys: dict[str, list[str]] = {}
+    reports: dict[str, EnvReport] = {}
+    for name, spec in sorted(specs.items()):
+        configured = settings.config.provider(name)
+        expected = configured.expected_keys or spec.expected_keys
+        found, problems = check_provider_env(spec, settings.env, expected, prefixes)
+        problems.extend(plugin_problems(plugins, spec, settings.env))
+        model = settings.default_model(spec)
+        table = catalog.plugin_table(spec.limits)
+        if table.problem:
+            problems.append(Problem("warning", f"plugin {name} limits", mask(table.problem),
+                                    "report it to the plugin's authors; keycycle's table and the default apply"))
+        if not catalog.is_known_model(spec, model) and model not in configured.models:
+            where = (f"{settings.config.source_name} [providers.{name}] default_model" if configured.default_model
+                     else f"plugin {name} default_model")
+            problems.append(Problem("warning", where, f"{mask(repr(model))} {unknown_model(name)}",
+                                    limits_hint(settings, mask, name, model)))
+        keys[name] = found
+        reports[name] = EnvReport(name, configured.enabled, len(found), expected, tuple(problems))
+    return keys, reports
+
+
+def plugin_problems(plugins: Plugins, spec: ProviderSpec, env: Mapping[str, str]) -> list[Problem]:
+    """What the plugin's `validate_env` finds; a plugin that raises, hangs or returns junk is a warning."""
+    try:
+        found = plugins.call(spec.name, "validate_env", spec=spec, env=env) or []
+    except PluginFault as fault:
+        return [Problem("warning", f"plugin {spec.name}", str(fault), "report it to the plugin's authors")]
+    if not isinstance(found, list) or not all(isinstance(p, Problem) for p in found):
+        return [Problem("warning", f"plugin {spec.name}", "validate_env did not return a list of Problem",
+                        "report it to the plugin's authors")]
+    return found
+
+
+def configuration_problems(settings: Settings, plugins: Plugins, tier_entries: Callable[[str], list[TierEntry]],
+                           mask: Mask) -> list[Problem]:
+    """The problems beyond one provider's: providers and ``NUM_<P>`` no plugin has, the shared state,
+    the tiers (`tier_entries` gives a configured tier's entries), the usage database."""
+    problems = unclaimed_providers(settings, plugins.specs)
+    problems += unclaimed_counts(settings, plugins.specs, plugins.infos)
+    raw = settings.var(STATE_URL_ENV)
+    if raw and not looks_like_state_url(raw):
+        problems.append(Problem("error", STATE_URL_ENV, "is not a redis://, rediss:// or unix:// URL; "
+                                "each process keeps its pools' state to itself",
+                                "e.g. HFS_STATE_URL=redis://127.0.0.1:6379/0, or unset it"))
+    elif settings.state_url() and importlib.util.find_spec("redis") is None:
+        problems.append(Problem("error", settings.state_info()["source"], "names a shared state, but the redis "
+                                "client is not installed; each process keeps its pools' state to itself",
+                                install_command(CORE, "redis")))
+    problems += tier_problems(settings, plugins.specs, tier_entries, mask)
+    var = settings.db_url_var()
+    if var and not looks_like_db_url(settings.var(var)):
+        problems.append(Problem(
+            "error", var, "is not a database URL; usage goes to the SQLite default instead",
+            "use a SQLAlchemy URL such as mysql+pymysql://user:password@host:4000/db"))
+    return problems
+
+
+def unclaimed_providers(settings: Settings, specs: Collection[str]) -> list[Problem]:
+    """A warning for each ``[providers.NAME]`` of the configuration that no installed plugin provides."""
+    installed = sorted(specs)
+    return [Problem("warning", settings.config.source_name, f"[providers.{shown_name(name)}] names no installed "
+                    f"provider (installed: {', '.join(installed) or 'none'})",
+                    f"{plugin_command(shown_name(name))}, or remove it")
+            for name in sorted(set(settings.config.providers) - set(specs))]
+
+
+def unclaimed_counts(settings: Settings, specs: Mapping[str, ProviderSpec],
+                     infos: Sequence[PluginInfo]) -> list[Problem]:
+    """Warn about ``NUM_<P>`` variables for which no plugin is installed (one skipped on purpose is fine)."""
+    read = {spec.count_var for spec in specs.values()}
+    installed = {p.name for p in infos} | {p.provider for p in infos if p.provider}
+    problems = []
+    for var in sorted(v for v in settings.env if v.startswith("NUM_") and v not in read):
+        name = var[4:].lower()
+        if name in installed or not re.fullmatch(r"[a-z][a-z0-9_]*", name) or not settings.env[var].strip():
+            continue
+        problems.append(Problem("warning", var, f"no installed plugin reads it (no plugin {name!r})",
+                                f"{plugin_command(name)}, or unset {var}"))
+    return problems
+
+
+def tier_problems(settings: Settings, specs: Collection[str], tier_entries: Callable[[str], list[TierEntry]],
+                  mask: Mask) -> list[Problem]:
+    """Problems of the configured tiers: an entry that cannot serve (a warning; an error when none can),
+    a model no limit table knows, a tier with a provider's name. The default tiers are not checked:
+    their entries' providers report their own problems."""
+    problems = []
+    for name, refs in settings.config.tiers.items():
+        where = f"{settings.config.source_name} [tiers.{name}]"
+        if name in specs:
+            problems.append(Problem("warning", where, f"has the name of provider {name}, which "
+                                    f"get_model({name!r}) gives instead", "rename the tier"))
+        entries = tier_entries(name)
+        for index, entry in enumerate(entries):
+            shown = mask(refs[index])
+            if entry.problem is not None:
+                problems.append(Problem("warning", where, f"models[{index}] {shown}: {entry.problem}",
+                                        "the tier's other entries serve its calls meanwhile"))
+            elif entry.known_model is False and entry.model not in settings.config.provider(entry.provider).models:
+                problems.append(Problem(
+                    "warning", where, f"models[{index}] {shown}: the model {unknown_model(entry.provider)}",
+                    limits_hint(settings, mask, entry.provider, entry.model)))
+        if all(entry.problem is not None for entry in entries):
+            problems.append(Problem("error", where, "has no entry that can serve calls",
+                                    "fix the entries named above, or the providers' keys"))
+    return problems
+
+
+def log_start(settings: Settings, problems: Sequence[Problem], reports: Mapping[str, EnvReport]) -> None:
+    """The start-up log: a WARNING per problem, an INFO line per provider with its key count, and
+    ``N/M providers healthy``."""
+    for problem in problems:
+        log.warning("%s", problem)
+    enabled = [r for r in reports.values() if r.enabled]
+    for report in reports.values():
+        if not report.enabled:
+            log.info("%s: disabled in %s", report.provider, settings.config.source_name)
+            continue
+        log.info("%s: %d API keys (expected %d)", report.provider, report.keys_found, report.expected)
+        for problem in report.problems:
+            log.warning("%s: %s", report.provider, problem)
+    log.info("%d/%d providers healthy", sum(r.healthy for r in enabled), len(enabled))
+
+
+def import_problem(spec: ProviderSpec, infos: Sequence[PluginInfo]) -> str | None:
+    """Why the provider of `spec` could not be built (its Agno class's package, or a dependency its
+    plugin declares, is not installed), found without importing them; None when nothing is missing."""
+    package = spec.model_class.partition(":")[0].split(".")[0]
+    if importlib.util.find_spec(package) is None:
+        return f"{spec.model_class} cannot be imported: {package} is not installed"
+    dist = next((p.distribution for p in infos if p.provider == spec.name and p.state == "loaded"), None)
+    for requirement in (importlib.metadata.requires(dist) if dist else None) or []:
+        found = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+        if found is None or ";" in requirement:  # conditional (an extra, a Python version): not checked
+            continue
+        try:
+            importlib.metadata.distribution(found.group())
+        except importlib.metadata.PackageNotFoundError:
+            return f"{dist} needs {found.group()}, which is not installed"
+    return None
