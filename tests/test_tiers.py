@@ -471,8 +471,10 @@ def test_agno_fallback_on_error_takes_over_from_a_busy_provider(build: Callable[
                                                                 env: dict[str, str]) -> None:
     get_model = build().get_model
     for key in keys_of(env, "groq"):
-        standin.replay(key, "groq.flex_capacity", times=1)  # 498: the provider is busy, backed off 0.5 s
-    agent = Agent(model=get_model("groq", base_url=standin.url, timeout=0.2), telemetry=False,
+        standin.replay(key, "groq.flex_capacity", times=1)  # 498: the provider is busy, backed off 0.5 s, then 1 s
+    # A budget the first attempt fits in even on a loaded machine (its first SDK client is built in it), and
+    # the back-offs do not: the pool refuses with ProviderBusyError (503), on which Agno's on_error takes over.
+    agent = Agent(model=get_model("groq", base_url=standin.url, timeout=1.0), telemetry=False,
                   fallback_config=FallbackConfig(on_error=[get_model("cerebras", base_url=standin.url)]))
     out = agent.run("hi")
     assert out.content == "stand-in reply: hi" and served(out) == "cerebras"
