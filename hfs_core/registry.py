@@ -44,7 +44,6 @@ DB_URL_ENVS = ("HFS_USAGE_DB_URL", DB_URL_ENV)
 """The variables that name the usage database, the first set one winning (``TIDB_DB_URL``: keycycle's name)."""
 STATE_URL_ENV = "HFS_STATE_URL"
 STATE_SECRET_ENV = "HFS_STATE_SECRET"
-CALL_DEFAULTS: Mapping[str, Any] = {"estimated_tokens": 1000, "wait": True, "timeout": 10.0, "max_retries": 5}
 HISTORY_SECONDS = 86400
 DEFAULT_TIERS = ("reasoning", "general", "fast")
 """The tiers HFS asks for. With no ``[tiers]`` in the configuration each lists every loaded provider's
@@ -92,19 +91,6 @@ def _sdk_kwargs(spec: ProviderSpec, base_url: str | None, timeouts: Timeouts) ->
     except (TypeError, ValueError):
         takes_timeouts = False
     return spec.sdk_options(base_url, timeouts) if takes_timeouts else spec.sdk_options(base_url)
-
-
-def _check_options(provider: str, options: Any) -> None:
-    """Reject call options of the wrong type or range at `get_model`, not at the first call."""
-    numbers = {"estimated_tokens": options.estimated_tokens, "timeout": options.timeout,
-               "max_retries": options.max_retries}
-    for name, value in numbers.items():
-        whole = name != "timeout"
-        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or not value >= 0:
-            kind = "a whole number" if whole else "a number of seconds (inf: wait without limit)"
-            raise TypeError(f"get_model({provider!r}): {name} must be {kind} of at least 0, got {value!r}")
-    if not isinstance(options.wait, bool):
-        raise TypeError(f"get_model({provider!r}): wait must be True or False, got {options.wait!r}")
 
 
 @dataclass(frozen=True)
@@ -581,8 +567,7 @@ class Registry:
 
         name, model_id = self.resolve_model(provider, model_id)
         pool = self.pool(name)
-        options = CallOptions(**{k: kwargs.pop(k, v) for k, v in CALL_DEFAULTS.items()})
-        _check_options(provider, options)
+        options = CallOptions.from_kwargs(kwargs, where=f"get_model({provider!r})")
         settings = self.config.provider(name)
         self._warn_unknown_model(name, model_id)
         base_url = kwargs.pop("base_url", None) or settings.base_url
@@ -609,8 +594,7 @@ class Registry:
         if model_id is not None:
             raise TypeError(f"get_model({tier!r}): a tier names no model of its own, its entries name theirs "
                             f"({self.tiers_source} [tiers.{tier}])")
-        options = CallOptions(**{k: kwargs.pop(k, v) for k, v in CALL_DEFAULTS.items()})
-        _check_options(tier, options)
+        options = CallOptions.from_kwargs(kwargs, where=f"get_model({tier!r})")
         entries, left_out = [], []
         for ref in refs:
             try:

@@ -15,14 +15,14 @@ import random
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hfs_core._keycycle import DEFAULT_COOLDOWN_SECONDS
 from hfs_core.plugin import Action, Verdict
 from hfs_core.pool.clients import ClientCache
 from hfs_core.pool.failures import judge, retry_after
-from hfs_core.pool.state import Lease, PoolState, PoolStatus, key_suffix
+from hfs_core.pool.state import WINDOW_SECONDS, Lease, PoolState, PoolStatus, key_suffix
 from hfs_core.pool.unavailable import (
     AllKeysDeadError,
     NoAvailableKeyError,
@@ -42,8 +42,6 @@ _BUSY_MAX = 30.0
 """The provider's back-off after a PROVIDER_BUSY verdict: 0.5 s, doubling with each one in a row, to 30 s."""
 _LONGEST_WAIT = 3600.0
 """The longest single wait for a key (a caller with ``timeout=inf`` waits in steps of this)."""
-_WINDOW_SECONDS = {"minute": 60.0, "day": 86400.0}
-"""How long a key cools for a limit whose reply names no wait: until the window it hit has passed."""
 _FLAKY_FIRST = 1.0
 _FLAKY_MAX = 60.0
 """A key failing transiently twice or more in a row is set aside: 1 s, doubling, to 60 s."""
@@ -76,6 +74,24 @@ class CallOptions:
     wait: bool = True
     timeout: float = 10.0
     max_retries: int = 5
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any], *, where: str = "get_model") -> CallOptions:
+        """Pop the call options out of `kwargs` (a `get_model` call's keywords), each one absent at its default.
+
+        Raises TypeError, naming `where`, for an option of the wrong type or range, so that it
+        fails at `get_model` and not at the first call.
+        """
+        options = cls(**{f.name: kwargs.pop(f.name) for f in fields(cls) if f.name in kwargs})
+        for name in ("estimated_tokens", "timeout", "max_retries"):
+            value = getattr(options, name)
+            whole = name != "timeout"
+            if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or not value >= 0:
+                kind = "a whole number" if whole else "a number of seconds (inf: wait without limit)"
+                raise TypeError(f"{where}: {name} must be {kind} of at least 0, got {value!r}")
+        if not isinstance(options.wait, bool):
+            raise TypeError(f"{where}: wait must be True or False, got {options.wait!r}")
+        return options
 
 
 class KeyPool:
@@ -271,9 +287,9 @@ class KeyPool:
             self.state.mark_dead(index)
             status = self.state.status()
             log.warning("%s answered %s%s: retired, %d of %d keys left", where, what, why, status.live, status.total)
-        elif verdict.action is Action.COOL_KEY:
+        elif verdict.action is Action.COOL_KEY:  # no wait named: until the window it hit has passed
             seconds = next((s for s in (verdict.seconds, retry_after(reply)) if s is not None),
-                           _WINDOW_SECONDS.get(verdict.window or "", DEFAULT_COOLDOWN_SECONDS))
+                           WINDOW_SECONDS.get(verdict.window or "", DEFAULT_COOLDOWN_SECONDS))
             self.state.cool_down(index, seconds)
             if verdict.window == "day":
                 if self.usage is not None:

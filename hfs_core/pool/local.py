@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from hfs_core import catalog
 from hfs_core._keycycle import KeyUsage, MultiProviderWrapper, RateLimits, RateLimitStrategy
-from hfs_core.pool.state import HistoryRow, Lease, PoolStatus, key_suffix
+from hfs_core.pool.state import MINUTE, WINDOW_LENGTHS, HistoryRow, Lease, PoolStatus, key_suffix
 
 if TYPE_CHECKING:
     from hfs_core.plugin import ProviderSpec
 
-_WINDOWS = ((60.0, "minute"), (3600.0, "hour"), (86400.0, "day"))
 _FALLBACK_LIMITS = (10, 100, 1000)
 """keycycle's limits (per minute, hour, day) for a provider without a table or a ``default`` row."""
 
@@ -152,7 +151,7 @@ class LocalPoolState:
         if learned is None:
             return int(limits.requests_per_minute)
         cap, since = learned
-        grown = cap + int((now - since) // 60.0)
+        grown = cap + int((now - since) // MINUTE)
         if grown >= limits.requests_per_minute:
             del self._caps[slot]
             return int(limits.requests_per_minute)
@@ -163,7 +162,7 @@ class LocalPoolState:
         limits = self.limits(model_id)
         with self._lock:
             bucket = self._bucket(self._keys[index], model_id)
-            cutoff = now - 60.0
+            cutoff = now - MINUTE
             seen = sum(1 for stamp in bucket.requests_minute if stamp > cutoff)
             seen += self._in_flight.get((index, self.bucket(model_id)), 0)
             if seen >= self._per_minute(index, model_id, limits, now):
@@ -181,7 +180,7 @@ class LocalPoolState:
             return False
         bucket = self._bucket(key, model_id)
         flying = self._in_flight.get((index, self.bucket(model_id)), 0)
-        for (seconds, _), stamps, limit in zip(_WINDOWS, (bucket.requests_minute, bucket.requests_hour,
+        for seconds, stamps, limit in zip(WINDOW_LENGTHS, (bucket.requests_minute, bucket.requests_hour,
                                                           bucket.requests_day),
                                                (self._per_minute(index, model_id, limits, now),
                                                 limits.requests_per_hour, limits.requests_per_day), strict=True):
@@ -191,7 +190,7 @@ class LocalPoolState:
             if len(stamps) + flying >= limit:
                 return False
         wanted = bucket.pending_tokens + tokens
-        for (seconds, _), entries, token_limit in zip(_WINDOWS, (bucket.tokens_minute, bucket.tokens_hour,
+        for seconds, entries, token_limit in zip(WINDOW_LENGTHS, (bucket.tokens_minute, bucket.tokens_hour,
                                                                  bucket.tokens_day),
                                                       (limits.tokens_per_minute, limits.tokens_per_hour,
                                                        limits.tokens_per_day), strict=True):
@@ -280,7 +279,7 @@ class LocalPoolState:
             (bucket.requests_hour, limits.requests_per_hour),
             (bucket.requests_day, limits.requests_per_day),
         )
-        for (seconds, _), (stamps, limit) in zip(_WINDOWS, request_windows, strict=True):
+        for seconds, (stamps, limit) in zip(WINDOW_LENGTHS, request_windows, strict=True):
             excess = len(stamps) + flying - limit + 1
             if excess > len(stamps):
                 return math.inf
@@ -291,7 +290,7 @@ class LocalPoolState:
             (bucket.tokens_hour, limits.tokens_per_hour),
             (bucket.tokens_day, limits.tokens_per_day),
         )
-        for (seconds, _), (entries, token_limit) in zip(_WINDOWS, token_windows, strict=True):
+        for seconds, (entries, token_limit) in zip(WINDOW_LENGTHS, token_windows, strict=True):
             if not token_limit:
                 continue
             need = sum(t for _, t in entries) + bucket.pending_tokens + tokens - token_limit
