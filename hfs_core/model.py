@@ -36,6 +36,7 @@ from typing import Any, cast
 
 from hfs_core.plugin import Action
 from hfs_core.pool import (
+    Acquired,
     AllKeysDeadError,
     CallOptions,
     KeyPool,
@@ -224,7 +225,8 @@ class _Call:
         for index in self._in_turn():
             pool: KeyPool = self.routes[index].pool
             try:
-                lease, _, _ = pool.acquire(self.routes[index].id, self.options, 0.0, False, self.avoid[index])
+                lease = pool.acquire(self.routes[index].id, self.options, budget=0.0, announce=False,
+                                     avoid=self.avoid[index]).lease
             except NoAvailableKeyError as exc:
                 self._no_key_now(index, exc)
                 continue
@@ -236,8 +238,8 @@ class _Call:
         for index in self._in_turn():
             pool: KeyPool = self.routes[index].pool
             try:
-                lease, _, _ = await pool.acquire_async(self.routes[index].id, self.options, 0.0, False,
-                                                       self.avoid[index])
+                lease = (await pool.acquire_async(self.routes[index].id, self.options, budget=0.0, announce=False,
+                                                  avoid=self.avoid[index])).lease
             except NoAvailableKeyError as exc:
                 self._no_key_now(index, exc)
                 continue
@@ -293,9 +295,9 @@ class _Call:
             return _REFUSED[type(self.refused[index])]
         return "no key free, as it said moments ago"
 
-    def _waited(self, waited: float, announced: bool) -> None:
-        self.budget -= waited
-        self.announced = self.announced or announced
+    def _waited(self, got: Acquired) -> None:
+        self.budget -= got.waited
+        self.announced = self.announced or got.announced
 
     def lease(self) -> Lease:
         lease = self._free_now()
@@ -303,12 +305,13 @@ class _Call:
             index = self._route_to_wait_for()
             model = self.routes[index]
             try:
-                lease, waited, announced = model.pool.acquire(model.id, self.options, self.budget,
-                                                              not self.announced, self.avoid[index])
+                got = model.pool.acquire(model.id, self.options, budget=self.budget, announce=not self.announced,
+                                         avoid=self.avoid[index])
             except NoAvailableKeyError as exc:
                 self.refused[index] = exc
                 raise self._unavailable() from None
-            self._waited(waited, announced)
+            self._waited(got)
+            lease = got.lease
         return lease
 
     async def alease(self) -> Lease:
@@ -319,12 +322,13 @@ class _Call:
             index = self._route_to_wait_for()
             model = self.routes[index]
             try:
-                lease, waited, announced = await model.pool.acquire_async(model.id, self.options, self.budget,
-                                                                          not self.announced, self.avoid[index])
+                got = await model.pool.acquire_async(model.id, self.options, budget=self.budget,
+                                                     announce=not self.announced, avoid=self.avoid[index])
             except NoAvailableKeyError as exc:
                 self.refused[index] = exc
                 raise self._unavailable() from None
-            self._waited(waited, announced)
+            self._waited(got)
+            lease = got.lease
         route = self.routes[self.route]
         await route.pool.clients.ready(route, route._hfs_signature)
         return lease

@@ -8,7 +8,7 @@ keycycle's per-key windows). `failures` reads a failure and judges it; `clients`
 
 from hfs_core.pool.clients import ClientCache
 from hfs_core.pool.failures import default_verdict, judge, local_error, read_reply
-from hfs_core.pool.keypool import CallOptions, KeyPool, UsageRecorder
+from hfs_core.pool.keypool import Acquired, CallOptions, KeyPool, UsageRecorder
 from hfs_core.pool.local import LocalPoolState, keycycle_wrapper, rate_limits
 from hfs_core.pool.state import HistoryRow, Lease, PoolState, PoolStatus, key_suffix
 from hfs_core.pool.unavailable import (
@@ -20,6 +20,7 @@ from hfs_core.pool.unavailable import (
 )
 
 __all__ = [
+    "Acquired",
     "AllKeysDeadError",
     "CallOptions",
     "ClientCache",

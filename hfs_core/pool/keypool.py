@@ -94,6 +94,17 @@ class CallOptions:
         return options
 
 
+@dataclass(frozen=True, slots=True)
+class Acquired:
+    """A key reserved by `KeyPool.acquire`, and how the wait for it went."""
+
+    lease: Lease
+    waited: float
+    """Seconds spent waiting for the key."""
+    announced: bool
+    """Whether the wait was announced (logged)."""
+
+
 class KeyPool:
     """One provider's keys: leases, waiting, SDK clients and failure handling."""
 
@@ -203,12 +214,12 @@ class KeyPool:
         busy = self._busy_until - time.monotonic()
         return busy if busy > 0 else await self.state.atry_acquire(model_id, options.estimated_tokens, avoid)
 
-    def acquire(self, model_id: str, options: CallOptions, budget: float, announce: bool = True,
-                avoid: frozenset[int] = frozenset()) -> tuple[Lease, float, bool]:
+    def acquire(self, model_id: str, options: CallOptions, *, budget: float, announce: bool = True,
+                avoid: frozenset[int] = frozenset()) -> Acquired:
         """Reserve a key, waiting up to `budget` seconds, preferring keys not in `avoid`.
 
-        Returns the lease, the time waited, and whether the wait was announced: with `announce`,
-        a call that has to wait logs it once (INFO on ``hfs_core.pool``).
+        With `announce`, a call that has to wait logs it once (INFO on ``hfs_core.pool``).
+        Raises `NoAvailableKeyError` (of its kind) when no key frees within the budget.
         """
         self._check_estimate(model_id, options)
         start = time.monotonic()
@@ -217,7 +228,7 @@ class KeyPool:
             generation = self._generation
             got = self._try(model_id, options, avoid)
             if isinstance(got, Lease):
-                return got, time.monotonic() - start, announced
+                return Acquired(got, time.monotonic() - start, announced)
             left = budget - (time.monotonic() - start)
             self._check_wait(model_id, options, got, left)
             if announce and not announced:
@@ -227,8 +238,8 @@ class KeyPool:
                 if generation == self._generation:
                     self._cond.wait(min(got, left, _LONGEST_WAIT) + 0.002)
 
-    async def acquire_async(self, model_id: str, options: CallOptions, budget: float, announce: bool = True,
-                            avoid: frozenset[int] = frozenset()) -> tuple[Lease, float, bool]:
+    async def acquire_async(self, model_id: str, options: CallOptions, *, budget: float, announce: bool = True,
+                            avoid: frozenset[int] = frozenset()) -> Acquired:
         """`acquire` for coroutines: waits with ``await``, never blocking the event loop."""
         self._check_estimate(model_id, options)
         loop = asyncio.get_running_loop()
@@ -241,7 +252,7 @@ class KeyPool:
             try:
                 got = await self._atry(model_id, options, avoid)
                 if isinstance(got, Lease):
-                    return got, time.monotonic() - start, announced
+                    return Acquired(got, time.monotonic() - start, announced)
                 left = budget - (time.monotonic() - start)
                 self._check_wait(model_id, options, got, left)
                 if announce and not announced:
