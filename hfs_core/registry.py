@@ -32,6 +32,7 @@ from hfs_core.install import CORE, install_command, plugin_command
 from hfs_core.plugin import Problem, ProviderSpec, Timeouts, shown_name
 
 if TYPE_CHECKING:
+    from hfs_core.call import ClientCache
     from hfs_core.pool import KeyPool
     from hfs_core.pool.shared import RedisLink, StateProbe
     from hfs_core.usage import UsageHealth, UsageStore
@@ -156,6 +157,7 @@ class Registry:
         self._keys: dict[str, list[str]] = {}
         self._reports: dict[str, EnvReport] = {}
         self._pools: dict[str, KeyPool] = {}
+        self._clients: dict[str, ClientCache] = {}  # each pool's SDK clients, shared by its models
         self._pool_errors: dict[str, str] = {}
         self._usage: UsageStore | None = None
         self._usage_ready = False
@@ -504,6 +506,7 @@ class Registry:
     def _build_pool(self, spec: ProviderSpec) -> KeyPool:
         default_model = self.config.provider(spec.name).default_model or spec.default_model
         try:
+            from hfs_core.call import ClientCache
             from hfs_core.pool import KeyPool, LocalPoolState, PoolState
             from hfs_core.pool.shared import RedisPoolState
 
@@ -514,7 +517,8 @@ class Registry:
             link = self._state_link()
             state: PoolState = local if link is None else RedisPoolState(local, link, spec.name, keys)
             usage = self.usage_store()
-            pool = KeyPool(spec, keys, state, usage, model_class)
+            pool = KeyPool(spec, keys, state, usage)
+            clients = ClientCache(keys, model_class)
         except Exception as exc:
             hint = f"; reinstall it: {plugin_command(spec.name)}" if isinstance(exc, ImportError) else ""
             self._pool_errors[spec.name] = describe(exc) + hint
@@ -529,6 +533,7 @@ class Registry:
             out = pool.restore_cooldowns(usage.cooldowns.in_force(spec.name))
             if out:
                 log.info("%s: %d keys stay out until their quota resets (seen before a restart)", spec.name, out)
+        self._clients[spec.name] = clients
         self._pools[spec.name] = pool
         return pool
 
@@ -575,10 +580,10 @@ class Registry:
                               for name, default in (("connect_timeout", Timeouts.connect),
                                                     ("read_timeout", Timeouts.read))))
         model_kwargs = _merge(_sdk_kwargs(pool.spec, base_url, timeouts), kwargs)
-        from hfs_core.model import build_model
+        from hfs_core.call import build_model
 
         try:
-            return build_model(pool, model_id, options, model_kwargs)
+            return build_model(pool, self._clients[name], model_id, options, model_kwargs)
         except TypeError as exc:
             raise TypeError(f"get_model({provider!r}): {exc}") from None
 
@@ -628,6 +633,9 @@ class Registry:
                 return
             self._closed = True
             pools = list(self._pools.values())
+            clients = list(self._clients.values())
+        for cache in clients:
+            cache.close()
         for pool in pools:
             pool.close()
         if self._link is not None:

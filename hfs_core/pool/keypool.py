@@ -1,8 +1,9 @@
 """`KeyPool`: which key serves the next call, how long to wait for one, and what a failure means.
 
 The pool's mutable state sits behind `PoolState` (see `hfs_core.pool.state`); the pool waits
-for a key without polling (it knows when the next one frees up), keeps one SDK client per
-key, classifies failures, and records usage through a `UsageRecorder`.
+for a key without polling (it knows when the next one frees up), classifies failures, and
+records usage through a `UsageRecorder`. It knows no SDK and no Agno class: the SDK clients of
+its keys are the rotating models' (`hfs_core.call.clients`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hfs_core._keycycle import DEFAULT_COOLDOWN_SECONDS
 from hfs_core.plugin import Action, Verdict
-from hfs_core.pool.clients import ClientCache
 from hfs_core.pool.failures import judge, retry_after
 from hfs_core.pool.state import WINDOW_SECONDS, Lease, PoolState, PoolStatus, key_suffix
 from hfs_core.pool.unavailable import (
@@ -106,7 +106,7 @@ class Acquired:
 
 
 class KeyPool:
-    """One provider's keys: leases, waiting, SDK clients and failure handling."""
+    """One provider's keys: leases, waiting and failure handling."""
 
     def __init__(
         self,
@@ -114,20 +114,17 @@ class KeyPool:
         keys: Sequence[str],
         state: PoolState,
         usage: UsageRecorder | None,
-        model_class: Any,
     ) -> None:
         self.spec = spec
         self.provider = spec.name
         self.state = state
         self.usage = usage
-        self.model_class = model_class
         self._keys = tuple(keys)
         self._suffixes = tuple(key_suffix(k) for k in keys)
         self._cond = threading.Condition()
         self._generation = 0
         self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
         self._waiters_lock = threading.Lock()
-        self.clients = ClientCache(keys, model_class)
         self._closed = False
         self._verdicts = threading.Lock()  # guards the back-off counts below, updated by concurrent calls
         self._busy_until = 0.0  # time.monotonic() until which the provider is backed off
@@ -332,14 +329,13 @@ class KeyPool:
         self._wake()
         return verdict
 
-    # -- SDK clients ---------------------------------------------------------------------
+    # -- the pool's keys ------------------------------------------------------------------
 
-    def client(self, lease: Lease | None, model: Any, is_async: bool, signature: str) -> Any:
-        """The SDK client for the lease's key, built once per key, client settings and event loop."""
-        index = lease.index if lease is not None else self._any_live_index()
-        return self.clients.get(index, model, is_async, signature)
+    def any_key(self) -> int:
+        """A key index for an SDK client asked for outside an attempt: any key, at random.
 
-    def _any_live_index(self) -> int:
+        Raises `AllKeysDeadError` when every key is dead.
+        """
         status = self.state.status()
         if status.dead == status.total:
             raise self._unavailable(self.spec.default_model, CallOptions(wait=False), math.inf)
@@ -357,11 +353,10 @@ class KeyPool:
         return restored
 
     def close(self) -> None:
-        """Close every SDK client and the state's background work. Safe to call twice."""
+        """Close the state's background work. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
-        self.clients.close()
         self.state.close()
         self._wake()
 
