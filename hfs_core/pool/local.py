@@ -54,6 +54,33 @@ def rate_limits(provider: str, model_id: str, configured: Mapping[str, int] | No
     return RateLimits(row.rpm, row.rph, row.rpd, row.tpm, row.tph, row.tpd)
 
 
+class _TokenSums:
+    """The sum of each token window at its last check, carried over to the next (see `window`)."""
+
+    def __init__(self) -> None:
+        # id(token window) -> (its first entry, bucket.total_tokens, its sum) at the last check
+        self._seen: dict[int, tuple[Any, int, int]] = {}
+
+    def window(self, bucket: Any, entries: Any, cutoff: float) -> int:
+        """Tokens in one of `bucket`'s token windows after dropping entries older than `cutoff`.
+
+        Entries only ever join a window at its end, through keycycle's ``UsageBucket.add``,
+        which also adds their tokens to ``bucket.total_tokens``; so the sum at the last check
+        plus the growth of ``total_tokens`` since, minus what is dropped here, is the sum now.
+        If something else dropped entries meanwhile (keycycle's cleanup thread, its stats),
+        the window's first entry has changed and the sum is taken afresh.
+        """
+        seen = self._seen.get(id(entries))
+        if seen is not None and entries and entries[0] is seen[0]:
+            total = seen[2] + bucket.total_tokens - seen[1]
+        else:
+            total = sum(used for _, used in entries)
+        while entries and entries[0][0] <= cutoff:
+            total -= entries.popleft()[1]
+        self._seen[id(entries)] = (entries[0] if entries else None, bucket.total_tokens, total)
+        return int(total)
+
+
 class LocalPoolState:
     """Pool state in this process, kept in keycycle's per-key windows.
 
@@ -84,8 +111,7 @@ class LocalPoolState:
         self._limits: dict[str, RateLimits] = {}
         self._share = 1
         self._random = random.Random()
-        # id(token window) -> (its first entry, bucket.total_tokens, its sum) at the last check
-        self._token_sums: dict[int, tuple[Any, int, int]] = {}
+        self._token_sums = _TokenSums()
         # (key index, bucket) -> (learned requests per minute, when it was learned or last relaxed)
         self._caps: dict[tuple[int, str], tuple[int, float]] = {}
         self._closed = False
@@ -174,7 +200,7 @@ class LocalPoolState:
     def _fits(self, index: int, model_id: str, tokens: int, limits: RateLimits, now: float) -> bool:
         """keycycle's limit check (``UsageBucket.check_limits``) with calls in flight counted,
         in O(1): keycycle sums its token windows on every check, which costs O(calls in the
-        last day) per key; here each window's sum is carried over between checks (`_window_tokens`)."""
+        last day) per key; here each window's sum is carried over between checks (`_TokenSums`)."""
         key = self._keys[index]
         if key.dead or self._cool_until[index] > now or index in self._probing:
             return False
@@ -194,28 +220,9 @@ class LocalPoolState:
                                                                  bucket.tokens_day),
                                                       (limits.tokens_per_minute, limits.tokens_per_hour,
                                                        limits.tokens_per_day), strict=True):
-            if token_limit and self._window_tokens(bucket, entries, now - seconds) + wanted > token_limit:
+            if token_limit and self._token_sums.window(bucket, entries, now - seconds) + wanted > token_limit:
                 return False
         return True
-
-    def _window_tokens(self, bucket: Any, entries: Any, cutoff: float) -> int:
-        """Tokens in one of `bucket`'s token windows after dropping entries older than `cutoff`.
-
-        Entries only ever join a window at its end, through keycycle's ``UsageBucket.add``,
-        which also adds their tokens to ``bucket.total_tokens``; so the sum at the last check
-        plus the growth of ``total_tokens`` since, minus what is dropped here, is the sum now.
-        If something else dropped entries meanwhile (keycycle's cleanup thread, its stats),
-        the window's first entry has changed and the sum is taken afresh.
-        """
-        seen = self._token_sums.get(id(entries))
-        if seen is not None and entries and entries[0] is seen[0]:
-            total = seen[2] + bucket.total_tokens - seen[1]
-        else:
-            total = sum(used for _, used in entries)
-        while entries and entries[0][0] <= cutoff:
-            total -= entries.popleft()[1]
-        self._token_sums[id(entries)] = (entries[0] if entries else None, bucket.total_tokens, total)
-        return int(total)
 
     def _load(self, index: int, model_id: str) -> int:
         bucket = self._bucket(self._keys[index], model_id)
