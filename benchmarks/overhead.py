@@ -115,7 +115,7 @@ def main() -> None:
                 walls[name].append(wall)
                 cpus[name].append(cpu)
         status = {"keycycle_get_key_index": wrapper.manager.current_index,
-                  "registry_clients": len(plain.pool("groq").clients.built),
+                  "registry_clients": len(variants["(c) registry rotating model"][0].clients.built),
                   "usage": tracked.usage_health().to_dict() if tracked.usage_health() else None}
         if args.profile:
             profile(lambda: variants[names[2]][0].response(messages=common.messages()))

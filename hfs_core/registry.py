@@ -38,9 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hfs_core")
 
-CALL_DEFAULTS: Mapping[str, Any] = {"estimated_tokens": 1000, "wait": True, "timeout": 10.0, "max_retries": 5}
-
-
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """`base` updated with `override`, nested dicts merged (a caller's ``client_params`` keeps
     the plugin's retry and base URL settings it does not name)."""
@@ -65,18 +62,6 @@ def _sdk_kwargs(spec: ProviderSpec, base_url: str | None, timeouts: Timeouts) ->
         takes_timeouts = False
     return spec.sdk_options(base_url, timeouts) if takes_timeouts else spec.sdk_options(base_url)
 
-
-def _check_options(provider: str, options: Any) -> None:
-    """Reject call options of the wrong type or range at `get_model`, not at the first call."""
-    numbers = {"estimated_tokens": options.estimated_tokens, "timeout": options.timeout,
-               "max_retries": options.max_retries}
-    for name, value in numbers.items():
-        whole = name != "timeout"
-        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or not value >= 0:
-            kind = "a whole number" if whole else "a number of seconds (inf: wait without limit)"
-            raise TypeError(f"get_model({provider!r}): {name} must be {kind} of at least 0, got {value!r}")
-    if not isinstance(options.wait, bool):
-        raise TypeError(f"get_model({provider!r}): wait must be True or False, got {options.wait!r}")
 
 
 
@@ -297,8 +282,7 @@ class Registry:
 
         name, model_id = self.resolve_model(provider, model_id)
         pool = self.pool(name)
-        options = CallOptions(**{k: kwargs.pop(k, v) for k, v in CALL_DEFAULTS.items()})
-        _check_options(provider, options)
+        options = CallOptions.from_kwargs(kwargs, where=f"get_model({provider!r})")
         settings = self.config.provider(name)
         self._warn_unknown_model(name, model_id)
         base_url = kwargs.pop("base_url", None) or settings.base_url
@@ -306,10 +290,10 @@ class Registry:
                               for name, default in (("connect_timeout", Timeouts.connect),
                                                     ("read_timeout", Timeouts.read))))
         model_kwargs = _merge(_sdk_kwargs(pool.spec, base_url, timeouts), kwargs)
-        from hfs_core.model import build_model
+        from hfs_core.call import build_model
 
         try:
-            return build_model(pool, model_id, options, model_kwargs)
+            return build_model(pool, self.resources.clients(name), model_id, options, model_kwargs)
         except TypeError as exc:
             raise TypeError(f"get_model({provider!r}): {exc}") from None
 
@@ -326,8 +310,7 @@ class Registry:
         if model_id is not None:
             raise TypeError(f"get_model({tier!r}): a tier names no model of its own, its entries name theirs "
                             f"({self.tiers_source} [tiers.{tier}])")
-        options = CallOptions(**{k: kwargs.pop(k, v) for k, v in CALL_DEFAULTS.items()})
-        _check_options(tier, options)
+        options = CallOptions.from_kwargs(kwargs, where=f"get_model({tier!r})")
         entries, left_out = [], []
         for ref in refs:
             try:

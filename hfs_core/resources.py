@@ -16,6 +16,7 @@ from hfs_core.plugin import ProviderSpec
 from hfs_core.settings import STATE_SECRET_ENV, USAGE_FIXES, Settings, data_dir
 
 if TYPE_CHECKING:
+    from hfs_core.call import ClientCache
     from hfs_core.pool import KeyPool
     from hfs_core.pool.redis_link import RedisLink
     from hfs_core.pool.shared import StateProbe
@@ -42,6 +43,7 @@ class Resources:
         self.pool_errors: dict[str, str] = {}
         """Why a provider's pool could not be built, by provider name."""
         self._pools: dict[str, KeyPool] = {}
+        self._clients: dict[str, ClientCache] = {}  # each pool's SDK clients, shared by its models
         self._usage: UsageStore | None = None
         self._usage_ready = False
         self._link: RedisLink | None = None
@@ -51,6 +53,10 @@ class Resources:
     def built(self, name: str) -> KeyPool | None:
         """The pool of provider `name` if it has been built."""
         return self._pools.get(name)
+
+    def clients(self, name: str) -> ClientCache:
+        """The SDK clients of provider `name`'s keys (its pool is built first), shared by its models."""
+        return self._clients[name]
 
     def pool(self, spec: ProviderSpec) -> KeyPool:
         """The key pool of the provider of `spec`, built on first use (this imports agno, keycycle and the SDK)."""
@@ -68,6 +74,7 @@ class Resources:
     def _build_pool(self, spec: ProviderSpec) -> KeyPool:
         default_model = self.settings.default_model(spec)
         try:
+            from hfs_core.call import ClientCache
             from hfs_core.pool import KeyPool, LocalPoolState, PoolState
             from hfs_core.pool.shared import RedisPoolState
 
@@ -78,7 +85,8 @@ class Resources:
             link = self.state_link()
             state: PoolState = local if link is None else RedisPoolState(local, link, spec.name, keys)
             usage = self.usage_store()
-            pool = KeyPool(spec, keys, state, usage, model_class)
+            pool = KeyPool(spec, keys, state, usage)
+            clients = ClientCache(keys, model_class)
         except Exception as exc:
             hint = f"; reinstall it: {plugin_command(spec.name)}" if isinstance(exc, ImportError) else ""
             self.pool_errors[spec.name] = describe(exc) + hint
@@ -93,6 +101,7 @@ class Resources:
             out = pool.restore_cooldowns(usage.cooldowns.in_force(spec.name))
             if out:
                 log.info("%s: %d keys stay out until their quota resets (seen before a restart)", spec.name, out)
+        self._clients[spec.name] = clients
         self._pools[spec.name] = pool
         return pool
 
@@ -161,6 +170,9 @@ class Resources:
                 return
             self._closed = True
             pools = list(self._pools.values())
+            clients = list(self._clients.values())
+        for cache in clients:
+            cache.close()
         for pool in pools:
             pool.close()
         if self._link is not None:

@@ -110,7 +110,7 @@ def test_timeouts_reach_the_sdk_client(make_registry: Any, standin: StandIn, iso
     (isolated / "hfs.toml").write_text("[providers.groq]\nconnect_timeout = 2\nread_timeout = 7.5\n")
     model = make_registry(env=provider_env({"groq": 1})).get_model("groq", base_url=standin.url)
     assert model.response(messages=HI).content == "stand-in reply: hi"
-    client = model.pool.clients.get(0, model, False, model._hfs_signature)
+    client = model.clients.get(0, model, False, model._hfs_signature)
     assert client.timeout.connect == 2.0 and client.timeout.read == 7.5
     gemini = make_registry(env=provider_env({"gemini": 1})).get_model("gemini", base_url=standin.url, read_timeout=4)
     assert gemini.client_params["http_options"]["timeout"] == 4000

@@ -187,8 +187,7 @@ def test_other_kwargs_reach_the_agno_class(registry: Registry, standin: StandIn)
     assert model.max_retries == 0  # the SDK's own retries are off; the pool retries
     assert run(model) == "stand-in reply: hi"
     assert standin.stats()["by_route"] == {"/openai/v1/chat/completions": 1}
-    client = registry.pool("groq").clients.built
-    [sdk] = client.values()
+    [sdk] = model.clients.built.values()
     assert str(sdk.base_url).startswith(standin.url)
 
     gemini = registry.get_model("gemini", temperature=0.3, base_url=standin.url)
@@ -309,14 +308,14 @@ def test_one_sdk_client_per_key(make_registry, standin: StandIn) -> None:
     model = registry.get_model("groq", base_url=standin.url)
     pool = registry.pool("groq")
     run(model, "a")
-    [first] = pool.clients.built.values()
+    [first] = model.clients.built.values()
     for prompt in ("b", "c", "d"):
         assert run(model, prompt) == f"stand-in reply: {prompt}"
-        assert list(pool.clients.built.values()) == [first]
+        assert list(model.clients.built.values()) == [first]
     again = registry.get_model("groq", base_url=standin.url)
-    assert again.pool is pool
+    assert again.pool is pool and again.clients is model.clients
     run(again, "e")
-    assert list(pool.clients.built.values()) == [first]
+    assert list(model.clients.built.values()) == [first]
     assert standin.accepted == 5
 
 
@@ -334,6 +333,6 @@ def test_clients_stay_within_one_per_key(make_registry, standin: StandIn) -> Non
     model = registry.get_model("cerebras", base_url=standin.url)
     for i in range(9):
         run(model, str(i))
-    assert len(registry.pool("cerebras").clients.built) <= 3
+    assert len(model.clients.built) <= 3
     assert standin.stats()["warmups"] <= 3
     assert standin.accepted == 9

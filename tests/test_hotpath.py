@@ -45,8 +45,8 @@ def requests_by_key(standin: StandIn, keys: list[str]) -> list[int]:
     return [standin.requests_for(key) for key in keys]
 
 
-def sync_clients(pool: KeyPool) -> dict[int, Any]:
-    return {index: client for (index, is_async, _, _), client in pool.clients.built.items() if not is_async}
+def sync_clients(model: Any) -> dict[int, Any]:
+    return {index: client for (index, is_async, _, _), client in model.clients.built.items() if not is_async}
 
 
 # ---------------------------------------------------------------------- SDK clients
@@ -67,17 +67,17 @@ def test_one_sdk_client_per_key_reused_across_calls(make_registry: Any, standin:
         ask(model)
     used = [key for key in keys if standin.requests_for(key)]
     assert sorted(built) == sorted(used)  # one client per key that served a call, never another
-    first = sync_clients(model.pool)
+    first = sync_clients(model)
     for _ in range(9):
         ask(model)
-    assert sync_clients(model.pool).items() >= first.items()  # the same objects, not rebuilt
-    assert len(built) == len(sync_clients(model.pool)) <= 3
+    assert sync_clients(model).items() >= first.items()  # the same objects, not rebuilt
+    assert len(built) == len(sync_clients(model)) <= 3
 
 
 def test_each_key_has_its_own_client_sharing_one_connection_pool(make_registry: Any, standin: StandIn) -> None:
     _, model, keys = groq_model(make_registry, standin, 4)
     pool: KeyPool = model.pool
-    clients = [pool.client(pool.state.try_acquire(MODEL, 10), model, False, model._hfs_signature)
+    clients = [model.clients.get(pool.state.try_acquire(MODEL, 10).index, model, False, model._hfs_signature)
                for _ in range(4)]
     by_key = {client.api_key: client for client in clients}
     assert set(by_key) <= set(keys) and len(by_key) == 4  # a first call on a key goes alone: 4 keys
@@ -93,7 +93,7 @@ def test_cerebras_copies_do_not_warm_a_connection_each(make_registry: Any, stand
     model = registry.get_model("cerebras", base_url=standin.url)
     for _ in range(12):
         ask(model)
-    assert len(sync_clients(model.pool)) >= 2
+    assert len(sync_clients(model)) >= 2
     assert standin.stats()["warmups"] == 1
 
 
@@ -256,10 +256,10 @@ async def test_shutdown_closes_the_clients(make_registry: Any, standin: StandIn)
     for _ in range(4):
         await asyncio.to_thread(ask, model)
         await aask(model)
-    clients = list(model.pool.clients.built.values())
+    clients = list(model.clients.built.values())
     assert clients and any(isinstance(c, groq.AsyncGroq) for c in clients)
     assert not any(c.is_closed() for c in clients)
     registry.shutdown()
     await asyncio.sleep(0.05)  # async clients close in a task on their loop
     assert all(c.is_closed() for c in clients)
-    assert not model.pool.clients.built
+    assert not model.clients.built

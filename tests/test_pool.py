@@ -30,7 +30,7 @@ from services import needs_redis
 
 import hfs_core._keycycle
 from hfs_core import catalog
-from hfs_core.model import build_model
+from hfs_core.call import ClientCache, build_model
 from hfs_core.plugin import Action, ProviderReply, ProviderSpec, Verdict
 from hfs_core.pool import CallOptions, KeyPool, Lease, LocalPoolState, NoAvailableKeyError, PoolState, rate_limits
 from hfs_core.testing.standin import StandIn
@@ -68,14 +68,17 @@ class Pools:
         self.state = state
         self.standin = standin
         self.made: list[KeyPool] = []
+        self.clients: list[ClientCache] = []
         self.usage = Recorder()
 
     def __call__(self, count: int, *, keys: list[str] | None = None, spec: ProviderSpec = SPEC,
                  model_class: type = Groq, **options: Any) -> tuple[KeyPool, Any, list[str]]:
         keys = keys or [fake_key("groq") for _ in range(count)]
-        pool = KeyPool(spec, keys, self.state(keys), self.usage, model_class)
+        pool = KeyPool(spec, keys, self.state(keys), self.usage)
+        clients = ClientCache(keys, model_class)
         self.made.append(pool)
-        model = build_model(pool, MODEL, CallOptions(**options), SPEC.sdk_options(self.standin.url))
+        self.clients.append(clients)
+        model = build_model(pool, clients, MODEL, CallOptions(**options), SPEC.sdk_options(self.standin.url))
         return pool, model, keys
 
 
@@ -84,6 +87,8 @@ def pools(request: pytest.FixtureRequest, standin: StandIn) -> Iterator[Pools]:
     shared = RedisStates(SPEC, MODEL) if request.param == "redis" else None
     made = Pools(shared or STATES[request.param], standin)
     yield made
+    for clients in made.clients:
+        clients.close()
     for pool in made.made:
         pool.close()
     if shared is not None:
@@ -447,10 +452,11 @@ def test_load_history_counts_rows_against_the_windows(pools: Pools, standin: Sta
 def test_close_is_idempotent(pools: Pools) -> None:
     pool, model, _ = pools(2)
     ask(model)
+    model.clients.close()
     pool.close()
     pool.close()
     pool.state.close()
-    assert not pool.clients.built
+    assert not model.clients.built
     if isinstance(pool.state, DictPoolState):
         assert pool.state.closed == 2  # once by the pool, once directly
 

@@ -468,11 +468,10 @@ def test_shutdown_twice_is_safe_and_closes_pools(make_registry, standin: StandIn
     registry = make_registry(env=provider_env(2, db_url=sqlite_url))
     model = registry.get_model("groq", base_url=standin.url)
     Agent(model=model, telemetry=False).run("one")
-    pool = registry.pool("groq")
-    assert pool.clients.built
+    assert model.clients.built
     registry.shutdown()
     registry.shutdown()
-    assert pool.clients.built == {}
+    assert model.clients.built == {}
     health = registry.usage_health()
     assert health is not None and health.written == 1 and health.lost == 0 and health.pending == 0
     with pytest.raises(HFSError, match="shut down"):

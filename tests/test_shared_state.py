@@ -33,7 +33,7 @@ from pool_states import RedisStates
 from services import REDIS, REDIS_URL, TcpProxy, free_port, needs_redis
 
 from hfs_core import NoAvailableKeyError, Registry
-from hfs_core.model import build_model
+from hfs_core.call import ClientCache, build_model
 from hfs_core.plugin import ProviderSpec
 from hfs_core.pool import CallOptions, KeyPool, Lease
 from hfs_core.pool.redis_link import RedisLink
@@ -70,8 +70,9 @@ def ask(model: Any) -> Any:
 
 
 def pool_on(state: Any, keys: list[str], standin: StandIn, **options: Any) -> tuple[KeyPool, Any]:
-    pool = KeyPool(SPEC, keys, state, None, Groq)
-    return pool, build_model(pool, MODEL, CallOptions(**options), SPEC.sdk_options(standin.url))
+    pool = KeyPool(SPEC, keys, state, None)
+    model = build_model(pool, ClientCache(keys, Groq), MODEL, CallOptions(**options), SPEC.sdk_options(standin.url))
+    return pool, model
 
 
 def write_config(path: Path, standin: StandIn, namespace: str, **model_limits: int) -> Path:

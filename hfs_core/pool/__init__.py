@@ -2,13 +2,12 @@
 
 `KeyPool` (`keypool`) is the front the models use; its mutable state sits behind the
 `PoolState` interface (`state`), kept in process by `LocalPoolState` (`local`, on
-keycycle's per-key windows). `failures` reads a failure and judges it; `clients` caches SDK clients;
+keycycle's per-key windows). `failures` reads a failure and judges it;
 `unavailable` holds `NoAvailableKeyError` and its kinds, each also the Agno error that means the same.
 """
 
-from hfs_core.pool.clients import ClientCache
 from hfs_core.pool.failures import default_verdict, judge, local_error, read_reply
-from hfs_core.pool.keypool import CallOptions, KeyPool, UsageRecorder
+from hfs_core.pool.keypool import Acquired, CallOptions, KeyPool, UsageRecorder
 from hfs_core.pool.local import LocalPoolState, keycycle_wrapper, rate_limits
 from hfs_core.pool.state import HistoryRow, Lease, PoolState, PoolStatus, key_suffix
 from hfs_core.pool.unavailable import (
@@ -20,9 +19,9 @@ from hfs_core.pool.unavailable import (
 )
 
 __all__ = [
+    "Acquired",
     "AllKeysDeadError",
     "CallOptions",
-    "ClientCache",
     "HistoryRow",
     "KeyPool",
     "Lease",

@@ -1,8 +1,9 @@
 """`KeyPool`: which key serves the next call, how long to wait for one, and what a failure means.
 
 The pool's mutable state sits behind `PoolState` (see `hfs_core.pool.state`); the pool waits
-for a key without polling (it knows when the next one frees up), keeps one SDK client per
-key, classifies failures, and records usage through a `UsageRecorder`.
+for a key without polling (it knows when the next one frees up), classifies failures, and
+records usage through a `UsageRecorder`. It knows no SDK and no Agno class: the SDK clients of
+its keys are the rotating models' (`hfs_core.call.clients`).
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ import random
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hfs_core._keycycle import DEFAULT_COOLDOWN_SECONDS
 from hfs_core.plugin import Action, Verdict
-from hfs_core.pool.clients import ClientCache
 from hfs_core.pool.failures import judge, retry_after
-from hfs_core.pool.state import Lease, PoolState, PoolStatus, key_suffix
+from hfs_core.pool.state import WINDOW_SECONDS, Lease, PoolState, PoolStatus, key_suffix
 from hfs_core.pool.unavailable import (
     AllKeysDeadError,
     NoAvailableKeyError,
@@ -42,8 +42,6 @@ _BUSY_MAX = 30.0
 """The provider's back-off after a PROVIDER_BUSY verdict: 0.5 s, doubling with each one in a row, to 30 s."""
 _LONGEST_WAIT = 3600.0
 """The longest single wait for a key (a caller with ``timeout=inf`` waits in steps of this)."""
-_WINDOW_SECONDS = {"minute": 60.0, "day": 86400.0}
-"""How long a key cools for a limit whose reply names no wait: until the window it hit has passed."""
 _FLAKY_FIRST = 1.0
 _FLAKY_MAX = 60.0
 """A key failing transiently twice or more in a row is set aside: 1 s, doubling, to 60 s."""
@@ -77,9 +75,38 @@ class CallOptions:
     timeout: float = 10.0
     max_retries: int = 5
 
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any], *, where: str = "get_model") -> CallOptions:
+        """Pop the call options out of `kwargs` (a `get_model` call's keywords), each one absent at its default.
+
+        Raises TypeError, naming `where`, for an option of the wrong type or range, so that it
+        fails at `get_model` and not at the first call.
+        """
+        options = cls(**{f.name: kwargs.pop(f.name) for f in fields(cls) if f.name in kwargs})
+        for name in ("estimated_tokens", "timeout", "max_retries"):
+            value = getattr(options, name)
+            whole = name != "timeout"
+            if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or not value >= 0:
+                kind = "a whole number" if whole else "a number of seconds (inf: wait without limit)"
+                raise TypeError(f"{where}: {name} must be {kind} of at least 0, got {value!r}")
+        if not isinstance(options.wait, bool):
+            raise TypeError(f"{where}: wait must be True or False, got {options.wait!r}")
+        return options
+
+
+@dataclass(frozen=True, slots=True)
+class Acquired:
+    """A key reserved by `KeyPool.acquire`, and how the wait for it went."""
+
+    lease: Lease
+    waited: float
+    """Seconds spent waiting for the key."""
+    announced: bool
+    """Whether the wait was announced (logged)."""
+
 
 class KeyPool:
-    """One provider's keys: leases, waiting, SDK clients and failure handling."""
+    """One provider's keys: leases, waiting and failure handling."""
 
     def __init__(
         self,
@@ -87,20 +114,17 @@ class KeyPool:
         keys: Sequence[str],
         state: PoolState,
         usage: UsageRecorder | None,
-        model_class: Any,
     ) -> None:
         self.spec = spec
         self.provider = spec.name
         self.state = state
         self.usage = usage
-        self.model_class = model_class
         self._keys = tuple(keys)
         self._suffixes = tuple(key_suffix(k) for k in keys)
         self._cond = threading.Condition()
         self._generation = 0
         self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
         self._waiters_lock = threading.Lock()
-        self.clients = ClientCache(keys, model_class)
         self._closed = False
         self._verdicts = threading.Lock()  # guards the back-off counts below, updated by concurrent calls
         self._busy_until = 0.0  # time.monotonic() until which the provider is backed off
@@ -187,12 +211,12 @@ class KeyPool:
         busy = self._busy_until - time.monotonic()
         return busy if busy > 0 else await self.state.atry_acquire(model_id, options.estimated_tokens, avoid)
 
-    def acquire(self, model_id: str, options: CallOptions, budget: float, announce: bool = True,
-                avoid: frozenset[int] = frozenset()) -> tuple[Lease, float, bool]:
+    def acquire(self, model_id: str, options: CallOptions, *, budget: float, announce: bool = True,
+                avoid: frozenset[int] = frozenset()) -> Acquired:
         """Reserve a key, waiting up to `budget` seconds, preferring keys not in `avoid`.
 
-        Returns the lease, the time waited, and whether the wait was announced: with `announce`,
-        a call that has to wait logs it once (INFO on ``hfs_core.pool``).
+        With `announce`, a call that has to wait logs it once (INFO on ``hfs_core.pool``).
+        Raises `NoAvailableKeyError` (of its kind) when no key frees within the budget.
         """
         self._check_estimate(model_id, options)
         start = time.monotonic()
@@ -201,7 +225,7 @@ class KeyPool:
             generation = self._generation
             got = self._try(model_id, options, avoid)
             if isinstance(got, Lease):
-                return got, time.monotonic() - start, announced
+                return Acquired(got, time.monotonic() - start, announced)
             left = budget - (time.monotonic() - start)
             self._check_wait(model_id, options, got, left)
             if announce and not announced:
@@ -211,8 +235,8 @@ class KeyPool:
                 if generation == self._generation:
                     self._cond.wait(min(got, left, _LONGEST_WAIT) + 0.002)
 
-    async def acquire_async(self, model_id: str, options: CallOptions, budget: float, announce: bool = True,
-                            avoid: frozenset[int] = frozenset()) -> tuple[Lease, float, bool]:
+    async def acquire_async(self, model_id: str, options: CallOptions, *, budget: float, announce: bool = True,
+                            avoid: frozenset[int] = frozenset()) -> Acquired:
         """`acquire` for coroutines: waits with ``await``, never blocking the event loop."""
         self._check_estimate(model_id, options)
         loop = asyncio.get_running_loop()
@@ -225,7 +249,7 @@ class KeyPool:
             try:
                 got = await self._atry(model_id, options, avoid)
                 if isinstance(got, Lease):
-                    return got, time.monotonic() - start, announced
+                    return Acquired(got, time.monotonic() - start, announced)
                 left = budget - (time.monotonic() - start)
                 self._check_wait(model_id, options, got, left)
                 if announce and not announced:
@@ -271,9 +295,9 @@ class KeyPool:
             self.state.mark_dead(index)
             status = self.state.status()
             log.warning("%s answered %s%s: retired, %d of %d keys left", where, what, why, status.live, status.total)
-        elif verdict.action is Action.COOL_KEY:
+        elif verdict.action is Action.COOL_KEY:  # no wait named: until the window it hit has passed
             seconds = next((s for s in (verdict.seconds, retry_after(reply)) if s is not None),
-                           _WINDOW_SECONDS.get(verdict.window or "", DEFAULT_COOLDOWN_SECONDS))
+                           WINDOW_SECONDS.get(verdict.window or "", DEFAULT_COOLDOWN_SECONDS))
             self.state.cool_down(index, seconds)
             if verdict.window == "day":
                 if self.usage is not None:
@@ -305,14 +329,13 @@ class KeyPool:
         self._wake()
         return verdict
 
-    # -- SDK clients ---------------------------------------------------------------------
+    # -- the pool's keys ------------------------------------------------------------------
 
-    def client(self, lease: Lease | None, model: Any, is_async: bool, signature: str) -> Any:
-        """The SDK client for the lease's key, built once per key, client settings and event loop."""
-        index = lease.index if lease is not None else self._any_live_index()
-        return self.clients.get(index, model, is_async, signature)
+    def any_key(self) -> int:
+        """A key index for an SDK client asked for outside an attempt: any key, at random.
 
-    def _any_live_index(self) -> int:
+        Raises `AllKeysDeadError` when every key is dead.
+        """
         status = self.state.status()
         if status.dead == status.total:
             raise self._unavailable(self.spec.default_model, CallOptions(wait=False), math.inf)
@@ -330,11 +353,10 @@ class KeyPool:
         return restored
 
     def close(self) -> None:
-        """Close every SDK client and the state's background work. Safe to call twice."""
+        """Close the state's background work. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
-        self.clients.close()
         self.state.close()
         self._wake()
 

@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from hfs_core import catalog
 from hfs_core._keycycle import KeyUsage, MultiProviderWrapper, RateLimits, RateLimitStrategy
-from hfs_core.pool.state import HistoryRow, Lease, PoolStatus, key_suffix
+from hfs_core.pool.state import MINUTE, WINDOW_LENGTHS, HistoryRow, Lease, PoolStatus, key_suffix
 
 if TYPE_CHECKING:
     from hfs_core.plugin import ProviderSpec
 
-_WINDOWS = ((60.0, "minute"), (3600.0, "hour"), (86400.0, "day"))
 
 
 def keycycle_wrapper(spec: ProviderSpec, keys: Sequence[str], default_model: str) -> Any:
@@ -45,6 +44,33 @@ def rate_limits(spec: ProviderSpec, model_id: str, configured: Mapping[str, int]
     found = catalog.resolve_limits(spec, model_id, configured)
     return RateLimits(*(found.value(name) or _UNLIMITED for name in ("rpm", "rph", "rpd")),
                       *(found.value(name) for name in ("tpm", "tph", "tpd")))
+
+
+class _TokenSums:
+    """The sum of each token window at its last check, carried over to the next (see `window`)."""
+
+    def __init__(self) -> None:
+        # id(token window) -> (its first entry, bucket.total_tokens, its sum) at the last check
+        self._seen: dict[int, tuple[Any, int, int]] = {}
+
+    def window(self, bucket: Any, entries: Any, cutoff: float) -> int:
+        """Tokens in one of `bucket`'s token windows after dropping entries older than `cutoff`.
+
+        Entries only ever join a window at its end, through keycycle's ``UsageBucket.add``,
+        which also adds their tokens to ``bucket.total_tokens``; so the sum at the last check
+        plus the growth of ``total_tokens`` since, minus what is dropped here, is the sum now.
+        If something else dropped entries meanwhile (keycycle's cleanup thread, its stats),
+        the window's first entry has changed and the sum is taken afresh.
+        """
+        seen = self._seen.get(id(entries))
+        if seen is not None and entries and entries[0] is seen[0]:
+            total = seen[2] + bucket.total_tokens - seen[1]
+        else:
+            total = sum(used for _, used in entries)
+        while entries and entries[0][0] <= cutoff:
+            total -= entries.popleft()[1]
+        self._seen[id(entries)] = (entries[0] if entries else None, bucket.total_tokens, total)
+        return int(total)
 
 
 class LocalPoolState:
@@ -78,8 +104,7 @@ class LocalPoolState:
         self._limits: dict[str, RateLimits] = {}
         self._share = 1
         self._random = random.Random()
-        # id(token window) -> (its first entry, bucket.total_tokens, its sum) at the last check
-        self._token_sums: dict[int, tuple[Any, int, int]] = {}
+        self._token_sums = _TokenSums()
         # (key index, bucket) -> (learned requests per minute, when it was learned or last relaxed)
         self._caps: dict[tuple[int, str], tuple[int, float]] = {}
         self._closed = False
@@ -145,7 +170,7 @@ class LocalPoolState:
         if learned is None:
             return int(limits.requests_per_minute)
         cap, since = learned
-        grown = cap + int((now - since) // 60.0)
+        grown = cap + int((now - since) // MINUTE)
         if grown >= limits.requests_per_minute:
             del self._caps[slot]
             return int(limits.requests_per_minute)
@@ -156,7 +181,7 @@ class LocalPoolState:
         limits = self.limits(model_id)
         with self._lock:
             bucket = self._bucket(self._keys[index], model_id)
-            cutoff = now - 60.0
+            cutoff = now - MINUTE
             seen = sum(1 for stamp in bucket.requests_minute if stamp > cutoff)
             seen += self._in_flight.get((index, self.bucket(model_id)), 0)
             if seen >= self._per_minute(index, model_id, limits, now):
@@ -168,13 +193,13 @@ class LocalPoolState:
     def _fits(self, index: int, model_id: str, tokens: int, limits: RateLimits, now: float) -> bool:
         """keycycle's limit check (``UsageBucket.check_limits``) with calls in flight counted,
         in O(1): keycycle sums its token windows on every check, which costs O(calls in the
-        last day) per key; here each window's sum is carried over between checks (`_window_tokens`)."""
+        last day) per key; here each window's sum is carried over between checks (`_TokenSums`)."""
         key = self._keys[index]
         if key.dead or self._cool_until[index] > now or index in self._probing:
             return False
         bucket = self._bucket(key, model_id)
         flying = self._in_flight.get((index, self.bucket(model_id)), 0)
-        for (seconds, _), stamps, limit in zip(_WINDOWS, (bucket.requests_minute, bucket.requests_hour,
+        for seconds, stamps, limit in zip(WINDOW_LENGTHS, (bucket.requests_minute, bucket.requests_hour,
                                                           bucket.requests_day),
                                                (self._per_minute(index, model_id, limits, now),
                                                 limits.requests_per_hour, limits.requests_per_day), strict=True):
@@ -184,32 +209,13 @@ class LocalPoolState:
             if len(stamps) + flying >= limit:
                 return False
         wanted = bucket.pending_tokens + tokens
-        for (seconds, _), entries, token_limit in zip(_WINDOWS, (bucket.tokens_minute, bucket.tokens_hour,
+        for seconds, entries, token_limit in zip(WINDOW_LENGTHS, (bucket.tokens_minute, bucket.tokens_hour,
                                                                  bucket.tokens_day),
                                                       (limits.tokens_per_minute, limits.tokens_per_hour,
                                                        limits.tokens_per_day), strict=True):
-            if token_limit and self._window_tokens(bucket, entries, now - seconds) + wanted > token_limit:
+            if token_limit and self._token_sums.window(bucket, entries, now - seconds) + wanted > token_limit:
                 return False
         return True
-
-    def _window_tokens(self, bucket: Any, entries: Any, cutoff: float) -> int:
-        """Tokens in one of `bucket`'s token windows after dropping entries older than `cutoff`.
-
-        Entries only ever join a window at its end, through keycycle's ``UsageBucket.add``,
-        which also adds their tokens to ``bucket.total_tokens``; so the sum at the last check
-        plus the growth of ``total_tokens`` since, minus what is dropped here, is the sum now.
-        If something else dropped entries meanwhile (keycycle's cleanup thread, its stats),
-        the window's first entry has changed and the sum is taken afresh.
-        """
-        seen = self._token_sums.get(id(entries))
-        if seen is not None and entries and entries[0] is seen[0]:
-            total = seen[2] + bucket.total_tokens - seen[1]
-        else:
-            total = sum(used for _, used in entries)
-        while entries and entries[0][0] <= cutoff:
-            total -= entries.popleft()[1]
-        self._token_sums[id(entries)] = (entries[0] if entries else None, bucket.total_tokens, total)
-        return int(total)
 
     def _load(self, index: int, model_id: str) -> int:
         bucket = self._bucket(self._keys[index], model_id)
@@ -273,7 +279,7 @@ class LocalPoolState:
             (bucket.requests_hour, limits.requests_per_hour),
             (bucket.requests_day, limits.requests_per_day),
         )
-        for (seconds, _), (stamps, limit) in zip(_WINDOWS, request_windows, strict=True):
+        for seconds, (stamps, limit) in zip(WINDOW_LENGTHS, request_windows, strict=True):
             excess = len(stamps) + flying - limit + 1
             if excess > len(stamps):
                 return math.inf
@@ -284,7 +290,7 @@ class LocalPoolState:
             (bucket.tokens_hour, limits.tokens_per_hour),
             (bucket.tokens_day, limits.tokens_per_day),
         )
-        for (seconds, _), (entries, token_limit) in zip(_WINDOWS, token_windows, strict=True):
+        for seconds, (entries, token_limit) in zip(WINDOW_LENGTHS, token_windows, strict=True):
             if not token_limit:
                 continue
             need = sum(t for _, t in entries) + bucket.pending_tokens + tokens - token_limit

@@ -36,7 +36,7 @@ from hfs_core.install import CORE, install_command
 from hfs_core.pool.local import LocalPoolState
 from hfs_core.pool.redis_connection import redis_errors
 from hfs_core.pool.redis_link import RedisLink
-from hfs_core.pool.state import HistoryRow, Lease, PoolStatus, key_suffix
+from hfs_core.pool.state import WINDOW_LENGTHS, HistoryRow, Lease, PoolStatus, key_suffix
 
 if TYPE_CHECKING:
     from hfs_core._keycycle import RateLimits
@@ -281,7 +281,7 @@ def _limit_args(limits: RateLimits) -> list[int]:
     return out
 
 
-_WINDOW_SECONDS = (60.0, 3600.0, 86400.0)
+_WINDOW_SECONDS = WINDOW_LENGTHS
 
 
 def probe(url: str, timeout: float = 2.0) -> StateProbe:

@@ -6,11 +6,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Protocol
 
 from hfs_core._keycycle import KEY_SUFFIX_LENGTH
+
+WINDOW_SECONDS: Mapping[str, float] = MappingProxyType({"minute": 60.0, "hour": 3600.0, "day": 86400.0})
+"""keycycle's rate windows by name, shortest first: the one definition of their lengths."""
+WINDOW_LENGTHS = tuple(WINDOW_SECONDS.values())
+"""The same lengths in seconds, in that order (minute, hour, day)."""
+MINUTE = WINDOW_SECONDS["minute"]
 
 HistoryRow = tuple[str, str, float, int]
 """One usage row to replay: (key suffix, model ID, timestamp, tokens)."""

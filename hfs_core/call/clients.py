@@ -1,4 +1,5 @@
-"""SDK clients of a pool: one per key, client settings and event loop, copies sharing connections."""
+"""SDK clients of a pool's keys, on the Agno side: one per key, client settings and event loop, copies sharing
+connections (the pool itself knows no SDK and no Agno class)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ class ClientCache:
 
     def __init__(self, keys: Sequence[str], model_class: Any) -> None:
         self._keys = tuple(keys)
-        self._model_class = model_class
+        self.model_class = model_class
+        """The provider's Agno model class, which builds the first clients (see `_build`)."""
         self.built: dict[Slot, Any] = {}
         self._templates: dict[tuple[bool, str, asyncio.AbstractEventLoop | None], Any] = {}
         self._lock = threading.Lock()
@@ -106,8 +108,8 @@ class ClientCache:
         for attr in ("client", "async_client"):
             if hasattr(proto, attr):
                 setattr(proto, attr, None)
-        build: Callable[[Any], Any] = self._model_class.get_async_client if is_async else \
-            self._model_class.get_client
+        build: Callable[[Any], Any] = self.model_class.get_async_client if is_async else \
+            self.model_class.get_client
         client = build(proto)
         self._templates[kind] = client
         return client
