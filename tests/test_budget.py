@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from agno.models.message import Message
-from conftest import provider_env
+from conftest import Heartbeat, provider_env
 
 from hfs_core import ConfigError, Registry
 from hfs_core.testing.standin import StandIn
@@ -128,17 +128,8 @@ def test_the_async_loop_is_not_blocked_while_waiting_with_inf(make_registry: Any
     model = one_key_cooling(make_registry, standin, timeout=math.inf)
 
     async def main() -> int:
-        ticks = 0
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.05)
-                ticks += 1
-
-        ticker = asyncio.create_task(tick())
-        await model.aresponse(messages=HI)
-        ticker.cancel()
-        return ticks
+        async with Heartbeat(interval=0.05) as beat:
+            await model.aresponse(messages=HI)
+        return beat.ticks
 
     assert asyncio.run(main()) >= 5  # the loop kept running during the ~1 s wait

@@ -163,28 +163,6 @@ def test_a_wait_within_the_budget_waits_for_the_key(make_registry: Any, standin:
 # ---------------------------------------------------------------------- async
 
 
-async def test_async_waiting_does_not_block_the_event_loop(make_registry: Any, standin: StandIn) -> None:
-    _, model, _ = groq_model(make_registry, standin, 1, timeout=5)
-    standin.fail_next(1, status=429, message="Rate limit reached for requests", retry_after=0.8)
-    ticks = 0
-    stop = asyncio.Event()
-
-    async def heartbeat() -> None:
-        nonlocal ticks
-        while not stop.is_set():
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    beat = asyncio.create_task(heartbeat())
-    started = time.monotonic()
-    answer = await aask(model)  # 429, then waits ~0.8 s for the only key
-    waited = time.monotonic() - started
-    stop.set()
-    await beat
-    assert answer.content and waited >= 0.6
-    assert ticks >= 20  # ~80 if nothing blocked; a blocking sleep would leave ~1
-
-
 def test_async_clients_follow_the_event_loop(make_registry: Any, standin: StandIn) -> None:
     """An async client's connections belong to its event loop: a second asyncio.run gets
     fresh clients instead of failing on dead connections and retrying."""

@@ -10,7 +10,6 @@ against keycycle's.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import importlib
 import logging
@@ -24,7 +23,7 @@ import sqlalchemy
 from agno.exceptions import ModelProviderError
 from agno.models.groq import Groq
 from agno.models.message import Message
-from conftest import PROVIDERS, fake_key, keys_of, provider_env
+from conftest import PROVIDERS, Heartbeat, fake_key, keys_of, provider_env
 from pool_states import DictPoolState, RedisStates
 from services import needs_redis
 
@@ -210,21 +209,12 @@ def test_wait_false_fails_instead_of_waiting(pools: Pools, standin: StandIn,
 async def test_async_waiting_does_not_block_the_event_loop(pools: Pools, standin: StandIn) -> None:
     _, model, _ = pools(1, timeout=5)
     standin.fail_next(1, retry_after=0.8, **RATE_LIMITED)
-    ticks = 0
-    stop = asyncio.Event()
-
-    async def heartbeat() -> None:
-        nonlocal ticks
-        while not stop.is_set():
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    beat = asyncio.create_task(heartbeat())
-    answer = await aask(model)  # 429, then waits ~0.8 s for the only key
-    stop.set()
-    await beat
-    assert answer.content and standin.total == 2
-    assert ticks >= 20  # ~80 if nothing blocked; a blocking sleep would leave ~1
+    started = time.monotonic()
+    async with Heartbeat() as beat:
+        answer = await aask(model)  # 429, then waits ~0.8 s for the only key
+    waited = time.monotonic() - started
+    assert answer.content and standin.total == 2 and waited >= 0.6
+    assert beat.ticks >= 20  # ~80 if nothing blocked; a blocking sleep would leave ~1
 
 
 # ---------------------------------------------------------------------- failures and verdicts

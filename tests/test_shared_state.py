@@ -28,7 +28,7 @@ import pytest
 import redis
 from agno.models.groq import Groq
 from agno.models.message import Message
-from conftest import fake_key
+from conftest import Heartbeat, fake_key
 from pool_states import RedisStates
 from services import REDIS, REDIS_URL, TcpProxy, free_port, needs_redis
 
@@ -252,18 +252,9 @@ def test_an_async_call_never_blocks_the_event_loop_on_redis(standin: StandIn, sh
         async def run() -> tuple[int, int]:
             await model.aresponse(messages=[Message(role="user", content="hi")])  # Redis answers: shared
             proxy.stall()
-            ticks = 0
-
-            async def tick() -> None:
-                nonlocal ticks
-                while True:
-                    await asyncio.sleep(0.01)
-                    ticks += 1
-
-            ticker = asyncio.create_task(tick())
-            await model.aresponse(messages=[Message(role="user", content="hi")])
-            ticker.cancel()
-            return ticks, link.outages
+            async with Heartbeat() as beat:
+                await model.aresponse(messages=[Message(role="user", content="hi")])
+            return beat.ticks, link.outages
 
         ticks, outages = asyncio.run(run())
         assert outages == 1 and ticks >= 10  # ~0.5 s of waiting on Redis, the loop free all along
