@@ -134,23 +134,6 @@ def test_429_cools_the_key_for_retry_after_and_moves_on_at_once(make_registry: A
     assert caught.value.next_free_in is not None and 27 <= caught.value.next_free_in <= 30
 
 
-def test_no_key_within_the_budget_fails_at_once_and_says_when(make_registry: Any, standin: StandIn) -> None:
-    _, model, _ = groq_model(make_registry, standin, 2, timeout=5)
-    standin.fail_next(2, status=429, message="Rate limit reached for requests", retry_after=60)
-    started = time.monotonic()
-    with pytest.raises(NoAvailableKeyError) as caught:
-        ask(model)
-    assert time.monotonic() - started < 2  # not the 5 s budget, not the 60 s Retry-After
-    assert standin.total == 2  # each key tried once
-    error = caught.value
-    assert error.next_free_in is not None and 55 <= error.next_free_in <= 60
-    assert "frees in" in str(error) and "5s wait budget" in str(error) and "2 cooling down" in str(error)
-    started = time.monotonic()
-    with pytest.raises(NoAvailableKeyError):
-        ask(model)
-    assert time.monotonic() - started < 0.5 and standin.total == 2  # known to be out: no request sent
-
-
 def test_a_wait_within_the_budget_waits_for_the_key(make_registry: Any, standin: StandIn) -> None:
     _, model, _ = groq_model(make_registry, standin, 1, timeout=5)
     standin.fail_next(1, status=429, message="Rate limit reached for requests", retry_after=0.5)

@@ -184,15 +184,18 @@ def test_a_key_free_at_once_is_not_announced(pools: Pools, caplog: pytest.LogCap
 def test_no_key_within_the_budget_fails_at_once_and_says_when(pools: Pools, standin: StandIn) -> None:
     _, model, _ = pools(2, timeout=5)
     standin.fail_next(2, retry_after=60, **RATE_LIMITED)
+    started = time.monotonic()
     with pytest.raises(NoAvailableKeyError) as caught:
         ask(model)
-    assert standin.total == 2
+    assert time.monotonic() - started < 2  # not the 5 s budget, not the 60 s Retry-After
+    assert standin.total == 2  # each key tried once
     error = caught.value
     assert error.next_free_in is not None and 55 <= error.next_free_in <= 60
-    assert "5s wait budget" in str(error) and "2 cooling down" in str(error)
+    assert "frees in" in str(error) and "5s wait budget" in str(error) and "2 cooling down" in str(error)
+    started = time.monotonic()
     with pytest.raises(NoAvailableKeyError):
         ask(model)
-    assert standin.total == 2  # known to be out: no request sent
+    assert time.monotonic() - started < 0.5 and standin.total == 2  # known to be out: no request sent
 
 
 def test_wait_false_fails_instead_of_waiting(pools: Pools, standin: StandIn,
