@@ -15,6 +15,7 @@ import importlib
 import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -117,6 +118,26 @@ def redis_dump(namespace: str) -> dict[bytes, Any]:
 # ---------------------------------------------------------------------- several processes
 
 
+def start_together(procs: list[subprocess.Popen[str]], timeout: float = 60.0) -> None:
+    """Wait until every worker says ``ready`` (agno imported, its pool built), then give them all
+    one start time a moment ahead, so that they call in the same seconds."""
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        assert proc.stdout is not None
+        answered, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        line = proc.stdout.readline() if answered else ""
+        if line.strip() != "ready":
+            for each in procs:
+                each.kill()
+            errors = [each.communicate()[1][-2000:] for each in procs]
+            pytest.fail(f"a worker was not ready within {timeout:.0f}s (said {line!r}): {errors}")
+    start = time.time() + 0.3
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(f"{start}\n")
+        proc.stdin.flush()  # communicate() closes it
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("state", ["redis", "in-process"])
 def test_three_processes_hold_each_keys_limit_together(state: str, standin: StandIn, namespace: str,
@@ -127,9 +148,10 @@ def test_three_processes_hold_each_keys_limit_together(state: str, standin: Stan
     standin.set_limit(per_minute, window=60.0)
     config = write_config(tmp_path / "hfs.toml", standin, namespace, rpm=per_minute)
     env = worker_env(keys, config, REDIS_URL if state == "redis" else None)
-    start = time.time() + 12.0  # time for three processes to import agno and build their pool
-    procs = [subprocess.Popen([sys.executable, str(WORKER), "load", str(start), "3", "4"], env=env, cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [subprocess.Popen([sys.executable, str(WORKER), "load", "3", "4"], env=env, cwd=tmp_path,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    start_together(procs)
     outputs = [proc.communicate(timeout=120) for proc in procs]
     assert all(proc.returncode == 0 for proc in procs), [err[-2000:] for _, err in outputs]
     counts = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
