@@ -72,6 +72,7 @@ def test_ask_rejects_a_bad_timeout(value: str, isolated: Path) -> None:
     assert done.returncode == 2 and "--timeout" in done.stderr and "0 or more seconds" in done.stderr
 
 
+@pytest.mark.slow
 def test_ask_takes_timeout_inf(isolated: Path, standin: StandIn) -> None:
     done = run_ask(isolated, provider_env({"groq": 1}), "--timeout", "inf", "--base-url", standin.url,
                    "-p", "groq", "hi")

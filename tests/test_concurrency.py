@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from agno.agent import Agent
 from agno.models.message import Message
 from conftest import Heartbeat, provider_env
@@ -89,6 +90,7 @@ COLD_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_64_threads_on_a_cold_process(standin: StandIn, isolated: Path, record_property: Record) -> None:
     standin.latency = 0.02
     (isolated / "hfs.toml").write_text(

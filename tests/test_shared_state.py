@@ -167,6 +167,7 @@ def test_three_processes_hold_each_keys_limit_together(state: str, standin: Stan
         assert standin.count(429) > 0 and served == 20, (standin.count(429), counts)
 
 
+@pytest.mark.slow
 def test_a_process_killed_mid_call_gives_its_capacity_back_within_the_lease_time(
         standin: StandIn, namespace: str, shared: RedisStates, tmp_path: Path, record_property: Any) -> None:
     """A worker reserves 1000 of a key's 1500 tokens a minute and is killed (SIGKILL) mid-call: the
@@ -390,6 +391,7 @@ def run_hfs(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_hfs_check_and_providers_say_which_state_is_in_use_and_whether_it_answers(tmp_path: Path) -> None:
     keys = {"NUM_GROQ": "2", "GROQ_API_KEY_1": fake_key("groq"), "GROQ_API_KEY_2": fake_key("groq"),
             "HFS_PLUGINS": "groq", "HFS_CONFIG": str(write_plain_config(tmp_path))}
@@ -416,6 +418,7 @@ def write_plain_config(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_without_the_redis_client_the_pools_stay_in_process_and_hfs_check_says_what_to_install(
         tmp_path: Path, standin: StandIn) -> None:
     """A process where `import redis` fails (as when hfs-core was installed without its [redis] extra)."""
@@ -505,6 +508,7 @@ def _answers(port: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_the_function_runs_on_redis_cluster_every_pool_in_one_slot(cluster: list[int]) -> None:
     """The library loads on every primary, and each pool's operations touch only keys of its hash tag's
     slot: Redis Cluster refuses a function that reaches a key of another slot."""
