@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import secrets
 import string
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import pytest
@@ -94,3 +98,43 @@ def make_registry() -> Iterator[Callable[..., Registry]]:
     yield make
     for registry in made:
         registry.shutdown()
+
+
+class Heartbeat:
+    """Ticks on the running event loop every `interval` seconds while its ``async with`` block runs:
+    `ticks` counts the ticks, `worst_gap` is the longest time between two (the block's start and end
+    included), so anything that blocks the loop shows as few ticks and a long gap.
+
+    ``async with Heartbeat() as beat: await ...`` then assert on ``beat.ticks`` or ``beat.worst_gap``.
+    """
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self.interval = interval
+        self.ticks = 0
+        self.worst_gap = 0.0
+        self._last = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def _beat(self) -> None:
+        now = time.monotonic()
+        self.worst_gap = max(self.worst_gap, now - self._last)
+        self._last = now
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.ticks += 1
+            self._beat()
+
+    async def __aenter__(self) -> Heartbeat:
+        self._last = time.monotonic()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        trace: TracebackType | None) -> None:
+        self._beat()  # a stall after the last tick counts too
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task

@@ -1,9 +1,9 @@
 """One worker process of the shared-state tests, run as a user's process would be.
 
-``python tests/shared_worker.py load START DURATION THREADS``: from the time START (epoch
-seconds) for DURATION seconds, THREADS threads share one ``get_model("groq")`` and call it
-again and again; prints one JSON line: answers, refusals (`NoAvailableKeyError`) and other
-errors by type.
+``python tests/shared_worker.py load DURATION THREADS``: builds its ``get_model("groq")``,
+prints ``ready`` and reads a start time (epoch seconds) from stdin; from then, for DURATION
+seconds, THREADS threads share the model and call it again and again; prints one JSON line:
+answers, refusals (`NoAvailableKeyError`) and other errors by type.
 
 ``python tests/shared_worker.py call``: one call, then prints ``done`` (the test kills it before).
 
@@ -32,8 +32,10 @@ def ask(model: Any) -> None:
     model.response(messages=[Message(role="user", content="hi")])
 
 
-def load(start: float, duration: float, threads: int) -> dict[str, object]:
+def load(duration: float, threads: int) -> dict[str, object]:
     model = get_model("groq", timeout=0.5)
+    print("ready", flush=True)
+    start = float(sys.stdin.readline())
     counts: dict[str, int] = {"ok": 0, "no_key": 0}
     lock = threading.Lock()
 
@@ -62,7 +64,7 @@ def load(start: float, duration: float, threads: int) -> dict[str, object]:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
     if sys.argv[1] == "load":
-        counts = load(float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]))
+        counts = load(float(sys.argv[2]), int(sys.argv[3]))
         shutdown()
         print(json.dumps(counts), flush=True)
     else:

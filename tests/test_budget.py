@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from agno.models.message import Message
-from conftest import provider_env
+from conftest import Heartbeat, provider_env
 
 from hfs_core import ConfigError, Registry
 from hfs_core.testing.standin import StandIn
@@ -72,6 +72,7 @@ def test_ask_rejects_a_bad_timeout(value: str, isolated: Path) -> None:
     assert done.returncode == 2 and "--timeout" in done.stderr and "0 or more seconds" in done.stderr
 
 
+@pytest.mark.slow
 def test_ask_takes_timeout_inf(isolated: Path, standin: StandIn) -> None:
     done = run_ask(isolated, provider_env({"groq": 1}), "--timeout", "inf", "--base-url", standin.url,
                    "-p", "groq", "hi")
@@ -128,17 +129,8 @@ def test_the_async_loop_is_not_blocked_while_waiting_with_inf(make_registry: Any
     model = one_key_cooling(make_registry, standin, timeout=math.inf)
 
     async def main() -> int:
-        ticks = 0
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.05)
-                ticks += 1
-
-        ticker = asyncio.create_task(tick())
-        await model.aresponse(messages=HI)
-        ticker.cancel()
-        return ticks
+        async with Heartbeat(interval=0.05) as beat:
+            await model.aresponse(messages=HI)
+        return beat.ticks
 
     assert asyncio.run(main()) >= 5  # the loop kept running during the ~1 s wait

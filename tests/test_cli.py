@@ -249,6 +249,7 @@ def test_malformed_config(tmp_path: Path) -> None:
     one_line_error(hfs("models", "groq", env=env, cwd=tmp_path))
 
 
+@pytest.mark.slow
 def test_check_reports_unreachable_database_without_its_password(tmp_path: Path) -> None:
     (tmp_path / "hfs.toml").write_text(ALL_EXPECTED_3)
     url = "mysql+pymysql://hfsuser:s3cret-Passw0rd@127.0.0.1:1/usage"
@@ -332,6 +333,7 @@ def test_models_unknown_provider(tmp_path: Path) -> None:
 # -- ask ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ask_streams_the_answer_and_records_usage(tmp_path: Path, standin: StandIn, sqlite_url: str) -> None:
     keys = provider_env({"groq": 2}, db_url=sqlite_url)
     env = clean_env(tmp_path, keys, drop=["AGNO_TELEMETRY"])
@@ -357,6 +359,7 @@ def test_ask_streams_the_answer_and_records_usage(tmp_path: Path, standin: Stand
     assert groq["last"].endswith("Z") and abs(time.time() - last.timestamp()) < 600
 
 
+@pytest.mark.slow
 def test_ask_without_streaming_uses_the_sqlite_default(tmp_path: Path, standin: StandIn) -> None:
     env = clean_env(tmp_path, provider_env({"groq": 2}))
     run = hfs("ask", "-p", "groq", "--no-stream", "--base-url", standin.url, "plain", "words", env=env, cwd=tmp_path)
@@ -367,6 +370,7 @@ def test_ask_without_streaming_uses_the_sqlite_default(tmp_path: Path, standin: 
     assert data["total"]["requests"] == 1 and data["database"].endswith("hfs-providers/usage.sqlite3")
 
 
+@pytest.mark.slow
 def test_ask_reads_the_prompt_from_stdin_on_the_first_available_provider(tmp_path: Path, standin: StandIn) -> None:
     env = clean_env(tmp_path, provider_env({"gemini": 2}))
     run = hfs("ask", "--base-url", standin.url, "-", env=env, cwd=tmp_path, stdin="from a pipe\n")
@@ -390,6 +394,7 @@ def test_ask_on_a_provider_without_keys(tmp_path: Path) -> None:
     assert "no provider has usable keys" in nothing.err
 
 
+@pytest.mark.slow
 def test_ask_says_it_waits_for_a_key(tmp_path: Path, standin: StandIn, sqlite_url: str) -> None:
     env = clean_env(tmp_path, provider_env({"groq": 2}, db_url=sqlite_url))
     # Long enough to outlast the start-up (agno's imports take seconds on a busy machine).
@@ -403,6 +408,7 @@ def test_ask_says_it_waits_for_a_key(tmp_path: Path, standin: StandIn, sqlite_ur
     assert run.seconds >= 7
 
 
+@pytest.mark.slow
 def test_ask_with_a_tiny_wait_budget_fails_at_once(tmp_path: Path, standin: StandIn, sqlite_url: str) -> None:
     env = clean_env(tmp_path, provider_env({"groq": 2}, db_url=sqlite_url))
     fill_token_windows(tmp_path / "usage.sqlite3", env, "groq", "openai/gpt-oss-120b", free_in=50.0)
@@ -412,6 +418,7 @@ def test_ask_with_a_tiny_wait_budget_fails_at_once(tmp_path: Path, standin: Stan
     assert standin.total == 0
 
 
+@pytest.mark.slow
 def test_ask_reports_rate_limits_on_stderr(tmp_path: Path, standin: StandIn) -> None:
     env = clean_env(tmp_path, provider_env({"groq": 2}))
     standin.fail_next(2, status=429, retry_after=0.5)
@@ -421,6 +428,7 @@ def test_ask_reports_rate_limits_on_stderr(tmp_path: Path, standin: StandIn) -> 
     assert run.err.count("answered 429: per-minute limit") == 2 and "GROQ_API_KEY_" in run.err
 
 
+@pytest.mark.slow
 def test_ask_provider_error_is_one_line(tmp_path: Path, standin: StandIn) -> None:
     env = clean_env(tmp_path, provider_env({"groq": 2}))
     standin.fail_for(60, status=400, message="model does not exist")
@@ -431,6 +439,7 @@ def test_ask_provider_error_is_one_line(tmp_path: Path, standin: StandIn) -> Non
     assert run.out == ""
 
 
+@pytest.mark.slow
 def test_ask_unreachable_provider_is_one_line(tmp_path: Path) -> None:
     env = clean_env(tmp_path, provider_env({"groq": 2}))
     run = hfs("ask", "-p", "groq", "--timeout", "2", "--base-url", "http://127.0.0.1:1", "x", env=env, cwd=tmp_path)
@@ -438,6 +447,7 @@ def test_ask_unreachable_provider_is_one_line(tmp_path: Path) -> None:
     assert "cannot be reached" in run.err and run.out == ""
 
 
+@pytest.mark.slow
 def test_ask_verbose_shows_library_logs(tmp_path: Path, standin: StandIn) -> None:
     env = clean_env(tmp_path, provider_env({"groq": 2}))
     run = hfs("ask", "-v", "-p", "groq", "--base-url", standin.url, "loud", env=env, cwd=tmp_path)
@@ -455,6 +465,7 @@ models = ["cerebras", "openrouter"]
 """
 
 
+@pytest.mark.slow
 def test_ask_with_a_tier_answers_from_the_first_entry_that_can_serve(tmp_path: Path, standin: StandIn) -> None:
     (tmp_path / "hfs.toml").write_text(TIERS_TOML)
     env = clean_env(tmp_path, provider_env({"groq": 2, "gemini": 1}))
@@ -532,6 +543,7 @@ def test_check_reports_a_tier_problem_naming_the_file_and_the_tier(tmp_path: Pat
 # -- usage -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_usage_summarises_rows(tmp_path: Path) -> None:
     env_keys = provider_env({"groq": 2, "gemini": 1})
     g1, g2 = keys_of(env_keys, "groq")
@@ -565,6 +577,7 @@ def test_usage_summarises_rows(tmp_path: Path) -> None:
     assert old.code == 0 and "No usage for gemini in the last 10s" in old.out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("state", ["missing", "no_table", "empty"])
 def test_usage_without_data(tmp_path: Path, state: str) -> None:
     path = tmp_path / "usage.sqlite3"
@@ -593,6 +606,7 @@ def test_usage_unreadable_database_is_one_line(tmp_path: Path) -> None:
     assert "topsecretpw" not in run.err and "u:***@127.0.0.1" in run.err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stream", [True, False])
 def test_ask_with_an_empty_answer_is_an_error(tmp_path: Path, standin: StandIn, stream: bool) -> None:
     standin.reply = ""
@@ -606,6 +620,7 @@ def test_ask_with_an_empty_answer_is_an_error(tmp_path: Path, standin: StandIn, 
 # ---------------------------------------------------------------------- demo
 
 
+@pytest.mark.slow
 def test_demo_shows_the_pool_at_work_without_keys(tmp_path: Path) -> None:
     """`hfs demo`, on a machine with no keys: an agent with a tool answers every run while the
     calls spread over four throwaway keys, a 429 is absorbed and a 401 retires a key; the summary
@@ -686,6 +701,7 @@ def slow_database() -> Iterable[str]:
     server.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["check", "usage"])
 def test_a_spinner_shows_on_a_terminal_while_a_slow_database_answers(tmp_path: Path, slow_database: str,
                                                                     command: str) -> None:

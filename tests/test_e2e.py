@@ -99,6 +99,7 @@ print("RESULT=" + json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_module_level_api_in_a_fresh_process(isolated: Path, standin: StandIn) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TIDB_DB_URL"}
     keys = provider_env(3)

@@ -274,6 +274,7 @@ _names = st.one_of(
 environments = st.dictionaries(_names, _values, max_size=14)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(env=environments)
 def test_any_environment_builds_a_registry(env: dict[str, str], isolated: Path) -> None:

@@ -10,7 +10,6 @@ against keycycle's.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import importlib
 import logging
@@ -24,7 +23,7 @@ import sqlalchemy
 from agno.exceptions import ModelProviderError
 from agno.models.groq import Groq
 from agno.models.message import Message
-from conftest import PROVIDERS, fake_key, keys_of, provider_env
+from conftest import PROVIDERS, Heartbeat, fake_key, keys_of, provider_env
 from pool_states import DictPoolState, RedisStates
 from services import needs_redis
 
@@ -190,15 +189,18 @@ def test_a_key_free_at_once_is_not_announced(pools: Pools, caplog: pytest.LogCap
 def test_no_key_within_the_budget_fails_at_once_and_says_when(pools: Pools, standin: StandIn) -> None:
     _, model, _ = pools(2, timeout=5)
     standin.fail_next(2, retry_after=60, **RATE_LIMITED)
+    started = time.monotonic()
     with pytest.raises(NoAvailableKeyError) as caught:
         ask(model)
-    assert standin.total == 2
+    assert time.monotonic() - started < 2  # not the 5 s budget, not the 60 s Retry-After
+    assert standin.total == 2  # each key tried once
     error = caught.value
     assert error.next_free_in is not None and 55 <= error.next_free_in <= 60
-    assert "5s wait budget" in str(error) and "2 cooling down" in str(error)
+    assert "frees in" in str(error) and "5s wait budget" in str(error) and "2 cooling down" in str(error)
+    started = time.monotonic()
     with pytest.raises(NoAvailableKeyError):
         ask(model)
-    assert standin.total == 2  # known to be out: no request sent
+    assert time.monotonic() - started < 0.5 and standin.total == 2  # known to be out: no request sent
 
 
 def test_wait_false_fails_instead_of_waiting(pools: Pools, standin: StandIn,
@@ -215,21 +217,12 @@ def test_wait_false_fails_instead_of_waiting(pools: Pools, standin: StandIn,
 async def test_async_waiting_does_not_block_the_event_loop(pools: Pools, standin: StandIn) -> None:
     _, model, _ = pools(1, timeout=5)
     standin.fail_next(1, retry_after=0.8, **RATE_LIMITED)
-    ticks = 0
-    stop = asyncio.Event()
-
-    async def heartbeat() -> None:
-        nonlocal ticks
-        while not stop.is_set():
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    beat = asyncio.create_task(heartbeat())
-    answer = await aask(model)  # 429, then waits ~0.8 s for the only key
-    stop.set()
-    await beat
-    assert answer.content and standin.total == 2
-    assert ticks >= 20  # ~80 if nothing blocked; a blocking sleep would leave ~1
+    started = time.monotonic()
+    async with Heartbeat() as beat:
+        answer = await aask(model)  # 429, then waits ~0.8 s for the only key
+    waited = time.monotonic() - started
+    assert answer.content and standin.total == 2 and waited >= 0.6
+    assert beat.ticks >= 20  # ~80 if nothing blocked; a blocking sleep would leave ~1
 
 
 # ---------------------------------------------------------------------- failures and verdicts

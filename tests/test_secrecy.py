@@ -149,6 +149,7 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> str:
     return f"$ hfs {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)  # about 15 s; a stall fails with the stack of where it hangs
 def test_no_key_leaks_across_the_scenarios(capture: Capture, standin: StandIn, isolated: Path,
                                            capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,7 @@ import importlib
 import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ import pytest
 import redis
 from agno.models.groq import Groq
 from agno.models.message import Message
-from conftest import fake_key
+from conftest import Heartbeat, fake_key
 from pool_states import RedisStates
 from services import REDIS, REDIS_URL, TcpProxy, free_port, needs_redis
 
@@ -118,6 +119,26 @@ def redis_dump(namespace: str) -> dict[bytes, Any]:
 # ---------------------------------------------------------------------- several processes
 
 
+def start_together(procs: list[subprocess.Popen[str]], timeout: float = 60.0) -> None:
+    """Wait until every worker says ``ready`` (agno imported, its pool built), then give them all
+    one start time a moment ahead, so that they call in the same seconds."""
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        assert proc.stdout is not None
+        answered, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        line = proc.stdout.readline() if answered else ""
+        if line.strip() != "ready":
+            for each in procs:
+                each.kill()
+            errors = [each.communicate()[1][-2000:] for each in procs]
+            pytest.fail(f"a worker was not ready within {timeout:.0f}s (said {line!r}): {errors}")
+    start = time.time() + 0.3
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(f"{start}\n")
+        proc.stdin.flush()  # communicate() closes it
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("state", ["redis", "in-process"])
 def test_three_processes_hold_each_keys_limit_together(state: str, standin: StandIn, namespace: str,
@@ -128,9 +149,10 @@ def test_three_processes_hold_each_keys_limit_together(state: str, standin: Stan
     standin.set_limit(per_minute, window=60.0)
     config = write_config(tmp_path / "hfs.toml", standin, namespace, rpm=per_minute)
     env = worker_env(keys, config, REDIS_URL if state == "redis" else None)
-    start = time.time() + 12.0  # time for three processes to import agno and build their pool
-    procs = [subprocess.Popen([sys.executable, str(WORKER), "load", str(start), "3", "4"], env=env, cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [subprocess.Popen([sys.executable, str(WORKER), "load", "3", "4"], env=env, cwd=tmp_path,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    start_together(procs)
     outputs = [proc.communicate(timeout=120) for proc in procs]
     assert all(proc.returncode == 0 for proc in procs), [err[-2000:] for _, err in outputs]
     counts = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
@@ -146,6 +168,7 @@ def test_three_processes_hold_each_keys_limit_together(state: str, standin: Stan
         assert standin.count(429) > 0 and served == 20, (standin.count(429), counts)
 
 
+@pytest.mark.slow
 def test_a_process_killed_mid_call_gives_its_capacity_back_within_the_lease_time(
         standin: StandIn, namespace: str, shared: RedisStates, tmp_path: Path, record_property: Any) -> None:
     """A worker reserves 1000 of a key's 1500 tokens a minute and is killed (SIGKILL) mid-call: the
@@ -253,18 +276,9 @@ def test_an_async_call_never_blocks_the_event_loop_on_redis(standin: StandIn, sh
         async def run() -> tuple[int, int]:
             await model.aresponse(messages=[Message(role="user", content="hi")])  # Redis answers: shared
             proxy.stall()
-            ticks = 0
-
-            async def tick() -> None:
-                nonlocal ticks
-                while True:
-                    await asyncio.sleep(0.01)
-                    ticks += 1
-
-            ticker = asyncio.create_task(tick())
-            await model.aresponse(messages=[Message(role="user", content="hi")])
-            ticker.cancel()
-            return ticks, link.outages
+            async with Heartbeat() as beat:
+                await model.aresponse(messages=[Message(role="user", content="hi")])
+            return beat.ticks, link.outages
 
         ticks, outages = asyncio.run(run())
         assert outages == 1 and ticks >= 10  # ~0.5 s of waiting on Redis, the loop free all along
@@ -378,6 +392,7 @@ def run_hfs(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_hfs_check_and_providers_say_which_state_is_in_use_and_whether_it_answers(tmp_path: Path) -> None:
     keys = {"NUM_GROQ": "2", "GROQ_API_KEY_1": fake_key("groq"), "GROQ_API_KEY_2": fake_key("groq"),
             "HFS_PLUGINS": "groq", "HFS_CONFIG": str(write_plain_config(tmp_path))}
@@ -404,6 +419,7 @@ def write_plain_config(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_without_the_redis_client_the_pools_stay_in_process_and_hfs_check_says_what_to_install(
         tmp_path: Path, standin: StandIn) -> None:
     """A process where `import redis` fails (as when hfs-core was installed without its [redis] extra)."""
@@ -493,6 +509,7 @@ def _answers(port: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_the_function_runs_on_redis_cluster_every_pool_in_one_slot(cluster: list[int]) -> None:
     """The library loads on every primary, and each pool's operations touch only keys of its hash tag's
     slot: Redis Cluster refuses a function that reaches a key of another slot."""

@@ -401,6 +401,7 @@ def test_a_team_on_a_tier_completes_across_two_providers(build: Callable[..., Re
     assert [r for r in standin.tool_results() if r.name == "add"] == [ToolResult("add", "7")] * 2
 
 
+@pytest.mark.slow
 def test_sixteen_threads_fall_over_together_and_come_back(build: Callable[..., Registry], standin: StandIn,
                                                           env: dict[str, str]) -> None:
     model = build(config(("groq", "cerebras"))).get_model("fast", base_url=standin.url)

@@ -165,6 +165,7 @@ def test_rows_are_replayed_into_the_windows_of_the_next_process(make_registry: A
 # ---------------------------------------------------------------------- unreachable at start
 
 
+@pytest.mark.slow
 def test_database_unreachable_at_start(make_registry: Any, standin: StandIn, isolated: Path,
                                        caplog: pytest.LogCaptureFixture, record_property: Record) -> None:
     port = free_port()

@@ -211,6 +211,7 @@ def test_unusable_data_folder_is_a_finding_of_check_and_said_by_usage(isolated: 
 # -- 2: SIGTERM ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sigterm_keeps_every_row_sqlite(isolated: Path, script: Path, standin: StandIn,
                                         record_property: Record) -> None:
     env = provider_env({"groq": 10})
@@ -224,6 +225,7 @@ def test_sigterm_keeps_every_row_sqlite(isolated: Path, script: Path, standin: S
     record_property("rows", rows)
 
 
+@pytest.mark.slow
 @pytest.mark.mariadb
 @needs_mariadb
 def test_sigterm_keeps_every_row_mariadb(script: Path, standin: StandIn, mariadb: sa.Engine,
@@ -242,6 +244,7 @@ def test_sigterm_keeps_every_row_mariadb(script: Path, standin: StandIn, mariadb
         delete_rows(mariadb, suffixes(keys))
 
 
+@pytest.mark.slow
 def test_sigterm_flushes_then_calls_the_applications_handler(isolated: Path, script: Path, standin: StandIn,
                                                              record_property: Record) -> None:
     env = provider_env({"groq": 10})
@@ -328,6 +331,7 @@ def spool_rows(isolated: Path) -> int:
         return int(db.execute("SELECT COUNT(*) FROM spooled_rows").fetchone()[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_database_down_at_sigterm_rows_are_written_by_the_next_start(
         backend: str, isolated: Path, script: Path, standin: StandIn, record_property: Record) -> None:
@@ -358,6 +362,7 @@ def test_database_down_at_sigterm_rows_are_written_by_the_next_start(
         outage.close(keys)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_crash_while_database_down_loses_nothing_spooled(
         backend: str, isolated: Path, script: Path, standin: StandIn, record_property: Record) -> None:
