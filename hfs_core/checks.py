@@ -140,14 +140,14 @@ def tier_problems(settings: Settings, specs: Collection[str], tier_entries: Call
     a model no limit table knows, a tier with a provider's name. The default tiers are not checked:
     their entries' providers report their own problems."""
     problems = []
-    for name, refs in settings.config.tiers.items():
+    for name, names in settings.config.tiers.items():
         where = f"{settings.config.source_name} [tiers.{name}]"
         if name in specs:
             problems.append(Problem("warning", where, f"has the name of provider {name}, which "
                                     f"get_model({name!r}) gives instead", "rename the tier"))
         entries = tier_entries(name)
         for index, entry in enumerate(entries):
-            shown = mask(refs[index])
+            shown = mask(names[index])
             if entry.problem is not None:
                 problems.append(Problem("warning", where, f"models[{index}] {shown}: {entry.problem}",
                                         "the tier's other entries serve its calls meanwhile"))

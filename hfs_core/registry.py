@@ -303,8 +303,9 @@ class Registry:
         return self._tier_model(ANY_TIER, tier_table.every_default_model(self.settings, self._specs), None,
                                 kwargs)
 
-    def _tier_model(self, tier: str, refs: Sequence[str], model_id: str | None, kwargs: dict[str, Any]) -> Any:
-        """A tier model over the entries of `refs` that can serve calls; the others are left out (and said so)."""
+    def _tier_model(self, tier: str, names: Sequence[str], model_id: str | None, kwargs: dict[str, Any]) -> Any:
+        """A tier model over those of its entries `names` (``provider:model`` each) that can serve calls;
+        the others are left out (and said so)."""
         from hfs_core.pool import CallOptions
 
         if model_id is not None:
@@ -312,11 +313,11 @@ class Registry:
                             f"({self.tiers_source} [tiers.{tier}])")
         options = CallOptions.from_kwargs(kwargs, where=f"get_model({tier!r})")
         entries, left_out = [], []
-        for ref in refs:
+        for name in names:
             try:
-                entries.append(self._provider_model(ref, None, dict(kwargs)))
+                entries.append(self._provider_model(name, None, dict(kwargs)))
             except HFSError as exc:  # one broken entry never takes the tier down
-                left_out.append(self.mask(f"{ref}: {exc}"))
+                left_out.append(self.mask(f"{name}: {exc}"))
         for reason in left_out:
             if (tier, reason) not in self._left_out:
                 self._left_out.add((tier, reason))

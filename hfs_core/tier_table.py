@@ -38,7 +38,7 @@ class TierEntry:
     known_model: bool | None = None
 
     @property
-    def ref(self) -> str:
+    def name(self) -> str:
         """``provider:model``, as `get_model` takes it."""
         return f"{self.provider}:{self.model}" if self.model else self.provider
 
@@ -61,13 +61,13 @@ def tiers_source(settings: Settings) -> str:
     return settings.config.source_name if settings.config.tiers else "default"
 
 
-def tier_entries(refs: tuple[str, ...], settings: Settings, specs: Mapping[str, ProviderSpec],
+def tier_entries(names: tuple[str, ...], settings: Settings, specs: Mapping[str, ProviderSpec],
                  require: Callable[[str], object], mask: Callable[[str], str]) -> list[TierEntry]:
-    """The entries `refs` of a tier and whether each can serve calls now (`require` raises `HFSError`
-    for a provider that cannot; `mask` hides keys in its message)."""
+    """The entries `names` (``provider:model`` each) of a tier and whether each can serve calls now
+    (`require` raises `HFSError` for a provider that cannot; `mask` hides keys in its message)."""
     entries = []
-    for ref in refs:
-        provider, _, model = ref.partition(":")
+    for name in names:
+        provider, _, model = name.partition(":")
         try:
             require(provider)
         except HFSError as exc:

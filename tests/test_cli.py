@@ -504,7 +504,7 @@ def test_providers_lists_the_tiers_and_their_entries(tmp_path: Path) -> None:
     data = json.loads(hfs("providers", "--json", env=env, cwd=tmp_path).out)
     fast, spare = data["tiers"]
     assert (fast["name"], fast["source"], spare["name"]) == ("fast", str(tmp_path / "hfs.toml"), "spare")
-    assert [(e["ref"], e["usable"], e["known_model"]) for e in fast["entries"]] == [
+    assert [(e["entry"], e["usable"], e["known_model"]) for e in fast["entries"]] == [
         ("groq:openai/gpt-oss-20b", True, True), ("gorq:x", False, None), ("cerebras", False, None),
         ("gemini:gemini-2.5-fast", True, False)]
     assert "NUM_CEREBRAS is not set" in fast["entries"][2]["problem"]
@@ -513,7 +513,7 @@ def test_providers_lists_the_tiers_and_their_entries(tmp_path: Path) -> None:
     default = json.loads(hfs("providers", "--json", env=env_without, cwd=tmp_path).out)
     assert [t["name"] for t in default["tiers"]] == ["reasoning", "general", "fast"]
     assert {t["source"] for t in default["tiers"]} == {"default"}
-    assert [e["ref"] for e in default["tiers"][0]["entries"]] == [
+    assert [e["entry"] for e in default["tiers"][0]["entries"]] == [
         "cerebras:gpt-oss-120b", "gemini:gemini-2.5-flash", "groq:openai/gpt-oss-120b",
         "openrouter:nvidia/nemotron-3-super-120b-a12b:free"]
 

@@ -147,7 +147,7 @@ def test_without_tiers_in_the_configuration_each_default_tier_lists_every_defaul
              "openrouter:nvidia/nemotron-3-super-120b-a12b:free")
     assert registry.tiers == dict.fromkeys(tier_table_module.DEFAULT_TIERS, every)
     assert tier_table_module.DEFAULT_TIERS == ("reasoning", "general", "fast") and registry.tiers_source == "default"
-    assert [(e.ref, e.problem) for e in registry.tier_entries("fast")][:3] == [(ref, None) for ref in every[:3]]
+    assert [(e.name, e.problem) for e in registry.tier_entries("fast")][:3] == [(ref, None) for ref in every[:3]]
     assert "'openrouter' is not configured: NUM_OPENROUTER is not set" in str(registry.tier_entries("fast")[3].problem)
     assert [e.id for e in registry.get_model("general").entries] == ["gpt-oss-120b", "gemini-2.5-flash-lite",
                                                                       "openai/gpt-oss-120b"]

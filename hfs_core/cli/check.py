@@ -81,7 +81,7 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
         for p in entry["problems"]:
             findings.append(Finding(name, p["severity"], p["variable"], p["message"], p["hint"]))
     for tier in tier_listing(registry):
-        usable = [e["ref"] for e in tier["entries"] if e["usable"]]
+        usable = [e["entry"] for e in tier["entries"] if e["usable"]]
         if usable:
             findings.append(Finding(f"tier {tier['name']}", "ok", "", f"{len(usable)} of {len(tier['entries'])} "
                                     f"entries can serve calls ({tier['source']}): {', '.join(usable)}"))

@@ -69,7 +69,7 @@ def tier_listing(registry: Registry) -> list[dict[str, Any]]:
     return [{
         "name": name,
         "source": registry.tiers_source,
-        "entries": [{"ref": e.ref, "provider": e.provider, "model": e.model, "usable": e.problem is None,
+        "entries": [{"entry": e.name, "provider": e.provider, "model": e.model, "usable": e.problem is None,
                      "known_model": e.known_model, "problem": e.problem} for e in registry.tier_entries(name)],
     } for name in registry.tiers]
 
@@ -86,7 +86,7 @@ def _tier_rows(tiers: Sequence[Mapping[str, Any]]) -> list[list[Cell]]:
                 status, note = ("ok", "yellow"), "no limit table knows the model: the conservative default applies"
             else:
                 status, note = ("ok", "green"), ""
-            rows.append([tier["name"] if number == 1 else "", str(number), entry["ref"], status, note])
+            rows.append([tier["name"] if number == 1 else "", str(number), entry["entry"], status, note])
     return rows
 
 
