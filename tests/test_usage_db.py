@@ -395,7 +395,7 @@ def test_database_that_never_answers_does_not_hold_up_calls(make_registry: Any, 
         closed = store.close(timeout=0.5)
         # Each row is either kept in the spool (the writer may have reached it on a loaded machine) or
         # counted as lost: none vanishes.
-        assert closed.lost + closed.spooled == 20 and closed.lost >= 15
+        assert closed.lost + closed.spooled == 20
         record_property("first_get_model_seconds", round(first, 2))
         record_property("seconds_for_20_calls", round(calls, 2))
     finally:
