@@ -37,7 +37,8 @@ def test_wheels_hold_the_right_files(wheels: Path) -> None:
     for name in PLUGINS:
         wheel = zipfile.ZipFile(the_wheel(wheels, f"hfs-provider-{name}"))
         modules = [n for n in wheel.namelist() if ".dist-info/" not in n]
-        assert sorted(modules) == [f"hfs_provider_{name}/__init__.py", f"hfs_provider_{name}/py.typed"]
+        assert sorted(modules) == [f"hfs_provider_{name}/__init__.py", f"hfs_provider_{name}/limits.toml",
+                                   f"hfs_provider_{name}/py.typed"]
         [entry_points] = [n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt")]
         text = wheel.read(entry_points).decode()
         assert "[hfs.providers]" in text and f"{name} = hfs_provider_{name}" in text
