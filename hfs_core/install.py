@@ -15,6 +15,10 @@ WHERE = "from the root of an hfs-providers checkout; the packages are not on PyP
 """Where an install hint's command runs, said once beside it."""
 
 
+def _normal(distribution: str) -> str:
+    return distribution.strip().lower().replace("_", "-")
+
+
 def _ours(name: str) -> bool:
     return name == CORE or name.startswith(_PLUGIN_PREFIX)
 
@@ -23,7 +27,7 @@ def source_path(distribution: str, extra: str = "") -> str:
     """What `pip install` takes for `distribution`: for this project's own, the path relative to a
     checkout's root (``.`` for the core, ``./plugins/groq`` for ``hfs-provider-groq``); for
     another project's plugin, its name. With an optional extra."""
-    name = distribution.strip().lower().replace("_", "-")
+    name = _normal(distribution)
     path = name if not _ours(name) else "." if name == CORE else f"./plugins/{name.removeprefix(_PLUGIN_PREFIX)}"
     return f"'{path}[{extra}]'" if extra else path
 
@@ -31,7 +35,7 @@ def source_path(distribution: str, extra: str = "") -> str:
 def install_command(distribution: str, extra: str = "", *, reinstall: bool = False) -> str:
     """The command that installs `distribution` (``pip install ./plugins/groq``), and where it runs."""
     flag = "--force-reinstall " if reinstall else ""
-    where = f" ({WHERE})" if _ours(distribution.strip().lower().replace("_", "-")) else ""
+    where = f" ({WHERE})" if _ours(_normal(distribution)) else ""
     return f"pip install {flag}{source_path(distribution, extra)}{where}"
 
 
