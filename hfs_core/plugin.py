@@ -235,6 +235,11 @@ class ProviderSpec:
         limits: the provider's published limits per model, a TOML file shipped in the plugin's
             package, named as ``"package:file.toml"`` (format: docs/plugins.md); read only when
             limits are needed, never at discovery. "" (the default): the plugin states none.
+        counts_max_tokens_up_front: the provider counts a request's ``max_completion_tokens``
+            (or ``max_tokens``) against the key's token limits when the request arrives, before
+            it answers (Cerebras: inference-docs.cerebras.ai/support/rate-limits, "Token Rate
+            Limiting"). A call then reserves at least the cap the caller set, not only
+            ``estimated_tokens``, and settles to the usage the provider reports as any call does.
         docs_url: where to get keys, shown in hints.
     """
 
@@ -249,6 +254,7 @@ class ProviderSpec:
     error_rules: ErrorRules | None = None
     keycycle_name: str = ""
     limits: str = ""
+    counts_max_tokens_up_front: bool = False
     docs_url: str = ""
 
     def __post_init__(self) -> None:
@@ -268,6 +274,9 @@ class ProviderSpec:
             raise ValueError(f"model_class must be 'module:Class', got {self.model_class!r}")
         if self.limits and not re.fullmatch(r"[\w.]+:[\w./-]+", self.limits):
             raise ValueError(f"limits must be 'package:file.toml', got {self.limits!r}")
+        if not isinstance(self.counts_max_tokens_up_front, bool):
+            raise ValueError("counts_max_tokens_up_front must be True or False, "
+                             f"got {self.counts_max_tokens_up_front!r}")
 
     @property
     def count_var(self) -> str:

@@ -54,6 +54,10 @@ SPEC = ProviderSpec(
     sdk_options=partial(openai_style_options, sdk="cerebras.cloud.sdk"),  # its own Timeout type
     error_rules=error_rules,
     limits="hfs_provider_cerebras:limits.toml",
+    # Cerebras counts a request on arrival as its prompt's tokens plus max_completion_tokens (else its
+    # own bound on the answer) and refuses it before processing when that is over the tokens left
+    # (inference-docs.cerebras.ai/support/rate-limits, "Token Rate Limiting")
+    counts_max_tokens_up_front=True,
 )
 
 
