@@ -95,8 +95,8 @@ class Call:
         for index in entries.in_turn():
             model = entries.models[index]
             try:
-                lease = model.pool.acquire(model.id, self.options, budget=0.0, announce=False,
-                                           avoid=entries.avoid[index]).lease
+                lease = model.pool.acquire(model.id, model._hfs_reserving(self.options), budget=0.0,
+                                           announce=False, avoid=entries.avoid[index]).lease
             except NoAvailableKeyError as exc:
                 entries.no_key_now(index, exc)
                 continue
@@ -111,8 +111,8 @@ class Call:
         for index in entries.in_turn():
             model = entries.models[index]
             try:
-                lease = (await model.pool.acquire_async(model.id, self.options, budget=0.0, announce=False,
-                                                        avoid=entries.avoid[index])).lease
+                lease = (await model.pool.acquire_async(model.id, model._hfs_reserving(self.options), budget=0.0,
+                                                        announce=False, avoid=entries.avoid[index])).lease
             except NoAvailableKeyError as exc:
                 entries.no_key_now(index, exc)
                 continue
@@ -152,8 +152,8 @@ class Call:
             index = self._to_wait_for()
             model = self.entries.models[index]
             try:
-                got = model.pool.acquire(model.id, self.options, budget=self.budget, announce=not self.announced,
-                                         avoid=self.entries.avoid[index])
+                got = model.pool.acquire(model.id, model._hfs_reserving(self.options), budget=self.budget,
+                                         announce=not self.announced, avoid=self.entries.avoid[index])
             except NoAvailableKeyError as exc:
                 raise self._refused_waiting(index, exc) from None
             lease = self._waited(got)
@@ -167,8 +167,9 @@ class Call:
             index = self._to_wait_for()
             model = self.entries.models[index]
             try:
-                got = await model.pool.acquire_async(model.id, self.options, budget=self.budget,
-                                                     announce=not self.announced, avoid=self.entries.avoid[index])
+                got = await model.pool.acquire_async(model.id, model._hfs_reserving(self.options),
+                                                     budget=self.budget, announce=not self.announced,
+                                                     avoid=self.entries.avoid[index])
             except NoAvailableKeyError as exc:
                 raise self._refused_waiting(index, exc) from None
             lease = self._waited(got)

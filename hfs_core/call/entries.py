@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from hfs_core.pool import KeyPool, NoAvailableKeyError
+from hfs_core.pool import CallOptions, KeyPool, NoAvailableKeyError
 
 
 class Entry(Protocol):
@@ -18,6 +18,9 @@ class Entry(Protocol):
     @property
     def pool(self) -> KeyPool:
         """The key pool the entry draws from."""
+
+    def _hfs_reserving(self, options: CallOptions) -> CallOptions:
+        """The call's `options` with the tokens an attempt on this entry reserves."""
 
     async def _hfs_ready(self) -> None:
         """Have the running loop's first SDK client of the entry built, off the loop."""

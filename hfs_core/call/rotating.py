@@ -10,6 +10,7 @@ per-call state, so one instance can serve many threads and tasks at once.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -25,6 +26,7 @@ from hfs_core.pool import CallOptions, KeyPool
 _log = logging.getLogger("hfs_core.pool")
 _CLIENT_FIELDS = ("base_url", "timeout", "max_retries", "default_headers", "default_query", "client_params",
                   "http_client", "vertexai", "project_id", "location")
+_ANSWER_CAPS = ("max_completion_tokens", "max_tokens")
 
 
 def _opener(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[Any], Any]:
@@ -40,6 +42,16 @@ def _opener(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Calla
         return provider_method(*args, **call_kwargs)
 
     return start
+
+
+def answer_cap(model: Any) -> int | None:
+    """The most tokens the caller lets `model` answer with, as its requests carry it: the largest
+    ``max_completion_tokens`` or ``max_tokens`` set on the model or in its ``request_params`` (which
+    Agno sends too), or None when none is set (a negative one, such as Cerebras's -1, sets none)."""
+    params = getattr(model, "request_params", None) or {}
+    caps = [value for name in _ANSWER_CAPS for value in (getattr(model, name, None), params.get(name))
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0]
+    return max(caps) if caps else None
 
 
 def run_call(entries: Sequence[Entry], options: CallOptions, method: str, args: tuple[Any, ...],
@@ -109,6 +121,21 @@ class RotatingModel:
     def get_async_client(self) -> Any:
         """The async SDK client of the key leased for the current attempt."""
         return self._hfs_client(True)
+
+    def _hfs_reserving(self, options: CallOptions) -> CallOptions:
+        """`options` as an attempt on this model reserves tokens: where its provider counts a
+        request's answer cap on arrival (`ProviderSpec.counts_max_tokens_up_front`), the estimate
+        is raised to the cap the caller set (`answer_cap`), if that is larger.
+
+        `estimated_tokens` stands for the whole request, prompt and answer; such a provider counts
+        the prompt and the cap, so a caller with long prompts sets `estimated_tokens` to both.
+        """
+        if not self._hfs_pool.spec.counts_max_tokens_up_front:
+            return options
+        cap = answer_cap(self)
+        if cap is None or cap <= options.estimated_tokens:
+            return options
+        return dataclasses.replace(options, estimated_tokens=cap)
 
     async def _hfs_ready(self) -> None:
         """Have the running loop's first async SDK client built off the loop (see `ClientCache.ready`)."""
