@@ -4,7 +4,8 @@ and replayed recorded provider failures.
 :class:`Behaviours` holds this state behind one lock and turns a parsed :class:`Request` into a
 :class:`Decision` (status, message, headers) and, for accepted requests, an :class:`Answer` (text or
 tool calls). It knows nothing of HTTP or of any wire format. Full keys are kept only as SHA-256
-digests. Each concern is a part of its own: :class:`KeyRules` (`keys`), :class:`Faults` (`faults`),
+digests. Each concern is a part of its own: :class:`KeyRules` (`keys`), :class:`TokenRules` (`tokens`:
+Cerebras's token limit), :class:`Faults` (`faults`),
 :class:`Replays` (`replays`) and :class:`ToolScripts` (`tool_scripts`); the plain settings (latency,
 reply) and the two decisions are here.
 """
@@ -19,13 +20,14 @@ from hfs_core.testing.standin.exchange import Answer, Conversation, Decision
 from hfs_core.testing.standin.faults import Faults
 from hfs_core.testing.standin.keys import KeyRules
 from hfs_core.testing.standin.replays import Replays
+from hfs_core.testing.standin.tokens import TokenRules
 from hfs_core.testing.standin.tool_scripts import ToolScripts
 
 #: A fixed reply text, or a function from the last user message text to the reply text.
 Reply = str | Callable[[str], str] | None
 
 
-class Behaviours(KeyRules, Faults, Replays, ToolScripts):
+class Behaviours(KeyRules, TokenRules, Faults, Replays, ToolScripts):
     """Thread-safe, live-adjustable behaviour of the stand-in (the configuration half of ``StandIn``)."""
 
     def __init__(
@@ -46,6 +48,7 @@ class Behaviours(KeyRules, Faults, Replays, ToolScripts):
         self._chunk_delay = float(chunk_delay)
         self._reply: Reply = reply
         self._init_keys(rpm, window, accept_any_key, keys)
+        self._init_tokens()
         self._init_faults()
         self._init_replays()
         self._init_tool_scripts()
@@ -103,11 +106,13 @@ class Behaviours(KeyRules, Faults, Replays, ToolScripts):
     # ------------------------------------------------------------------ reset
 
     def reset(self) -> None:
-        """Clear faults, rate-limit windows, key states, per-key limits, scripted tool calls and replays."""
+        """Clear faults, rate-limit windows and tokens counted, key states, per-key limits, scripted tool calls
+        and replays."""
         with self._lock:
             self._clear_replays()
             self._clear_faults()
             self._clear_keys()
+            self._clear_tokens()
             self._tool_scripts.clear()
 
     # ------------------------------------------------------------------ decisions

@@ -128,6 +128,14 @@ def _unsupported_tool_call_field(messages: list[Any]) -> str | None:
     return None
 
 
+def _answer_cap(payload: dict[str, Any]) -> int:
+    """The request's cap on its answer: the larger of ``max_completion_tokens`` and ``max_tokens``
+    (0 when neither is set; Cerebras takes -1 for none)."""
+    caps = [value for value in (payload.get("max_completion_tokens"), payload.get("max_tokens"))
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0]
+    return max(caps, default=0)
+
+
 def parse(route: str, query: str, headers: Message, raw: bytes) -> Request:
     """Parse one chat-completions request; the key comes from ``Authorization: Bearer <key>``."""
     scheme, _, token = (headers.get("Authorization") or "").partition(" ")
@@ -160,6 +168,8 @@ def parse(route: str, query: str, headers: Message, raw: bytes) -> Request:
         conversation=_conversation(payload) if problem is None else Conversation(),
         options={
             "groq": groq,
+            "cerebras": route == "/v1/chat/completions",
+            "answer_cap": _answer_cap(payload),
             "include_usage": bool((payload.get("stream_options") or {}).get("include_usage")),
         },
     )
@@ -176,7 +186,8 @@ def _tool_calls(answer: Answer) -> list[dict[str, Any]]:
     ]
 
 
-def _usage(request: Request, answer: Answer) -> dict[str, int]:
+def usage(request: Request, answer: Answer) -> dict[str, int]:
+    """The usage an answer reports: the prompt's tokens, the answer's and their total."""
     prompt = count_tokens(request.conversation.prompt_text)
     completion = count_tokens(answer.text or json.dumps(_tool_calls(answer)))
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
@@ -203,7 +214,7 @@ def body(request: Request, answer: Answer) -> dict[str, Any] | SseBody:
                 "finish_reason": "tool_calls" if answer.tool_calls else "stop",
             }
         ],
-        "usage": _usage(request, answer),
+        "usage": usage(request, answer),
     }
 
 
@@ -217,7 +228,7 @@ def _sse(event: Any) -> bytes:
 def _events(request: Request, answer: Answer) -> Iterator[bytes]:
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    usage = _usage(request, answer)
+    used = usage(request, answer)
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
         return _sse(
@@ -252,7 +263,7 @@ def _events(request: Request, answer: Answer) -> Iterator[bytes]:
         finish = "stop"
     extra: dict[str, Any] = {}
     if request.options.get("groq"):
-        extra["x_groq"] = {"id": f"req_{uuid.uuid4().hex[:24]}", "usage": usage}
+        extra["x_groq"] = {"id": f"req_{uuid.uuid4().hex[:24]}", "usage": used}
     yield chunk({}, finish, **extra)
     if request.options.get("include_usage"):
         yield _sse(
@@ -263,7 +274,7 @@ def _events(request: Request, answer: Answer) -> Iterator[bytes]:
                 "model": request.model,
                 "system_fingerprint": "fp_standin",
                 "choices": [],
-                "usage": usage,
+                "usage": used,
             }
         )
     yield b"data: [DONE]\n\n"

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
+from hfs_core.testing.standin import openai
 from hfs_core.testing.standin.behaviours import Behaviours, Reply
 from hfs_core.testing.standin.exchange import Decision, Plan, Replay, Request, StreamBreak, ToolResult
 from hfs_core.testing.standin.handler import HOST, Server
@@ -287,8 +288,15 @@ class StandIn(Behaviours):
                 self._stats.record(request, replay.status, None, replayed=replay.name)
                 yield Plan(Decision(replay.status), error_latency, chunk_delay, replay=replay)
                 return
+            hold = None if replay else self.hold_tokens(request)
+            if isinstance(hold, Replay):
+                self._stats.record(request, hold.status, None)
+                yield Plan(Decision(hold.status), error_latency, chunk_delay, replay=hold)
+                return
             decision = Decision(200) if replay else self.decide(request.key, request.model, request.problem)
             if decision.status != 200:
+                if hold is not None:
+                    self.settle_tokens(hold, 0)
                 self._stats.record(request, decision.status, None)
                 yield Plan(decision, error_latency, chunk_delay)
                 return
@@ -304,6 +312,10 @@ class StandIn(Behaviours):
                 stream_break: StreamBreak | None = StreamBreak(replay.stream_after, "error", replay.body)
             else:
                 stream_break = self.claim_stream_break() if request.stream else None
-            yield Plan(decision, latency, chunk_delay, answer, stream_break)
+            try:
+                yield Plan(decision, latency, chunk_delay, answer, stream_break)
+            finally:
+                if hold is not None:  # the answer is sent: the request counts what it used
+                    self.settle_tokens(hold, openai.usage(request, answer)["total_tokens"])
         finally:
             self._stats.finished()
