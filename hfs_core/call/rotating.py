@@ -27,6 +27,7 @@ _log = logging.getLogger("hfs_core.pool")
 _CLIENT_FIELDS = ("base_url", "timeout", "max_retries", "default_headers", "default_query", "client_params",
                   "http_client", "vertexai", "project_id", "location")
 _ANSWER_CAPS = ("max_completion_tokens", "max_tokens")
+_CAP_FIELDS = ("max_completion_tokens", "max_output_tokens")  # Cerebras's and Gemini's names for max_tokens
 
 
 def _opener(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[Any], Any]:
@@ -190,10 +191,25 @@ def _quiet_agno() -> None:
         logging.getLogger(name).addFilter(_RecoveredAttempts())
 
 
+def _named_as_the_class_names_it(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`kwargs` with ``max_tokens``, the one name of an answer cap on every provider, renamed to the
+    field `cls` has instead (Agno's Cerebras has ``max_completion_tokens``, its Gemini
+    ``max_output_tokens``), so a tier's entries all take it."""
+    fields = {field.name for field in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    if "max_tokens" not in kwargs or "max_tokens" in fields:
+        return kwargs
+    named = next((name for name in _CAP_FIELDS if name in fields and name not in kwargs), None)
+    if named is None:
+        return kwargs
+    renamed = dict(kwargs)
+    renamed[named] = renamed.pop("max_tokens")
+    return renamed
+
+
 def build_model(pool: KeyPool, clients: ClientCache, model_id: str, options: CallOptions,
                 kwargs: dict[str, Any]) -> Any:
     """A rotating model of `clients`' Agno class drawing keys from `pool`, with `kwargs` passed to the class."""
     cls = rotating_class(clients.model_class)
-    model = cls(id=model_id, **kwargs)
+    model = cls(id=model_id, **_named_as_the_class_names_it(cls, kwargs))
     model._hfs_attach(pool, clients, options)
     return model
