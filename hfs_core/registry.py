@@ -268,7 +268,8 @@ class Registry:
         `max_retries` (5, per entry) shape how calls wait and retry; `connect_timeout` (5.0 s)
         and `read_timeout` (30.0 s between two pieces of the answer) bound each attempt on the
         wire (also settable per provider in the configuration); every other keyword goes to the
-        provider's Agno model class (``base_url``, ``temperature``...; for a tier, to every entry's).
+        provider's Agno model class (``base_url``, ``temperature``...; for a tier, to every entry's;
+        ``max_tokens`` is renamed to the class's own cap field where it names it otherwise).
         """
         model_id = model_id or kwargs.pop("id", None)
         tier = provider.strip().lower()
