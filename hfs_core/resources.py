@@ -113,12 +113,13 @@ class Resources:
                 url = self.settings.usage_url()
                 if url is not None:
                     from hfs_core.usage import Spool, UsageStore, catch_sigterm, folder_problem
+                    from hfs_core.usage.spool import SPOOL_FILE
 
                     # An unusable data folder costs the spool (rows wait in memory) and, for the
                     # default SQLite file, the database: said once, never a reason to fail a call.
                     folder = data_dir()
                     problem = folder_problem(folder)
-                    spool = None if problem else Spool(folder / "spool.sqlite3", url)
+                    spool = None if problem else Spool(folder / SPOOL_FILE, url)
                     hint = f"the data folder cannot be used ({problem}): {USAGE_FIXES}" if problem else None
                     self._usage = UsageStore(url, spool=spool, hint=hint)
                     catch_sigterm()

@@ -119,7 +119,34 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
                                     "start the database or fix the URL; calls go on but usage rows wait "
                                     "(in the spool of the data folder, else in memory) and rate windows "
                                     "are not restored on restart"))
-    return findings, usage
+    spool, usage["spool"] = _spool_findings(url)
+    return findings + spool, usage
+
+
+def _spool_findings(url: str) -> tuple[list[Finding], dict[str, Any]]:
+    """The spool of rows waiting for the usage database at `url`: a file that cannot be read, rows the
+    database refused (set aside), rows waiting; and the spool as JSON."""
+    from hfs_core.settings import data_dir
+    from hfs_core.usage.queries import read_spool
+    from hfs_core.usage.spool import SPOOL_FILE
+
+    found = read_spool(data_dir() / SPOOL_FILE, url)
+    findings = []
+    if found.error is not None:
+        findings.append(Finding("usage spool", "error", found.path, f"cannot be read ({found.error}): rows waiting "
+                                "for the usage database are neither kept in it nor written from it",
+                                f"move it aside (mv {found.path} {found.path}.damaged); the next call makes a new "
+                                "one, and rows the old one held are not written"))
+    if found.rejected:
+        findings.append(Finding("usage spool", "warning", found.path, f"{plural(found.rejected, 'row')} the usage "
+                                "database refused (or that could not be read back) set aside in its table "
+                                "rejected_rows; they are not written",
+                                f"see them with: sqlite3 {found.path} 'SELECT * FROM rejected_rows'; the reason "
+                                "column says why each was refused"))
+    if found.waiting:
+        findings.append(Finding("usage spool", "info", found.path, f"{plural(found.waiting, 'row')} wait for the "
+                                "usage database; the next process that reaches it writes them"))
+    return findings, found.to_dict()
 
 
 def _state_finding(registry: Registry, spin: bool) -> Finding:

@@ -14,6 +14,7 @@ from hfs_core.cli.output import PROG, Cell, LogFilter, out, plural, print_json, 
 
 if TYPE_CHECKING:
     from hfs_core.registry import Registry
+    from hfs_core.usage.queries import SpoolRead
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -107,6 +108,7 @@ def cmd_usage(args: argparse.Namespace, log_filter: LogFilter) -> int:
     except UsageQueryError as exc:
         raise CliError(str(exc), "start the database or fix TIDB_DB_URL / usage_db_url; "
                                  "`hfs check` tests the connection") from exc
+    spool = _read_spool(url)
     providers = summarise(found.rows, _key_names(registry))
     total_rows = found.total_rows
     status = found.state if found.state != "ok" else (
@@ -121,22 +123,49 @@ def cmd_usage(args: argparse.Namespace, log_filter: LogFilter) -> int:
             "total": {"requests": sum(p["requests"] for p in providers),
                       "tokens": sum(p["tokens"] for p in providers)},
             "providers": _with_iso_times(providers),
+            "spool": spool.to_dict(),
         })
         return 0
     if status == "no_database":
         out(f"No usage recorded yet: the usage database {shown} does not exist yet "
             "(it is created by the first call, e.g. `hfs ask`).")
-        return 0
-    if status == "no_table":
+    elif status == "no_table":
         out(f"No usage recorded yet: {shown} has no usage_logs table yet (it is created by the first call).")
-        return 0
-    if status == "no_data":
+    elif status == "no_data":
         out(f"No usage recorded yet in {shown}.")
-        return 0
-    if status == "none_in_window":
+    elif status == "none_in_window":
         scope = f" for {provider}" if provider else ""
         out(f"No usage{scope} in {window} ({plural(total_rows, 'older row')} in {shown}; try --since 7d or all).")
-        return 0
+    else:
+        _show_usage(providers, window, shown)
+    _show_spool(spool)
+    return 0
+
+
+def _read_spool(url: str) -> SpoolRead:
+    """The spool of rows waiting for the usage database at `url`, in the data folder."""
+    from hfs_core.settings import data_dir
+    from hfs_core.usage.queries import read_spool
+    from hfs_core.usage.spool import SPOOL_FILE
+
+    return read_spool(data_dir() / SPOOL_FILE, url)
+
+
+def _show_spool(spool: SpoolRead) -> None:
+    """A line for rows waiting in the spool, rows set aside in its dead-letter table, or a spool that cannot be read."""
+    if spool.waiting:
+        out(f"{plural(spool.waiting, 'row')} wait in the spool {spool.path} for the database.")
+    if spool.rejected:
+        out(f"{plural(spool.rejected, 'row')} refused by the database "
+            f"{'is' if spool.rejected == 1 else 'are'} set aside in {spool.path} (table rejected_rows; "
+            "`hfs check` says how to see them).")
+    if spool.error:
+        warn(f"{PROG}: warning: the usage spool {spool.path} cannot be read ({spool.error}); "
+             "`hfs check` says what to do")
+
+
+def _show_usage(providers: list[dict[str, Any]], window: str, shown: str) -> None:
+    """The usage tables: per provider, then each provider's keys and models."""
     now = time.time()
     out(f"Usage in {window} from {shown}")
     out()
@@ -155,5 +184,4 @@ def cmd_usage(args: argparse.Namespace, log_filter: LogFilter) -> int:
         table(["MODEL", "REQUESTS", "TOKENS"],
               [[m["model"], f"{m['requests']:,}", f"{m['tokens']:,}"] for m in p["models"]],
               right={1, 2}, title=f"{p['provider']} by model")
-    return 0
 

@@ -2,33 +2,23 @@
 
 Rows whose write failed are kept in the spool (`spool`); the rows waiting there, this
 process's and those an earlier one left, are found at start and replayed a batch at a time once
-the database answers. A spool that cannot be written is said once per failure streak, and its
-rows wait in memory meanwhile.
+the database answers. Rows the database refuses are set aside in the spool's dead-letter table.
+A spool that cannot be written is said once per failure streak, and its rows wait in memory
+meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from hfs_core.usage.redact import describe_error
-from hfs_core.usage.spool import Row, Spool
+from hfs_core.usage.spool import Replayed, Row, Spool, Written
 
 log = logging.getLogger("hfs_core.usage")
 
 _REPLAY_BATCH = 500
 """Spooled rows written per transaction when the database is back."""
-
-
-@dataclass(frozen=True)
-class Replayed:
-    """What one replay did: rows of this process (`own`) and of earlier ones (`others`) written,
-    or nothing yet (`later`: the spool could not be read, or another process is replaying it)."""
-
-    own: int = 0
-    others: int = 0
-    later: bool = False
 
 
 class _DatabaseDown(Exception):
@@ -66,6 +56,18 @@ class Backlog:
         self._warned = False
         return True
 
+    def reject(self, rows: list[tuple[Row, str]]) -> bool:
+        """Set (row, reason) pairs aside in the spool's dead-letter table; False if there is none or it failed."""
+        if self.spool is None:
+            return False
+        try:
+            self.spool.reject(rows)
+        except Exception as exc:
+            log.error("usage spool %s cannot be written (%s): %d rows the database refused are lost",
+                      self.spool.path, describe_error(exc, self._connect_url), len(rows))
+            return False
+        return True
+
     def waiting(self) -> int:
         """How many rows wait in the spool for this database (0 when it cannot be read)."""
         waiting = 0
@@ -78,13 +80,15 @@ class Backlog:
                 log.info("usage spool %s: %d rows wait for %s", self.spool.path, waiting, self._shown_url)
         return waiting
 
-    def replay(self, write: Callable[[list[Row]], bool]) -> Replayed | None:
+    def replay(self, write: Callable[[list[Row]], Written | None]) -> Replayed | None:
         """Write one batch of the backlog with `write`; None if `write` failed (the rows stay spooled)."""
         assert self.spool is not None
 
-        def write_or_raise(rows: list[Row]) -> None:
-            if not write(rows):
+        def write_or_raise(rows: list[Row]) -> Written:
+            done = write(rows)
+            if done is None:
                 raise _DatabaseDown
+            return done
 
         try:
             done = self.spool.replay(write_or_raise, _REPLAY_BATCH)
@@ -96,4 +100,4 @@ class Backlog:
             return Replayed(later=True)
         if done is None:  # another process is replaying this database's backlog
             return Replayed(later=True)
-        return Replayed(*done)
+        return done

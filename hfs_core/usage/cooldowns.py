@@ -3,12 +3,16 @@
 One small table beside keycycle's ``usage_logs``: ``hfs_key_cooldowns(provider, api_key_suffix,
 until)``, a key known by the same 8-character suffix as in the usage rows, never by its value.
 A process that restarts reads the rows still in force and keeps those keys out, instead of
-meeting the same quota refusal on each of them again. SQLAlchemy is imported on first use.
+meeting the same quota refusal on each of them again. Each row is checked as it is read: one
+whose ``until`` is not a number, or lies further ahead than any daily quota resets
+(`MAX_SECONDS`), is skipped and said, and the others are kept. SQLAlchemy is imported on first use.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -16,8 +20,14 @@ from typing import Any
 
 from hfs_core.deadline import DeadlineExceeded, call_with_deadline
 
+log = logging.getLogger("hfs_core.usage")
+
 WAIT = 3.0
 """Seconds a pool being built waits for the cooldowns in force before starting without them."""
+MAX_SECONDS = 25 * 3600.0
+"""The furthest ahead a key is kept out: every provider's daily quota resets within a day (Groq's
+and Cerebras's windows are a day long, Gemini's reset at midnight Pacific time, OpenRouter's at
+midnight UTC; see their plugins' error rules), plus an hour's margin."""
 
 
 @functools.cache
@@ -45,7 +55,12 @@ class Cooldowns:
         self._writes: list[threading.Thread] = []
 
     def remember(self, provider: str, suffix: str, until: float) -> None:
-        """Keep the key ending in `suffix` out until `until` (epoch seconds), written in the background."""
+        """Keep the key ending in `suffix` out until `until` (epoch seconds, at most `MAX_SECONDS`
+        ahead), written in the background."""
+        if not math.isfinite(until):
+            return
+        until = min(until, time.time() + MAX_SECONDS)
+
         def write() -> None:
             try:
                 engine = self._engine()
@@ -64,7 +79,9 @@ class Cooldowns:
         thread.start()
 
     def in_force(self, provider: str, wait: float = WAIT) -> list[tuple[str, float]]:
-        """(suffix, until) of `provider`'s keys kept out now; [] if the database does not answer in `wait`."""
+        """(suffix, until) of `provider`'s keys kept out now; [] if the database does not answer in `wait`.
+
+        A row whose ``until`` is not a number or is past any daily reset is skipped, with a warning."""
         if self._connecting.locked():  # a connection attempt hangs (the history load gave up on it)
             return []
 
@@ -73,14 +90,21 @@ class Cooldowns:
                 engine = self._engine()
                 if engine is None:
                     return []
+                from sqlalchemy import type_coerce
+                from sqlalchemy.types import NullType
+
                 table = _table()
                 table.metadata.create_all(engine, tables=[table])
-                query = table.select().where((table.c.provider == provider) & (table.c.until > time.time()))
+                # `until` as the driver gives it, so that one bad value cannot fail the whole read
+                raw_until = type_coerce(table.c.until, NullType())
+                query = table.select().with_only_columns(table.c.api_key_suffix, raw_until) \
+                    .where(table.c.provider == provider)
                 with engine.connect() as conn:
-                    return [(str(row.api_key_suffix), float(row.until)) for row in conn.execute(query)]
+                    rows = [(str(suffix), until) for suffix, until in conn.execute(query)]
             except Exception as exc:
                 self._note_error(exc)
                 return []
+            return [(suffix, until) for suffix, until in rows if _checked(provider, suffix, until)]
 
         try:
             return call_with_deadline(load, wait, name="hfs-usage-cooldowns")
@@ -92,3 +116,20 @@ class Cooldowns:
         deadline = time.monotonic() + timeout
         for thread in self._writes:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _checked(provider: str, suffix: str, until: Any) -> bool:
+    """Whether the row (`suffix`, `until`) keeps its key out now; a warning if it cannot be right."""
+    now = time.time()
+    number = isinstance(until, int | float) and not isinstance(until, bool) and math.isfinite(until)
+    if number and until <= now:
+        return False
+    if number and until <= now + MAX_SECONDS:
+        return True
+    days = (until - now) / 86400 if number else 0.0
+    why = (f"ends {days:,.0f} days from now" if days < 1e9 else f"ends {days:.3g} days from now") + \
+        f", past any daily reset (at most {MAX_SECONDS / 3600:.0f} h ahead)" if number else "is not a finite number"
+    log.warning("usage database table hfs_key_cooldowns: %s key …%s: until %r %s; the row is skipped and "
+                "the key is not kept out (delete the row, or let the next quota refusal replace it)",
+                provider, suffix[-4:], until, why)
+    return False

@@ -5,10 +5,16 @@ SQLite in WAL mode, a SQLite file's folder created), writes a batch of rows in o
 transaction, reads a provider's recent history within a deadline, and says once per outage
 that the database is unreachable and when it is back. The usage store (`store`) decides what
 to write and when.
+
+Each row is fitted to keycycle's table first (text cut to its column with `CUT_MARK`, tokens
+held to a 32-bit integer). A batch the database refuses for its data (a strict MySQL/MariaDB,
+a CHECK, a NOT NULL) is written again one row at a time, and the rows it still refuses are
+returned, to be set aside: one bad row never holds up the others.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -18,13 +24,20 @@ from typing import Any
 from hfs_core.deadline import DeadlineExceeded, call_with_deadline
 from hfs_core.usage.queries import sqlite_path
 from hfs_core.usage.redact import describe_error, redact_url
-from hfs_core.usage.spool import Row
+from hfs_core.usage.spool import Row, Written
 
 log = logging.getLogger("hfs_core.usage")
 
 _COLUMNS = ("provider", "model", "api_key_suffix", "timestamp", "tokens")
 HISTORY_WAIT = 3.0
 """Seconds a pool being built waits for its usage history before starting with empty windows."""
+CUT_MARK = "...#"
+"""Ends a text value cut to fit its column, followed by 6 hex digits of the whole value's hash
+(so two long model ids cut alike stay apart)."""
+_MAX_TOKENS = 2**31 - 1
+_REFUSAL_CODES = frozenset({1292, 1366, 3819, 4025})
+"""MySQL/MariaDB errors that refuse a row's values but reach the driver as another class:
+truncated or incorrect value, a CHECK constraint (MySQL, MariaDB)."""
 _MYSQL_TIMEOUTS = {"connect_timeout": "5", "read_timeout": "15", "write_timeout": "15"}
 """Seconds a MySQL/TiDB connection may take to open, read or write before it counts as down.
 
@@ -118,18 +131,50 @@ class DatabaseLink:
         """The database's engine, connecting if need be (None while it is unreachable)."""
         return self.db.engine if self.connect() else None
 
-    def write(self, batch: Sequence[Row]) -> bool:
-        """Write `batch` in one transaction; False (the error noted) if it failed."""
+    def write(self, batch: Sequence[Row]) -> Written | None:
+        """Write `batch`, fitted to the table, in one transaction; None (the error noted) if the
+        database cannot be reached. When it refuses the batch for its data, the rows are written
+        one at a time: `Written` says which it refused, and where it stopped answering if it did."""
         if not self.connect():
-            return False
+            return None
+        rows = [self._fit(row) for row in batch]
         try:
-            rows = [dict(zip(_COLUMNS, row, strict=True)) for row in batch]
-            with self.db.engine.begin() as conn:
-                conn.execute(self.db.usage_logs.insert(), rows)
+            self._insert(rows)
         except Exception as exc:
-            self.note_error(exc)
-            return False
-        return True
+            if not _refuses_data(exc):
+                self.note_error(exc)
+                return None
+        else:
+            return Written()
+        refused: dict[int, str] = {}
+        for index, row in enumerate(rows):
+            try:
+                self._insert([row])
+            except Exception as exc:
+                if not _refuses_data(exc):
+                    self.note_error(exc)
+                    return Written(refused, stopped_at=index)
+                refused[index] = describe_error(exc, self.connect_url)
+                log.error("usage database %s refused a row (%s); it is set aside in the spool's rejected_rows "
+                          "table", self.shown_url, refused[index])
+        return Written(refused)
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        with self.db.engine.begin() as conn:
+            conn.execute(self.db.usage_logs.insert(), rows)
+
+    def _fit(self, row: Row) -> dict[str, Any]:
+        """`row` as the table takes it: text cut to its column's length (marked), tokens held to 32 bits."""
+        values = dict(zip(_COLUMNS, row, strict=True))
+        for name in ("provider", "model", "api_key_suffix"):
+            length = getattr(self.db.usage_logs.c[name].type, "length", None)
+            text = str(values[name])
+            if length and len(text) > length:
+                digest = hashlib.sha256(text.encode()).hexdigest()[:6]
+                text = text[:length - len(CUT_MARK) - len(digest)] + CUT_MARK + digest
+            values[name] = text
+        values["tokens"] = min(max(row[4], 0), _MAX_TOKENS)
+        return values
 
     def history(self, provider: str, seconds: float,
                 wait: float | None = None) -> Sequence[tuple[str, str, float, int]]:
@@ -165,6 +210,16 @@ class DatabaseLink:
                     self.db.engine.dispose()
             finally:
                 self.connecting.release()
+
+
+def _refuses_data(exc: BaseException) -> bool:
+    """Whether `exc` is the database refusing the values written (not failing to answer)."""
+    from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+
+    if isinstance(exc, DataError | IntegrityError):
+        return True
+    args: tuple[Any, ...] = getattr(exc.orig, "args", ()) if isinstance(exc, DBAPIError) else ()
+    return bool(args) and args[0] in _REFUSAL_CODES
 
 
 def _use_wal(engine: Any) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Literal, NamedTuple
 from hfs_core.deadline import call_with_deadline
 from hfs_core.errors import HFSError
 from hfs_core.usage.redact import describe_error, redact_url
+from hfs_core.usage.spool import spool_key
 
 DB_TIMEOUT = 3.0
 """Seconds the usage database is given to answer a probe or a query."""
@@ -59,6 +60,47 @@ class UsageRead:
     state: ReadState
     rows: list[UsageRow]
     total_rows: int
+
+
+@dataclass(frozen=True)
+class SpoolRead:
+    """What `read_spool` found for one database: rows waiting in the spool, rows set aside in its
+    dead-letter table, or why the file cannot be read (`error`)."""
+
+    path: str
+    waiting: int = 0
+    rejected: int = 0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return dict(self.__dict__)
+
+
+def read_spool(path: Path, url: str) -> SpoolRead:
+    """The spool file `path` as it stands for the database at `url`, read without creating or changing it."""
+    import sqlite3
+
+    if not path.exists():
+        return SpoolRead(str(path))
+    key = spool_key(url)
+
+    def count(conn: sqlite3.Connection, table: str) -> int:
+        found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+        return int(conn.execute(f"SELECT COUNT(*) FROM {table} WHERE target = ?", (key,)).fetchone()[0]) \
+            if found else 0
+
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=DB_TIMEOUT)
+        try:
+            checked = [str(r[0]) for r in conn.execute("PRAGMA quick_check")]
+            if checked != ["ok"]:
+                return SpoolRead(str(path), error=f"damaged: {'; '.join(checked[:3])}")
+            return SpoolRead(str(path), count(conn, "spooled_rows"), count(conn, "rejected_rows"))
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return SpoolRead(str(path), error=f"{type(exc).__name__}: {exc}")
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -13,9 +13,13 @@ at exit and on SIGTERM (`hfs_core.usage.exits`). Rows hold the key's last 8 char
 (keycycle's convention), never the key. The database itself is the store's `DatabaseLink`
 (`database_link`), and the rows in the spool its `Backlog` (`backlog`).
 
+A row the database refuses (its batch is then written a row at a time) is set aside in the
+spool's dead-letter table (`spool`) and never holds up the rows behind it.
+
 Accounting: every recorded row ends up in exactly one of ``written``, ``pending`` (in memory or
-in the spool) or ``lost`` (`UsageHealth`), so ``written + pending + lost`` is the number of rows
-recorded. Rows an earlier process spooled and this one wrote are counted apart, as ``replayed``.
+in the spool), ``rejected`` (refused by the database) or ``lost`` (`UsageHealth`), so their sum
+is the number of rows recorded. Rows an earlier process spooled and this one wrote are counted
+apart, as ``replayed``.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from hfs_core.usage import exits
 from hfs_core.usage.backlog import Backlog
 from hfs_core.usage.cooldowns import Cooldowns
 from hfs_core.usage.database_link import DatabaseLink
-from hfs_core.usage.spool import Row, Spool
+from hfs_core.usage.spool import Row, Spool, Written
 
 log = logging.getLogger("hfs_core.usage")
 
@@ -57,6 +61,9 @@ class UsageHealth:
     """Of the pending rows, those kept in the spool file (they survive a crash)."""
     replayed: int = 0
     """Rows earlier processes spooled, written by this one."""
+    rejected: int = 0
+    """Rows the database refused (or, spooled by this process, that could not be read back): set
+    aside in the spool's dead-letter table when there is one, else logged and dropped."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -99,6 +106,7 @@ class UsageStore:
         self._lost = 0
         self._spooled = 0  # this store's rows in the spool
         self._replayed = 0
+        self._rejected = 0
         self._backlog_waits = False  # the spool may hold rows for this database
         self._looked = False  # the writer has looked for rows an earlier process spooled
         exits.track(self)
@@ -119,7 +127,8 @@ class UsageStore:
         """Counts of rows written, waiting and lost."""
         with self._cond:
             return UsageHealth(self.shown_url, self.connected, self._written, len(self._rows) + self._spooled,
-                               self._lost, self._database.last_error, self._spooled, self._replayed)
+                               self._lost, self._database.last_error, self._spooled, self._replayed,
+                               self._rejected)
 
     def record(self, provider: str, model: str, suffix: str, tokens: int) -> None:
         """Queue one usage row (never blocks on the database)."""
@@ -186,43 +195,55 @@ class UsageStore:
             self._retry_now = False  # this attempt answers any earlier request to try now
             return batch
 
-    def _try_write(self, batch: list[Row]) -> bool:
-        """Write `batch` in one transaction; False (the error noted, the next try scheduled) if it failed."""
-        ok = self._database.write(batch)
+    def _try_write(self, batch: list[Row]) -> Written | None:
+        """Write `batch` (see `DatabaseLink.write`); None (the error noted, the next try scheduled)
+        if the database could not be reached; the next try is scheduled too when it stopped part-way."""
+        done = self._database.write(batch)
         with self._cond:
             self._attempts += 1
-            if not ok:
+            if done is None or done.stopped_at is not None:
                 self._retry_at = self._replay_at = time.monotonic() + self.retry_seconds
             self._cond.notify_all()
-        if ok:
+        if done is not None and done.stopped_at is None:
             self._database.came_back()
-        return ok
+        return done
 
-    def _settle(self, count: int, outcome: str | None) -> None:
-        """The batch being written was ``"written"``, ``"spooled"``, or (None) is still queued."""
+    def _settle(self, count: int, written: int = 0, spooled: int = 0, rejected: int = 0) -> None:
+        """The batch being written (`count` rows) is settled: `written`, `spooled` or `rejected`
+        (none of them: it is still queued)."""
         with self._cond:
             self._writing = 0
-            if outcome is not None:
+            if written + spooled + rejected:
                 # Rows stay queued until settled, so close() may have counted this batch as
                 # lost while it was still being written: move what it took back.
                 queued = min(count, len(self._rows))
                 for _ in range(queued):
                     self._rows.popleft()
                 self._lost -= count - queued
-                if outcome == "written":
-                    self._written += count
-                else:
-                    self._spooled += count
+                self._written += written
+                self._spooled += spooled
+                self._rejected += rejected
+                self._lost += count - written - spooled - rejected
+                if spooled:
                     self._backlog_waits = True
             self._cond.notify_all()
 
     def _handle(self, batch: list[Row]) -> bool:
-        """Write `batch`, or spool it if the database is down; True if it was written."""
+        """Write `batch`, or spool it if the database is down; True if it was all written or set aside."""
         recently_failed = self._database.down and time.monotonic() < self._retry_at
-        written = not (recently_failed and self._backlog.usable) and self._try_write(batch)
-        spooled = not written and self._backlog.keep(batch)
-        self._settle(len(batch), "written" if written else "spooled" if spooled else None)
-        return written
+        done = None if recently_failed and self._backlog.usable else self._try_write(batch)
+        if done is None:
+            self._settle(len(batch), spooled=len(batch) if self._backlog.keep(batch) else 0)
+            return False
+        refused = [(batch[i], reason) for i, reason in done.refused.items()]
+        set_aside = len(refused) if refused and self._backlog.reject(refused) else 0
+        left = [batch[i] for i in done.unwritten(len(batch))]
+        spooled = len(left) if left and self._backlog.keep(left) else 0
+        if len(refused) - set_aside + len(left) - spooled:
+            log.error("usage database %s: %d rows are lost (refused, or left when it stopped answering, "
+                      "with no spool to keep them)", self.shown_url, len(refused) - set_aside + len(left) - spooled)
+        self._settle(len(batch), written=len(batch) - len(refused) - len(left), spooled=spooled, rejected=set_aside)
+        return not left
 
     def _replay(self) -> None:
         """Write one batch of the spool's backlog (rows that waited for the database)."""
@@ -233,12 +254,16 @@ class UsageStore:
             if done.later:
                 self._replay_at = time.monotonic() + self.retry_seconds
                 return
-            if done.own == done.others == 0:
+            if done.empty:
                 self._backlog_waits = False
-            self._spooled -= done.own
+            self._spooled -= done.own + done.own_rejected
             self._written += done.own
+            self._rejected += done.own_rejected
             self._replayed += done.others
             self._cond.notify_all()
+        if done.others_rejected:
+            log.error("usage spool %s: %d rows an earlier process spooled are set aside in its rejected_rows "
+                      "table", getattr(self.spool, "path", ""), done.others_rejected)
         if done.others:
             log.info("usage database %s: %d rows spooled by an earlier process written", self.shown_url, done.others)
 
