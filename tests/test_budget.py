@@ -22,34 +22,47 @@ import pytest
 from agno.models.message import Message
 from conftest import Heartbeat, provider_env
 
-from hfs_core import ConfigError, Registry
+from hfs_core import ConfigError, NoAvailableKeyError, Registry
 from hfs_core.testing.standin import StandIn
 
 Record = Callable[[str, object], None]
 HI = [Message(role="user", content="hi")]
 
 
-def one_key_cooling(make_registry: Any, standin: StandIn, **kwargs: Any) -> Any:
-    """A one-key groq model whose key answers its first call 429 with Retry-After: 1."""
-    standin.fail_next(1, status=429, message="Rate limit reached", retry_after=1.0)
+PAST_THE_DEFAULT = 10.5
+"""A Retry-After just past the default 10 s budget: a call with the default refuses at once."""
+
+
+def one_key_cooling(make_registry: Any, standin: StandIn, retry_after: float = 1.0, **kwargs: Any) -> Any:
+    """A one-key groq model whose key answers its first call 429 with Retry-After: `retry_after`."""
+    standin.fail_next(1, status=429, message="Rate limit reached", retry_after=retry_after)
     return make_registry(env=provider_env({"groq": 1})).get_model("groq", base_url=standin.url, **kwargs)
 
 
 # -- 9: inf waits without limit; nan and negatives are rejected ----------------------------------------
 
 
-def test_timeout_inf_waits_for_the_key_sync(make_registry: Any, standin: StandIn, record_property: Record) -> None:
-    model = one_key_cooling(make_registry, standin, timeout=math.inf)
+def test_timeout_inf_waits_past_the_default_budget_sync(make_registry: Any, standin: StandIn,
+                                                        record_property: Record) -> None:
+    standin.fail_next(1, status=429, message="Rate limit reached", retry_after=PAST_THE_DEFAULT)
+    registry = make_registry(env=provider_env({"groq": 1}))
+    with pytest.raises(NoAvailableKeyError, match="a 10s wait budget"):  # what the default budget does here
+        registry.get_model("groq", base_url=standin.url).response(messages=HI)
+    model = registry.get_model("groq", base_url=standin.url, timeout=math.inf)
     started = time.monotonic()
     assert model.response(messages=HI).content == "stand-in reply: hi"
-    record_property("waited_seconds", round(time.monotonic() - started, 2))
-    assert standin.count(429) == 1
+    waited = time.monotonic() - started
+    record_property("waited_seconds", round(waited, 2))
+    assert standin.count(429) == 1 and waited > 9, f"waited {waited:.1f}s for a key cooling 10.5s"
 
 
-async def test_timeout_inf_waits_for_the_key_async(make_registry: Any, standin: StandIn) -> None:
-    model = one_key_cooling(make_registry, standin, timeout=float("inf"))
+@pytest.mark.slow
+async def test_timeout_inf_waits_past_the_default_budget_async(make_registry: Any, standin: StandIn) -> None:
+    model = one_key_cooling(make_registry, standin, PAST_THE_DEFAULT, timeout=float("inf"))
+    started = time.monotonic()
     answer = await model.aresponse(messages=HI)
-    assert answer.content == "stand-in reply: hi" and standin.count(429) == 1
+    waited = time.monotonic() - started
+    assert answer.content == "stand-in reply: hi" and standin.count(429) == 1 and waited > 9, waited
 
 
 @pytest.mark.parametrize("value", [float("nan"), -1, "10", None])

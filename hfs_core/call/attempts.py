@@ -9,6 +9,7 @@ owner's `CallHooks` (a tier passes its own; a plain model's are `PLAIN`).
 from __future__ import annotations
 
 import contextvars
+import functools
 import random
 import time
 from collections.abc import Callable, Generator
@@ -18,8 +19,8 @@ from typing import Any
 from hfs_core.call.entries import Entries
 from hfs_core.call.messages import carries, tag, tokens
 from hfs_core.call.refusal import plain_refusal
-from hfs_core.call.steps import END, LEASE, Emit, Pause, Pull, Step
-from hfs_core.plugin import Action
+from hfs_core.call.steps import END, LATE, LEASE, Emit, Offload, Pause, Pull, Step
+from hfs_core.plugin import Action, Verdict
 from hfs_core.pool import (
     Acquired,
     CallOptions,
@@ -37,6 +38,9 @@ _SERVED: contextvars.ContextVar[Any] = contextvars.ContextVar("hfs_served", defa
 assembled by the parser of the provider that sent them)."""
 _BACKOFF_FIRST = 0.25
 _BACKOFF_MAX = 4.0
+_RULES_LONGEST = 5.0
+_RULES_SHORTEST = 0.1
+"""A provider's error rules get what is left of the call's budget, at least 0.1 s and at most 5 s."""
 
 
 def current_lease() -> Lease | None:
@@ -187,19 +191,34 @@ class Call:
             self.hooks.gave_up(self.entries, index, exc)
         return 0.0
 
-    def after_failure(self, lease: Lease, exc: BaseException) -> float:
+    def _ruling(self, model: Any, exc: BaseException) -> Generator[Step, Any, Verdict | None]:
+        """The verdict of `model`'s provider rules on `exc`, asked in a thread of their own within what
+        is left of the budget (between `_RULES_SHORTEST` and `_RULES_LONGEST`); None: the defaults decide."""
+        rules = model.pool.rules
+        if rules is None or local_error(exc) is not None:
+            return None
+        left = self.options.timeout - (time.monotonic() - self.started)
+        seconds = min(_RULES_LONGEST, max(_RULES_SHORTEST, left))
+        verdict = yield Offload(functools.partial(rules, read_reply(exc)), seconds)
+        if verdict is LATE:
+            rules.fault(f"gave no verdict within {seconds:.1f}s")
+            return None
+        return verdict if isinstance(verdict, Verdict) else None
+
+    def after_failure(self, lease: Lease, exc: BaseException, ruled: Verdict | None) -> float:
         """Decide on a failed attempt: re-raise it, give its entry up, or return the back-off before the next.
 
         The pool has already acted on the key (retired, cooled, set aside) or the provider
         (backed off, which the next lease waits out within the budget). Rate limits may
         come once per key and retry (up to `max_retries` each); other faults count against
         `max_retries`; a caller's error is raised at once (one raised before any request left,
-        such as an SDK refusing its options, as it was raised, not as Agno wrapped it).
+        such as an SDK refusing its options, as it was raised, not as Agno wrapped it). `ruled`:
+        the provider's rules' verdict (`_ruling`).
         """
         entries = self.entries
         index = entries.current
         pool = entries.models[index].pool
-        verdict = pool.failed(lease, exc)
+        verdict = pool.failed(lease, exc, ruled)
         entries.key_failed(index, lease.index)
         others = len(entries.live()) > 1
         if verdict.action is Action.CALLER_ERROR:
@@ -240,9 +259,10 @@ class Call:
         """The attempt loop, as steps for `run` or `arun`; `start(entry)` opens one attempt's source.
 
         Each attempt leases a key and pulls chunks with the lease set for the provider's code.
-        A failure before the first chunk with content rotates (after `after_failure`'s back-off;
-        empty role or usage deltas may have been handed over, which a retry makes no worse); one
-        after it reaches the caller. A stream closed early (GeneratorExit) counts as a success.
+        A failure is judged by the provider's rules, run off the caller's thread (`_ruling`). One
+        before the first chunk with content rotates (after `after_failure`'s back-off; empty role
+        or usage deltas may have been handed over, which a retry makes no worse); one after it
+        reaches the caller. A stream closed early (GeneratorExit) counts as a success.
         Each chunk carries the provider and model that served it (`SERVED_BY` in its provider data).
         """
         while True:
@@ -267,10 +287,11 @@ class Call:
                 model.pool.succeeded(lease, usage)
                 raise
             except Exception as exc:
+                ruled = yield from self._ruling(model, exc)
                 if started:
-                    model.pool.failed(lease, exc)
+                    model.pool.failed(lease, exc, ruled)
                     raise
-                yield Pause(self.after_failure(lease, exc))
+                yield Pause(self.after_failure(lease, exc, ruled))
                 continue
             model.pool.succeeded(lease, usage)
             _SERVED.set(model)

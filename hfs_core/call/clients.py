@@ -10,7 +10,7 @@ import importlib
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 log = logging.getLogger("hfs_core.pool")
@@ -23,8 +23,9 @@ class ClientCache:
     """The SDK clients of one pool's keys, built on first use and closed together.
 
     An async client's connections belong to the event loop that opened them, so each loop
-    gets its own. The first client built for some settings (and loop) is a template: the
-    others are its copies with another key, sharing its HTTP connection pool.
+    gets its own, closed on that loop when it shuts down (``asyncio.run``'s end). The first client
+    built for some settings (and loop) is a template: the others are its copies with another key,
+    sharing its HTTP connection pool.
     """
 
     def __init__(self, keys: Sequence[str], model_class: Any) -> None:
@@ -33,6 +34,7 @@ class ClientCache:
         """The provider's Agno model class, which builds the first clients (see `_build`)."""
         self.built: dict[Slot, Any] = {}
         self._templates: dict[tuple[bool, str, asyncio.AbstractEventLoop | None], Any] = {}
+        self._keepers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
         self._lock = threading.Lock()
 
     def get(self, index: int, model: Any, is_async: bool, signature: str) -> Any:
@@ -55,6 +57,31 @@ class ClientCache:
             await asyncio.to_thread(self._first_async, model, signature, loop)
         except Exception as exc:
             log.debug("building an async client off the event loop failed: %s", exc)
+        await self._keep(loop)
+
+    async def _keep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Have `loop`'s clients closed on it when it shuts down: a parked async generator, which the
+        loop's ``shutdown_asyncgens`` (run by ``asyncio.run`` before it closes the loop) closes."""
+        with self._lock:
+            if loop in self._keepers:
+                return
+            keeper = self._keeper(loop)
+            self._keepers[loop] = keeper
+        await anext(keeper)
+
+    async def _keeper(self, loop: asyncio.AbstractEventLoop) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            if not loop.is_closed():
+                with self._lock:
+                    clients = self._forget_loops(lambda other: other is loop)
+                    self._keepers.pop(loop, None)
+                for client in clients:
+                    with contextlib.suppress(Exception):  # closing is best effort
+                        result = client.close()
+                        if inspect.isawaitable(result):
+                            await result
 
     def _first_async(self, model: Any, signature: str, loop: asyncio.AbstractEventLoop) -> None:
         """In a worker thread: build the loop's first async client, and import what its first call
@@ -81,12 +108,18 @@ class ClientCache:
                 self.built[slot] = client
         return client
 
+    def _forget_loops(self, gone: Callable[[asyncio.AbstractEventLoop], bool]) -> list[Any]:
+        """Forget the async clients of the event loops `gone` picks; each shared HTTP client once. Under the lock."""
+        clients = [self.built.pop(s) for s in [s for s in self.built if s[3] is not None and gone(s[3])]]
+        clients += [self._templates.pop(k) for k in [k for k in self._templates if k[2] is not None and gone(k[2])]]
+        return list({_shared(client): client for client in clients}.values())
+
     def _forget_closed_loops(self) -> None:
-        """Drop async clients of event loops that have closed (their connections died with them)."""
-        for slot in [s for s in self.built if s[3] is not None and s[3].is_closed()]:
-            del self.built[slot]
-        for kind in [k for k in self._templates if k[2] is not None and k[2].is_closed()]:
-            del self._templates[kind]
+        """Drop the async clients of event loops that closed without closing them (their connections
+        died with them): marked closed without a task (`_close_dead`). Under the lock."""
+        _close_dead(self._forget_loops(lambda loop: loop.is_closed()))
+        for loop in [loop for loop in self._keepers if loop.is_closed()]:
+            _finish(self._keepers.pop(loop))
 
     def _build(self, index: int, model: Any, is_async: bool,
                kind: tuple[bool, str, asyncio.AbstractEventLoop | None]) -> Any:
@@ -117,16 +150,16 @@ class ClientCache:
     def close(self) -> None:
         """Close every client built so far (each shared HTTP client once) and forget them."""
         with self._lock:
-            clients = list(self.built.items())
+            dead = self._forget_loops(lambda loop: loop.is_closed())
+            clients = {_shared(client): (client, slot[3]) for slot, client in self.built.items()}
             self.built.clear()
             self._templates.clear()
-        closed: set[int] = set()
-        for (_, _, _, loop), client in clients:
-            # Copies of one template share its HTTP client: close that once.
-            shared = id(getattr(client, "_client", client))
-            if shared not in closed:
-                closed.add(shared)
-                _close_client(client, loop)
+            keepers = [self._keepers.pop(loop) for loop in [loop for loop in self._keepers if loop.is_closed()]]
+        _close_dead(dead)
+        for keeper in keepers:
+            _finish(keeper)
+        for client, loop in clients.values():
+            _close_client(client, loop)
 
 
 def _accepts(function: Callable[..., Any], name: str) -> bool:
@@ -150,6 +183,40 @@ def _usable(client: Any) -> bool:
 def _is_closed(client: Any) -> bool:
     check = getattr(client, "is_closed", None)
     return bool(check()) if callable(check) else False
+
+
+def _shared(client: Any) -> int:
+    """Which HTTP client `client` uses: copies of one template share the template's."""
+    return id(getattr(client, "_client", client))
+
+
+def _finish(keeper: AsyncGenerator[None, None]) -> None:
+    """End the keeper (`ClientCache._keep`) of a loop that closed without closing it: it does nothing then."""
+    closing = keeper.aclose()
+    try:
+        closing.send(None)
+    except StopIteration:
+        return
+    closing.close()
+
+
+def _close_dead(clients: list[Any]) -> None:
+    """Close `clients`, whose event loop closed before they were (their connections died with it).
+
+    Closing marks them closed, so that the SDK does not schedule their closing on whatever loop
+    runs when they are collected, where it fails ("Event loop is closed"). A loop of their own runs
+    it: in this thread, or in one of its own when this one runs a loop.
+    """
+    def close_all() -> None:
+        for client in clients:
+            _close_client(client, None)
+
+    if not clients:
+        return
+    if _running_loop() is None:
+        close_all()
+    else:
+        threading.Thread(target=close_all, name="hfs-close-clients", daemon=True).start()
 
 
 _closing: set[asyncio.Task[Any]] = set()

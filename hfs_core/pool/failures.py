@@ -3,8 +3,9 @@
 `read_reply` turns an exception into a `ProviderReply` (status, JSON body, headers), reading
 the innermost SDK error so that a reply wrapped by Agno (``ModelProviderError``, which a
 third-party class may give a default 502) or by an SDK's stream reader still shows what the
-provider sent. `judge` asks the provider's own rules (`ProviderSpec.error_rules`) first, and
-falls back to `default_verdict`, the core's reading of plain HTTP.
+provider sent. `CheckedRules` asks the provider's own rules (`ProviderSpec.error_rules`) and
+checks their verdict; `judge` takes that verdict, else `default_verdict`, the core's reading of
+plain HTTP. `capped_wait` bounds any wait a provider names.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import contextlib
 import inspect
 import json
 import logging
+import math
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -158,26 +161,83 @@ def default_verdict(reply: ProviderReply, exc: BaseException) -> Verdict:
     return Verdict(Action.CALLER_ERROR, reason=f"HTTP {status}" if status else f"{type(exc).__name__}, no reply")
 
 
-def judge(exc: BaseException, rules: ErrorRules | None, provider: str) -> tuple[ProviderReply, Verdict]:
-    """Read `exc` and decide on it: the provider's `rules` first, then `default_verdict`.
+LONGEST_WAIT = 26 * 3600.0
+"""The longest wait a provider may name, in seconds: its longest window, a day, and two hours
+more (a day with a clock change has 25 hours, and a daily quota resets at local midnight)."""
+
+
+def capped_wait(seconds: float, where: str) -> float:
+    """`seconds` (a wait the provider named, for the key or service at `where`), at most `LONGEST_WAIT`;
+    a longer one is logged with the value it was capped at."""
+    if seconds <= LONGEST_WAIT:
+        return seconds
+    log.warning("%s: the provider named a wait of %gs, longer than any of its windows; capped at %.0fs", where,
+                seconds, LONGEST_WAIT)
+    return LONGEST_WAIT
+
+
+def verdict_fault(verdict: object) -> str | None:
+    """What makes a rule's answer one the core cannot act on; None for a sound `Verdict`, or None itself."""
+    if verdict is None:
+        return None
+    if not isinstance(verdict, Verdict):
+        return f"returned {type(verdict).__name__}, not a Verdict"
+    seconds = verdict.seconds
+    if not isinstance(verdict.action, Action):
+        return f"returned a Verdict with action={verdict.action!r}, not an Action"
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)
+                                or math.isnan(seconds) or seconds < 0):
+        return f"returned a Verdict with seconds={seconds!r}, not a number of seconds (0 or more)"
+    if verdict.window not in (None, "minute", "day"):
+        return f"returned a Verdict with window={verdict.window!r}, not 'minute', 'day' or None"
+    if verdict.counts not in (None, "requests", "tokens"):
+        return f"returned a Verdict with counts={verdict.counts!r}, not 'requests', 'tokens' or None"
+    if not isinstance(verdict.reason, str):
+        return f"returned a Verdict with reason={verdict.reason!r}, not a string"
+    return None
+
+
+class CheckedRules:
+    """A provider's error rules as the core asks them: whatever they raise or return that the core
+    cannot act on is the plugin's failure, logged (a WARNING the first time, DEBUG after), and leaves
+    the reply to the core's defaults. The call runs them in a worker thread (`hfs_core.call`)."""
+
+    def __init__(self, rules: ErrorRules, provider: str) -> None:
+        self._rules = rules
+        self.provider = provider
+        self._told: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, reply: ProviderReply) -> Verdict | None:
+        """The rules' verdict on `reply`; None when they leave it to the defaults, or fail."""
+        try:
+            verdict = self._rules(reply)
+        except BaseException as err:  # the plugin's bug must not decide the call (in a worker thread)
+            self.fault(f"raised {type(err).__name__}")
+            return None
+        fault = verdict_fault(verdict)
+        if fault is not None:
+            self.fault(fault)
+            return None
+        return verdict
+
+    def fault(self, what: str) -> None:
+        """Log that the rules `what` (e.g. "raised KeyError"): a WARNING the first time, DEBUG after."""
+        with self._lock:
+            first = what not in self._told
+            self._told.add(what)
+        log.log(logging.WARNING if first else logging.DEBUG, "%s: the plugin's error_rules %s; the core's defaults "
+                "apply", self.provider, what)
+
+
+def judge(exc: BaseException, ruled: Verdict | None) -> tuple[ProviderReply, Verdict]:
+    """Read `exc` and decide on it: `ruled` (the provider's rules' verdict, see `CheckedRules`), else
+    `default_verdict`.
 
     A `local_error` is the caller's, whatever the rules say: no request left, so no key is to blame.
-
-    A rule that raises is the plugin's bug: it is logged and the default applies.
     """
     reply = read_reply(exc)
     local = local_error(exc)
     if local is not None:
         return reply, Verdict(Action.CALLER_ERROR, reason=f"{type(local).__name__} before any request was sent")
-    verdict: Verdict | None = None
-    if rules is not None:
-        try:
-            verdict = rules(reply)
-        except Exception as err:  # the plugin's bug must not decide the call
-            log.warning("%s: the plugin's error_rules raised %s; the core's defaults apply", provider,
-                        type(err).__name__)
-        if verdict is not None and not isinstance(verdict, Verdict):
-            log.warning("%s: the plugin's error_rules returned %s, not a Verdict; the core's defaults apply",
-                        provider, type(verdict).__name__)
-            verdict = None
-    return reply, verdict or default_verdict(reply, exc)
+    return reply, ruled or default_verdict(reply, exc)

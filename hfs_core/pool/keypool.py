@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hfs_core._keycycle import DEFAULT_COOLDOWN_SECONDS
 from hfs_core.plugin import Action, Verdict
-from hfs_core.pool.failures import judge, retry_after
+from hfs_core.pool.failures import CheckedRules, capped_wait, judge, retry_after
 from hfs_core.pool.state import WINDOW_SECONDS, Lease, PoolState, PoolStatus, key_suffix
 from hfs_core.pool.unavailable import (
     AllKeysDeadError,
@@ -119,6 +119,8 @@ class KeyPool:
         self.provider = spec.name
         self.state = state
         self.usage = usage
+        self.rules = CheckedRules(spec.error_rules, spec.name) if spec.error_rules is not None else None
+        """The provider's error rules, checked (None: it states none); a call asks them off its thread."""
         self._keys = tuple(keys)
         self._suffixes = tuple(key_suffix(k) for k in keys)
         self._cond = threading.Condition()
@@ -283,9 +285,10 @@ class KeyPool:
             self.usage.record(self.provider, lease.model_id, self._suffixes[lease.index], used)
         self._wake()
 
-    def failed(self, lease: Lease, exc: BaseException) -> Verdict:
-        """Release a failed attempt's key and act on what the provider's reply says (see `Action`)."""
-        reply, verdict = judge(exc, self.spec.error_rules, self.provider)
+    def failed(self, lease: Lease, exc: BaseException, ruled: Verdict | None) -> Verdict:
+        """Release a failed attempt's key and act on what the provider's reply says (see `Action`):
+        `ruled`, the verdict of the provider's `rules` on it, else the core's defaults."""
+        reply, verdict = judge(exc, ruled)
         self.state.settle(lease, None)
         index = lease.index
         where = f"{self.provider} key {self.spec.key_var(index + 1)} (…{self._keys[index][-4:]})"
@@ -296,8 +299,8 @@ class KeyPool:
             status = self.state.status()
             log.warning("%s answered %s%s: retired, %d of %d keys left", where, what, why, status.live, status.total)
         elif verdict.action is Action.COOL_KEY:  # no wait named: until the window it hit has passed
-            seconds = next((s for s in (verdict.seconds, retry_after(reply)) if s is not None),
-                           WINDOW_SECONDS.get(verdict.window or "", DEFAULT_COOLDOWN_SECONDS))
+            seconds = capped_wait(next((s for s in (verdict.seconds, retry_after(reply)) if s is not None),
+                                       WINDOW_SECONDS.get(verdict.window or "", DEFAULT_COOLDOWN_SECONDS)), where)
             self.state.cool_down(index, seconds)
             if verdict.window == "day":
                 if self.usage is not None:
@@ -310,7 +313,7 @@ class KeyPool:
         elif verdict.action is Action.PROVIDER_BUSY:
             with self._verdicts:
                 self._busy_streak += 1
-                pause = verdict.seconds if verdict.seconds is not None else \
+                pause = capped_wait(verdict.seconds, self.provider) if verdict.seconds is not None else \
                     min(_BUSY_MAX, _BUSY_FIRST * 2 ** (self._busy_streak - 1))
                 self._busy_until = max(self._busy_until, time.monotonic() + pause)
                 self._busy_reason = verdict.reason or f"HTTP {reply.status}"
