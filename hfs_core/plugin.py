@@ -213,6 +213,13 @@ def openai_style_options(base_url: str | None, timeouts: Timeouts | None = None,
     return options
 
 
+LONGEST_WAIT = 26 * 3600.0
+"""The longest wait a provider may name, in seconds: its longest window, a day, and two hours more
+(a day with a clock change has 25 hours, and a daily quota resets at local midnight). A longer
+`Retry-After`, reset header or `Verdict.seconds` is capped at it, and a remembered cooldown
+further ahead is not believed."""
+
+
 @dataclass(frozen=True)
 class ProviderSpec:
     """A provider as a plugin describes it; the registry does the rest.

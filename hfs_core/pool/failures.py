@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from hfs_core.plugin import Action, ErrorRules, ProviderReply, Verdict
+from hfs_core.plugin import LONGEST_WAIT, Action, ErrorRules, ProviderReply, Verdict
 
 log = logging.getLogger("hfs_core.pool")
 
@@ -159,11 +159,6 @@ def default_verdict(reply: ProviderReply, exc: BaseException) -> Verdict:
     if status is None and (_is_transport(exc) or any(map(_is_sdk_error, _chain(exc)))):
         return Verdict(Action.RETRY, reason="no answer")
     return Verdict(Action.CALLER_ERROR, reason=f"HTTP {status}" if status else f"{type(exc).__name__}, no reply")
-
-
-LONGEST_WAIT = 26 * 3600.0
-"""The longest wait a provider may name, in seconds: its longest window, a day, and two hours
-more (a day with a clock change has 25 hours, and a daily quota resets at local midnight)."""
 
 
 def capped_wait(seconds: float, where: str) -> float:

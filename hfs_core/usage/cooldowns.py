@@ -5,7 +5,7 @@ until)``, a key known by the same 8-character suffix as in the usage rows, never
 A process that restarts reads the rows still in force and keeps those keys out, instead of
 meeting the same quota refusal on each of them again. Each row is checked as it is read: one
 whose ``until`` is not a number, or lies further ahead than any daily quota resets
-(`MAX_SECONDS`), is skipped and said, and the others are kept. SQLAlchemy is imported on first use.
+(`LONGEST_WAIT`), is skipped and said, and the others are kept. SQLAlchemy is imported on first use.
 """
 
 from __future__ import annotations
@@ -19,15 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 from hfs_core.deadline import DeadlineExceeded, call_with_deadline
+from hfs_core.plugin import LONGEST_WAIT
 
 log = logging.getLogger("hfs_core.usage")
 
 WAIT = 3.0
 """Seconds a pool being built waits for the cooldowns in force before starting without them."""
-MAX_SECONDS = 25 * 3600.0
-"""The furthest ahead a key is kept out: every provider's daily quota resets within a day (Groq's
-and Cerebras's windows are a day long, Gemini's reset at midnight Pacific time, OpenRouter's at
-midnight UTC; see their plugins' error rules), plus an hour's margin."""
 
 
 @functools.cache
@@ -55,11 +52,11 @@ class Cooldowns:
         self._writes: list[threading.Thread] = []
 
     def remember(self, provider: str, suffix: str, until: float) -> None:
-        """Keep the key ending in `suffix` out until `until` (epoch seconds, at most `MAX_SECONDS`
+        """Keep the key ending in `suffix` out until `until` (epoch seconds, at most `LONGEST_WAIT`
         ahead), written in the background."""
         if not math.isfinite(until):
             return
-        until = min(until, time.time() + MAX_SECONDS)
+        until = min(until, time.time() + LONGEST_WAIT)
 
         def write() -> None:
             try:
@@ -124,11 +121,11 @@ def _checked(provider: str, suffix: str, until: Any) -> bool:
     number = isinstance(until, int | float) and not isinstance(until, bool) and math.isfinite(until)
     if number and until <= now:
         return False
-    if number and until <= now + MAX_SECONDS:
+    if number and until <= now + LONGEST_WAIT:
         return True
     days = (until - now) / 86400 if number else 0.0
     why = (f"ends {days:,.0f} days from now" if days < 1e9 else f"ends {days:.3g} days from now") + \
-        f", past any daily reset (at most {MAX_SECONDS / 3600:.0f} h ahead)" if number else "is not a finite number"
+        f", past any daily reset (at most {LONGEST_WAIT / 3600:.0f} h ahead)" if number else "is not a finite number"
     log.warning("usage database table hfs_key_cooldowns: %s key …%s: until %r %s; the row is skipped and "
                 "the key is not kept out (delete the row, or let the next quota refusal replace it)",
                 provider, suffix[-4:], until, why)
