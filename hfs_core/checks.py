@@ -19,7 +19,7 @@ from hfs_core.discovery import PluginFault, PluginInfo, Plugins
 from hfs_core.env import EnvReport, check_provider_env
 from hfs_core.install import CORE, install_command, plugin_command
 from hfs_core.plugin import Problem, ProviderSpec, shown_name
-from hfs_core.settings import STATE_URL_ENV, Settings
+from hfs_core.settings import STATE_SECRET_ENV, STATE_URL_ENV, Settings, state_url_problem
 from hfs_core.tier_table import TierEntry
 
 log = logging.getLogger("hfs_core")
@@ -92,15 +92,7 @@ def configuration_problems(settings: Settings, plugins: Plugins, tier_entries: C
     the tiers (`tier_entries` gives a configured tier's entries), the usage database."""
     problems = unclaimed_providers(settings, plugins.specs)
     problems += unclaimed_counts(settings, plugins.specs, plugins.infos)
-    raw = settings.var(STATE_URL_ENV)
-    if raw and not looks_like_state_url(raw):
-        problems.append(Problem("error", STATE_URL_ENV, "is not a redis://, rediss:// or unix:// URL; "
-                                "each process keeps its pools' state to itself",
-                                "e.g. HFS_STATE_URL=redis://127.0.0.1:6379/0, or unset it"))
-    elif settings.state_url() and importlib.util.find_spec("redis") is None:
-        problems.append(Problem("error", settings.state_info()["source"], "names a shared state, but the redis "
-                                "client is not installed; each process keeps its pools' state to itself",
-                                install_command(CORE, "redis")))
+    problems += state_problems(settings)
     problems += tier_problems(settings, plugins.specs, tier_entries, mask)
     var = settings.db_url_var()
     if var and not looks_like_db_url(settings.var(var)):
@@ -108,6 +100,32 @@ def configuration_problems(settings: Settings, plugins: Plugins, tier_entries: C
             "error", var, "is not a database URL; usage goes to the SQLite default instead",
             "use a SQLAlchemy URL such as mysql+pymysql://user:password@host:4000/db"))
     return problems
+
+
+def state_problems(settings: Settings) -> list[Problem]:
+    """What keeps the shared state from being used: ``HFS_STATE_URL`` or ``[state] url`` not a URL
+    redis-py can use, the redis client missing, an ``HFS_STATE_SECRET`` that is not text."""
+    url = settings.named_state_url()
+    if not url:
+        return []
+    alone = "each process keeps its pools' state to itself"
+    source = settings.state_source
+    if not looks_like_state_url(url):  # a file's URL is checked when the file is read
+        return [Problem("error", STATE_URL_ENV, f"is not a redis://, rediss:// or unix:// URL; {alone}",
+                        "e.g. HFS_STATE_URL=redis://127.0.0.1:6379/0, or unset it")]
+    if importlib.util.find_spec("redis") is None:
+        return [Problem("error", source, f"names a shared state, but the redis client is not installed; {alone}",
+                        install_command(CORE, "redis"))]
+    why = state_url_problem(url)
+    if why is not None:
+        return [Problem("error", source, f"cannot be used: {why}; {alone}",
+                        "fix the URL (redis://host:6379/0, rediss://..., unix:///path/redis.sock?db=0; arguments "
+                        "as redis-py's from_url takes them), or unset it")]
+    if not settings.state_secret_usable:
+        return [Problem("error", STATE_SECRET_ENV, f"holds bytes that are not UTF-8 text, so it cannot key the hash "
+                        f"that names API keys in Redis; {alone}",
+                        "set it to the same text in every process (e.g. the output of `openssl rand -hex 32`)")]
+    return []
 
 
 def unclaimed_providers(settings: Settings, specs: Collection[str]) -> list[Problem]:

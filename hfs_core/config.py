@@ -27,8 +27,9 @@ Example ``hfs.toml``::
     [state]                                # pools shared by every process on one Redis
     url = "redis://127.0.0.1:6379/0"       # HFS_STATE_URL wins when set; none: in-process state
     namespace = "hfs"                      # first part of every Redis key (several fleets, one Redis)
-    lease_seconds = 30.0                   # a dead process's reservations end after this long
+    lease_seconds = 30.0                   # a dead process's reservations end after this long (1 to 3600)
     timeout = 0.5                          # seconds one Redis call may take before the process serves alone
+                                           # (0.01 to 30, at most half of lease_seconds)
 
 A value that might be a secret (a key pasted in the wrong place) is never echoed in an error.
 """
@@ -58,6 +59,8 @@ _PROVIDER_KEYS = {"enabled", "default_model", "expected_keys", "base_url", "plug
                   "read_timeout", "models"}
 _LIMIT_KEYS = {"rpm", "rph", "rpd", "tpm", "tph", "tpd"}
 _STATE_KEYS = {"url", "namespace", "lease_seconds", "timeout"}
+_STATE_SECONDS = {"lease_seconds": (30.0, 1.0, 3600.0), "timeout": (0.5, 0.01, 30.0)}
+"""Each ``[state]`` duration: its default, least and greatest value, in seconds."""
 STATE_SCHEMES = ("redis", "rediss", "unix")
 """URL schemes of a shared state (any server that speaks the Redis protocol: Redis, Valkey)."""
 
@@ -249,11 +252,16 @@ def _state(table: Any, path: Path, section: str) -> StateConfig:
         raise _fail(path, section, "namespace must be 1 to 40 letters, digits, '_', '.' or '-', "
                     f"got {_described(namespace)}")
     seconds = {}
-    for name, default in (("lease_seconds", 30.0), ("timeout", 0.5)):
+    for name, (default, least, most) in _STATE_SECONDS.items():
         value = table.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
-            raise _fail(path, section, f"{name} must be a number of seconds above 0, got {_described(value)}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not least <= value <= most:
+            raise _fail(path, section, f"{name} must be a number of seconds from {least:g} to {most:g}, "
+                        f"got {_described(value)}")
         seconds[name] = float(value)
+    if seconds["lease_seconds"] < 2 * seconds["timeout"]:
+        raise _fail(path, section, f"lease_seconds must be at least twice timeout (renewing a lease may take "
+                    f"timeout), got {seconds['lease_seconds']:g} and "
+                    f"{seconds['timeout']:g}")
     return StateConfig(url=url.strip() if url else None, namespace=namespace, **seconds)
 
 

@@ -141,7 +141,7 @@ class Resources:
             return None
         from hfs_core.pool.shared import probe
 
-        return probe(url)
+        return probe(url, namespace=self.settings.config.state.namespace)
 
     def state_link(self) -> RedisLink | None:
         """The link to the shared state, made with the first pool (None: state stays in this process)."""

@@ -6,10 +6,12 @@ the usage database, the shared state. An ``HFS_*`` variable set to an empty stri
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from hfs_core.config import Config, load_config, looks_like_db_url, looks_like_state_url, project_dirs
 from hfs_core.env import load_env
@@ -24,6 +26,8 @@ STATE_SECRET_ENV = "HFS_STATE_SECRET"
 USAGE_FIXES = ("set TIDB_DB_URL or usage_db_url to a database, track_usage = false to record no usage, "
                "or XDG_DATA_HOME to a writable folder")
 """What the user can do when the data folder cannot hold the usage database or its spool."""
+_CREDENTIALS = ("username", "password", "ssl_password")
+"""Query arguments of a state URL that redis-py takes as credentials (hidden wherever the URL is shown)."""
 
 
 def data_dir() -> Path:
@@ -102,20 +106,89 @@ class Settings:
         url = self.var(var) if var else self.config.usage_db_url
         return url if url and looks_like_db_url(url) else default_usage_url()
 
+    def named_state_url(self) -> str | None:
+        """The URL ``HFS_STATE_URL`` (else ``[state] url``) names, usable or not; None: neither is set."""
+        return self.var(STATE_URL_ENV) or self.config.state.url
+
+    @property
+    def state_source(self) -> str:
+        """Where the shared state's URL comes from, for messages: the variable or the file."""
+        return STATE_URL_ENV if self.var(STATE_URL_ENV) else f"[state] url in {self.config.source_name}"
+
+    @property
+    def state_secret_usable(self) -> bool:
+        """Whether ``HFS_STATE_SECRET`` (if set) can key a hash: text, not bytes that are not UTF-8."""
+        try:
+            self.var(STATE_SECRET_ENV).encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+
     def state_url(self) -> str | None:
-        """The shared state's URL (``HFS_STATE_URL``, else ``[state] url``); None: each process keeps its own."""
-        url = self.var(STATE_URL_ENV) or self.config.state.url
-        return url if url and looks_like_state_url(url) else None
+        """The shared state's URL (``HFS_STATE_URL``, else ``[state] url``) when redis-py can use it and
+        the secret is usable; None: each process keeps its own (`hfs check` says why, when a URL is named)."""
+        url = self.named_state_url()
+        if not url or not looks_like_state_url(url) or not self.state_secret_usable:
+            return None
+        return url if state_url_problem(url) is None else None
 
     def state_info(self, up: bool | None = None) -> dict[str, Any]:
         """Where the pools keep their state, safe to show: ``kind`` ("redis" or "in-process"), ``url``
-        (password hidden), ``source`` (the variable or file that names it), ``namespace``, ``up``
+        (credentials hidden), ``source`` (the variable or file that names it), ``namespace``, ``up``
         (whether Redis answered last, as given)."""
         url = self.state_url()
         if url is None:
             return {"kind": "in-process", "url": None, "source": None, "namespace": None, "up": None}
-        from hfs_core.usage.redact import redact_url
+        return {"kind": "redis", "url": shown_state_url(url), "source": self.state_source,
+                "namespace": self.config.state.namespace, "up": up}
 
-        source = STATE_URL_ENV if self.var(STATE_URL_ENV) else f"[state] url in {self.config.source_name}"
-        return {"kind": "redis", "url": redact_url(url), "source": source, "namespace": self.config.state.namespace,
-                "up": up}
+
+def shown_state_url(url: str) -> str:
+    """`url` as it may be shown: every credential redis-py takes from it (the ``user:password@`` part,
+    the ``username``, ``password`` and ``ssl_password`` arguments) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a malformed IPv6 host: show nothing of a string that may hold a secret
+        return "<unparsable URL>"
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        host = f"{'***' if user else ''}{':***' if colon else ''}@{host}"
+    query = urlencode([(name, "***" if name in _CREDENTIALS else value)
+                       for name, value in parse_qsl(parts.query, keep_blank_values=True)], safe="*/")
+    return f"{parts.scheme}://{host}{parts.path}{'?' if query else ''}{query}"  # unix:// keeps its empty host
+
+
+def state_url_problem(url: str) -> str | None:
+    """Why redis-py cannot use `url` as written (None: it can, or the redis client is not installed to
+    tell). Never holds the URL's credentials."""
+    try:
+        from redis.connection import ConnectionPool
+        from redis.exceptions import RedisError
+    except ImportError:
+        return None
+    try:
+        pool = ConnectionPool.from_url(url)
+        pool.connection_class(**pool.connection_kwargs)  # an argument it does not take; no connection is made
+        str(pool.connection_kwargs.get("host") or "").encode("idna")  # as the resolver will
+    except (ValueError, TypeError, RedisError) as exc:  # UnicodeError (a host name too long) is a ValueError
+        text = str(exc)
+        for secret in _secrets(url):
+            text = text.replace(secret, "***")
+        return text
+    parts = urlsplit(url)
+    database = unquote(parts.path).strip("/")
+    if parts.scheme != "unix" and database and not re.fullmatch(r"[0-9]+", database):
+        return (f"its path is not a database number (redis-py would use database {pool.connection_kwargs.get('db', 0)}"
+                "); end it with the number, e.g. /0")
+    return None
+
+
+def _secrets(url: str) -> list[str]:
+    """The credentials written in `url` (to keep them out of an error message)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a malformed IPv6 host: its message names no part of the URL
+        return []
+    found = [value for name, value in parse_qsl(parts.query) if name in _CREDENTIALS and value]
+    return [*found, *(value for value in (parts.username, parts.password) if value)]

@@ -172,8 +172,8 @@ def test_unknown_setting_in_pyproject_names_the_section(isolated: Path) -> None:
         ('[state]\nurl = "http://127.0.0.1:6379"\n', "[state] url must be a redis://, rediss:// or unix:// URL"),
         ("[state]\nurl = 6379\n", "[state] url must be a redis://"),
         ('[state]\nnamespace = "a b"\n', "[state] namespace must be 1 to 40 letters"),
-        ("[state]\nlease_seconds = 0\n", "[state] lease_seconds must be a number of seconds above 0"),
-        ('[state]\ntimeout = "1"\n', "[state] timeout must be a number of seconds above 0"),
+        ("[state]\nlease_seconds = 0\n", "[state] lease_seconds must be a number of seconds from 1 to 3600"),
+        ('[state]\ntimeout = "1"\n', "[state] timeout must be a number of seconds from 0.01 to 30"),
         ('[state]\nadress = "redis://x"\n', "[state] unknown setting 'adress'"),
     ],
 )

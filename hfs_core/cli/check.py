@@ -156,12 +156,12 @@ def _state_finding(registry: Registry, spin: bool) -> Finding:
         probe = registry.probe_state()
     if probe is None:
         return Finding("state", "info", "", describe_state(info))
-    if probe.reachable:
+    if probe.shared:
         return Finding("state", "ok", info["url"], f"(from {info['source']}, namespace {info['namespace']}) "
                        f"{probe.detail}: pools are shared by every process pointed at it")
-    return Finding("state", "error", info["url"], f"(from {info['source']}) {probe.detail}",
-                   "start Redis or fix the URL; meanwhile each process serves on its own, holding each key "
-                   "to its share of the limits, and shares again once Redis answers")
+    return Finding("state", "error", info["url"], f"(from {info['source']}) not shared: {probe.detail}",
+                   f"{probe.hint}; meanwhile each process serves on its own, holding each key to its share of "
+                   "the limits, and shares again once Redis answers and allows it")
 
 
 def cmd_check(args: argparse.Namespace, log_filter: LogFilter) -> int:

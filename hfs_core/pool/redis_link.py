@@ -20,13 +20,13 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from hfs_core.pool.redis_connection import Op, RedisConnection, redis_errors
+from hfs_core.pool.redis_connection import Op, RedisConnection, describe_failure, redis_errors
 
 log = logging.getLogger("hfs_core.pool")
 
 DEFAULT_SECRET = "hfs-providers shared state"
 """The key of the hash that names API keys in Redis when ``HFS_STATE_SECRET`` is not set."""
-_PROBE_EVERY = 1.0
+PROBE_EVERY = 1.0
 """Seconds between two pings of a Redis that does not answer."""
 _BATCH = 256
 """The most background operations sent in one round trip."""
@@ -183,7 +183,8 @@ class RedisLink:
             self._pending.extendleft(reversed(batch))
 
     def failed(self, exc: BaseException) -> None:
-        """Redis did not answer: serve from this process until it does (said once per outage)."""
+        """Redis did not answer, or refused this process: serve from this process until it answers and
+        accepts it (said once per outage)."""
         with self._cond:
             if not self._up or self._closed:
                 return
@@ -191,9 +192,11 @@ class RedisLink:
             self.outages += 1
             self._down_at = time.monotonic()
             self._cond.notify_all()
-        log.warning("shared state: Redis at %s does not answer (%s: %s); every pool goes on from this process's "
-                    "own state, holding each key to its share of the limits, and shares again when Redis answers "
-                    "(asked every %gs)", self.shown_url, type(exc).__name__, exc, _PROBE_EVERY)
+        reason = describe_failure(exc)
+        again = "answers" if reason.startswith("does not answer") else "allows this user"
+        log.warning("shared state: Redis at %s: %s; every pool goes on from this process's own state, holding "
+                    "each key to its share of the limits, and shares again when Redis %s (asked every %gs)",
+                    self.shown_url, reason, again, PROBE_EVERY)
 
     # -- pools -------------------------------------------------------------------------------
 
@@ -235,7 +238,7 @@ class RedisLink:
                     return
             except Exception:  # a bug here must not stop the writer for good
                 log.exception("shared state: the background writer failed; it goes on")
-                time.sleep(_PROBE_EVERY)
+                time.sleep(PROBE_EVERY)
 
     def _wait_for_work(self, next_beat: float) -> bool:
         """Sleep until the oldest queued operation has waited `_LINGER` (or a batch is full), a
@@ -244,7 +247,7 @@ class RedisLink:
             while not self._closed:
                 now = time.monotonic()
                 if not self._up:
-                    due = self._down_at + _PROBE_EVERY
+                    due = self._down_at + PROBE_EVERY
                 elif len(self._pending) >= _BATCH:
                     break
                 elif self._pending:
@@ -275,7 +278,7 @@ class RedisLink:
 
     def _beat(self) -> None:
         """Renew this process's leases, count the processes of each pool, and set the clock."""
-        self._redis.connect()
+        self._redis.measure_clock()
         until = self.now() + self.lease_seconds
         for state in list(self._states):
             state.renew(until)

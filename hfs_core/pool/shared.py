@@ -23,6 +23,7 @@ The process's side of the server (its clients, clock, queue and heartbeat) is th
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import math
 import random
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from hfs_core.install import CORE, install_command
 from hfs_core.pool.local import LocalPoolState
-from hfs_core.pool.redis_connection import redis_errors
+from hfs_core.pool.redis_connection import FUNCTION, Op, RedisConnection, describe_failure, redis_errors
 from hfs_core.pool.redis_link import RedisLink
 from hfs_core.pool.state import WINDOW_LENGTHS, HistoryRow, Lease, PoolStatus, key_suffix
 
@@ -49,10 +50,12 @@ _POLL = 0.05
 
 @dataclass(frozen=True)
 class StateProbe:
-    """What one ping of the shared state found (for ``hfs check``)."""
+    """What one try of the shared state found (for ``hfs check``): whether pools are shared through
+    it, what was seen, and what to do when they are not."""
 
-    reachable: bool
+    shared: bool
     detail: str
+    hint: str = ""
 
 
 class RedisPoolState:
@@ -284,20 +287,36 @@ def _limit_args(limits: RateLimits) -> list[int]:
 _WINDOW_SECONDS = WINDOW_LENGTHS
 
 
-def probe(url: str, timeout: float = 2.0) -> StateProbe:
-    """Ping the Redis at `url` once (for ``hfs check``): its version and round trip, or why not."""
-    try:
-        import redis
-    except ImportError:
-        return StateProbe(False, f"the redis client is not installed: {install_command(CORE, 'redis')}")
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+def probe(url: str, timeout: float = 2.0, namespace: str = "hfs") -> StateProbe:
+    """Do once what a process does first with the Redis at `url` (for ``hfs check``): ping it, load the
+    function library unless it is there, and call the function in `namespace`; its version and round
+    trip, or what refused."""
+    if importlib.util.find_spec("redis") is None:
+        return StateProbe(False, "the redis client is not installed", install_command(CORE, "redis"))
+    connection = RedisConnection(url, timeout=timeout)
     try:
         start = time.perf_counter()
-        client.ping()
+        connection.ping()
         took = time.perf_counter() - start
-        version = client.info("server").get("redis_version", "?")
+        version = connection.server_version()
+        connection.connect()
+        [answer] = connection.run([Op(f"{{{namespace}:hfs-check}}:", ["leave", f"{time.time():.6f}", "hfs-check"])])
+        if isinstance(answer, Exception):
+            raise answer
     except redis_errors() as exc:
-        return StateProbe(False, f"does not answer: {type(exc).__name__}: {exc}")
+        return StateProbe(False, describe_failure(exc), _probe_hint(exc))
     finally:
-        client.close()
-    return StateProbe(True, f"Redis {version} answers in {took * 1000:.1f} ms")
+        connection.close()
+    return StateProbe(True, f"Redis {version} answers in {took * 1000:.1f} ms and runs {FUNCTION}")
+
+
+def _probe_hint(exc: BaseException) -> str:
+    """What to do about what `probe` met."""
+    import redis
+
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return ("grant this user FUNCTION LOAD, or have an admin load hfs_core/pool/shared.lua once (FUNCTION LOAD "
+                "REPLACE); it also needs FCALL and the keys of its namespace")
+    if isinstance(exc, redis.exceptions.AuthenticationError):
+        return "fix the user name or password in the URL"
+    return "start Redis or fix the URL"
