@@ -1,0 +1,48 @@
+"""The second hardening round (issue 21), environment and CLI: each test failed before its fix.
+
+Every ``hfs`` run is a subprocess with its own environment and directory, as in tests/test_cli.py.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from conftest import fake_key, provider_env
+from test_cli import clean_env, hfs
+
+from hfs_core.testing.standin import StandIn
+
+DIGITS = "7" * 5000
+"""More digits than Python turns into an int (its limit is 4300)."""
+
+HOSTILE = {
+    # the variable: (the environment, what `hfs check` says of it)
+    "NUM_GROQ": ({"NUM_GROQ": DIGITS}, "NUM_GROQ must be at most 10000, got a 5000-character value"),
+    "GROQ_API_KEY_<digits>": ({"NUM_GROQ": "1", "GROQ_API_KEY_1": fake_key("groq"), f"GROQ_API_KEY_{DIGITS}": "x"},
+                              "GROQ_API_KEY_<a 5000-digit number> ignored: beyond NUM_GROQ=1"),
+    "HFS_CONFIG": ({"HFS_CONFIG": str(Path("/tmp") / ("h" * 5000))},
+                   "HFS_CONFIG is a 5005-character path that cannot be opened (File name too long)"),
+}
+
+
+# -- 4. one hostile environment value takes the whole registry down ---------------------------
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_hostile_variable_is_its_own_problem(tmp_path: Path, standin: StandIn, name: str) -> None:
+    hostile, said = HOSTILE[name]
+    env = clean_env(tmp_path, {**provider_env({"cerebras": 2}), **hostile})
+    listing = hfs("providers", env=env, cwd=tmp_path)
+    assert listing.code == 0, listing.err[-500:]
+    assert re.search(r"^cerebras .* 2/51 +warnings", listing.out, re.MULTILINE), listing.out  # its count differs
+    check = hfs("check", "--skip-db", env=env, cwd=tmp_path)
+    assert check.code == 1 and said in check.out, check.out  # an error (the other providers have no keys)
+    for run in (listing, check):
+        assert "Traceback" not in run.err and "raised" not in run.out, run  # nor does a plugin trip on it
+        assert "7" * 30 not in run.out + run.err and "h" * 30 not in run.out + run.err
+    if name != "HFS_CONFIG":  # a configuration that cannot be read stops a call, as a missing one does
+        asked = hfs("ask", "-p", "cerebras", "--no-stream", "--base-url", standin.url, "still here", env=env,
+                    cwd=tmp_path)
+        assert asked.code == 0 and asked.out == "stand-in reply: still here\n", asked.err
