@@ -46,3 +46,33 @@ def test_a_hostile_variable_is_its_own_problem(tmp_path: Path, standin: StandIn,
         asked = hfs("ask", "-p", "cerebras", "--no-stream", "--base-url", standin.url, "still here", env=env,
                     cwd=tmp_path)
         assert asked.code == 0 and asked.out == "stand-in reply: still here\n", asked.err
+
+
+# -- 9. options before the command -------------------------------------------------------------
+
+
+@pytest.fixture
+def chatty_plugin(tmp_path: Path) -> Path:
+    """A directory for PYTHONPATH holding an installed plugin that logs, as a library does, a warning
+    and a debug line when it is imported."""
+    site = tmp_path / "site"
+    info = site / "chatty_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: chatty-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[hfs.providers]\nchatty = chatty_plugin_mod\n")
+    (site / "chatty_plugin_mod.py").write_text(
+        "import logging\nlogging.getLogger('chatty').warning('a library warning')\n"
+        "logging.getLogger('chatty').debug('a library detail')\n")
+    return site
+
+
+@pytest.mark.parametrize("args", [("--debug", "check"), ("check", "--debug"), ("-vv", "check"), ("check", "-vv"),
+                                  ("-v", "check", "-v")])
+def test_options_count_before_and_after_the_command(tmp_path: Path, chatty_plugin: Path,
+                                                    args: tuple[str, ...]) -> None:
+    env = clean_env(tmp_path, {**provider_env(1), "PYTHONPATH": str(chatty_plugin)})
+    quiet = hfs("check", "--skip-db", env=env, cwd=tmp_path)
+    assert "a library" not in quiet.err, quiet.err
+    run = hfs(*args, "--skip-db", env=env, cwd=tmp_path)
+    assert "chatty: WARNING: a library warning" in run.err, run.err
+    assert ("chatty: DEBUG: a library detail" in run.err) == ("--debug" not in args), run.err
