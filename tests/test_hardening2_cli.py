@@ -76,3 +76,38 @@ def test_options_count_before_and_after_the_command(tmp_path: Path, chatty_plugi
     run = hfs(*args, "--skip-db", env=env, cwd=tmp_path)
     assert "chatty: WARNING: a library warning" in run.err, run.err
     assert ("chatty: DEBUG: a library detail" in run.err) == ("--debug" not in args), run.err
+
+
+# -- 12. a hung plugin hook ------------------------------------------------------------------------
+
+HUNG_VALIDATE_ENV = """
+from functools import partial
+import time
+
+from hfs_core import ProviderSpec, hookimpl, openai_style_options
+
+@hookimpl
+def register_provider():
+    return ProviderSpec(name="sleeper", default_model="m", expected_keys=1, model_class="agno.models.groq:Groq",
+                        key_prefix="tw_", sdk_options=partial(openai_style_options, sdk="groq"))
+
+@hookimpl
+def validate_env(spec, env):
+    time.sleep(60)
+    return []
+"""
+
+
+def test_a_hung_validate_env_costs_a_listing_at_most_the_default_limit(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    info = site / "sleeper_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sleeper-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[hfs.providers]\nsleeper = sleeper_plugin_mod\n")
+    (site / "sleeper_plugin_mod.py").write_text(HUNG_VALIDATE_ENV)
+    env = clean_env(tmp_path, {**provider_env(1), "NUM_SLEEPER": "1", "SLEEPER_API_KEY_1": "tw_" + "s" * 30,
+                               "PYTHONPATH": str(site)})
+    run = hfs("providers", env=env, cwd=tmp_path)
+    assert run.code == 0, run.err
+    assert "validate_env did not finish within 2s" in run.out, run.out
+    assert run.seconds < 6, f"hfs providers took {run.seconds:.1f}s with a hung plugin (default limit: 2 s)"
