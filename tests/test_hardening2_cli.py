@@ -6,11 +6,15 @@ Every ``hfs`` run is a subprocess with its own environment and directory, as in 
 from __future__ import annotations
 
 import re
+import signal
+import sqlite3
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from conftest import fake_key, provider_env
-from test_cli import clean_env, hfs
+from test_cli import HFS, clean_env, hfs
 
 from hfs_core.testing.standin import StandIn
 
@@ -31,7 +35,7 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("name", HOSTILE)
-def test_a_hostile_variable_is_its_own_problem(tmp_path: Path, standin: StandIn, name: str) -> None:
+def test_a_hostile_variable_is_its_own_problem(tmp_path: Path, name: str) -> None:
     hostile, said = HOSTILE[name]
     env = clean_env(tmp_path, {**provider_env({"cerebras": 2}), **hostile})
     listing = hfs("providers", env=env, cwd=tmp_path)
@@ -42,10 +46,15 @@ def test_a_hostile_variable_is_its_own_problem(tmp_path: Path, standin: StandIn,
     for run in (listing, check):
         assert "Traceback" not in run.err and "raised" not in run.out, run  # nor does a plugin trip on it
         assert "7" * 30 not in run.out + run.err and "h" * 30 not in run.out + run.err
-    if name != "HFS_CONFIG":  # a configuration that cannot be read stops a call, as a missing one does
-        asked = hfs("ask", "-p", "cerebras", "--no-stream", "--base-url", standin.url, "still here", env=env,
-                    cwd=tmp_path)
-        assert asked.code == 0 and asked.out == "stand-in reply: still here\n", asked.err
+
+
+@pytest.mark.slow
+def test_another_provider_answers_beside_hostile_groq_variables(tmp_path: Path, standin: StandIn) -> None:
+    hostile = {**HOSTILE["GROQ_API_KEY_<digits>"][0], **HOSTILE["NUM_GROQ"][0]}
+    env = clean_env(tmp_path, {**provider_env({"cerebras": 2}), **hostile})
+    asked = hfs("ask", "-p", "cerebras", "--no-stream", "--base-url", standin.url, "still here", env=env, cwd=tmp_path)
+    assert asked.code == 0 and asked.out == "stand-in reply: still here\n", asked.err
+    assert "7" * 30 not in asked.err
 
 
 # -- 9. options before the command -------------------------------------------------------------
@@ -81,8 +90,8 @@ def test_options_count_before_and_after_the_command(tmp_path: Path, chatty_plugi
 # -- 12. a hung plugin hook ------------------------------------------------------------------------
 
 HUNG_VALIDATE_ENV = """
-from functools import partial
 import time
+from functools import partial
 
 from hfs_core import ProviderSpec, hookimpl, openai_style_options
 
@@ -111,3 +120,41 @@ def test_a_hung_validate_env_costs_a_listing_at_most_the_default_limit(tmp_path:
     assert run.code == 0, run.err
     assert "validate_env did not finish within 2s" in run.out, run.out
     assert run.seconds < 6, f"hfs providers took {run.seconds:.1f}s with a hung plugin (default limit: 2 s)"
+
+
+# -- 15. Ctrl-C --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_and_keeps_the_answered_calls_rows(tmp_path: Path, standin: StandIn) -> None:
+    """Ctrl-C while `hfs ask` writes the usage row of the call it answered (the SQLite file is locked
+    by another writer, as a busy database would hold it): the row is still written, then exit 130."""
+    database = tmp_path / "usage.sqlite3"
+    env = clean_env(tmp_path, {**provider_env({"groq": 2}), "HFS_USAGE_DB_URL": f"sqlite:///{database}"})
+    first = hfs("ask", "-p", "groq", "--base-url", standin.url, "first", env=env, cwd=tmp_path)
+    assert first.code == 0, first.err
+    standin.configure(latency=1.0)
+    other_writer = sqlite3.connect(database, isolation_level=None)
+    asking = subprocess.Popen([*HFS, "ask", "-p", "groq", "--base-url", standin.url, "second"], env=env,
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while standin.total < 2 and time.monotonic() < deadline and asking.poll() is None:
+            time.sleep(0.01)
+        other_writer.execute("BEGIN EXCLUSIVE")  # the call is in flight: its row will wait for the lock
+        assert asking.stdout is not None
+        answer = asking.stdout.readline()
+        time.sleep(0.3)
+        asking.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+    finally:
+        if other_writer.in_transaction:
+            other_writer.execute("COMMIT")
+        other_writer.close()
+    _, err = asking.communicate(timeout=60)
+    assert answer == b"stand-in reply: second\n", (answer, err)
+    assert asking.returncode == 130, err
+    assert err.decode().strip() == "hfs: interrupted", err  # one line, no traceback
+    with sqlite3.connect(database) as db:
+        rows = db.execute("SELECT COUNT(*) FROM usage_logs WHERE provider = 'groq'").fetchone()[0]
+    assert rows == 2, "the answered call's usage row was lost to the Ctrl-C"
