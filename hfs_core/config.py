@@ -141,7 +141,12 @@ def find_config(cwd: Path | None = None, env: Mapping[str, str] | None = None) -
     explicit = (env.get(CONFIG_ENV) or "").strip()  # empty means unset, like every HFS_* variable
     if explicit:
         path = Path(explicit)
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except OSError as exc:  # a name longer than the system takes, say: described, never echoed
+            raise ConfigError(f"{CONFIG_ENV}: is a {len(explicit)}-character path that cannot be opened "
+                              f"({exc.strerror}); point {CONFIG_ENV} at an hfs.toml") from None
+        if not found:
             raise ConfigError(f"{CONFIG_ENV}={explicit}: no such file; point {CONFIG_ENV} at an hfs.toml")
         return path, path.name == "pyproject.toml"
     for base in project_dirs(cwd):

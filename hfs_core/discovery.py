@@ -24,8 +24,9 @@ from hfs_core.plugin import ProviderSpec, shown_name
 log = logging.getLogger("hfs_core")
 
 ENTRY_POINT_GROUP = "hfs.providers"
-HOOK_TIMEOUT = 10.0
-"""Seconds a plugin's import or hook may take before it counts as failed (it may be hung)."""
+HOOK_TIMEOUT = 2.0
+"""Seconds a plugin's import or hook may take before it counts as failed (it may be hung). The hooks
+read the environment and build a spec, work of milliseconds; a hung one costs every listing this much."""
 
 _plugin_thread = threading.local()
 """``active`` is set in the threads that run plugin code."""

@@ -150,6 +150,11 @@ def parse_key_count(spec: ProviderSpec, env: Mapping[str, str]) -> tuple[int | N
         return None, Problem(
             "error", var, f"must be a whole number of keys, got {_describe_count(raw)}", f"e.g. {var}=3"
         )
+    negative, digits = text.startswith("-"), text.lstrip("+-").lstrip("0")
+    if len(digits) > len(str(MAX_KEY_COUNT)):  # past any count, and maybe past the digits int() takes
+        bound = "at least 1" if negative else f"at most {MAX_KEY_COUNT}"
+        return None, Problem("error", var, f"must be {bound}, got {_describe_count(text)}",
+                             f"set {var} to the number of keys, e.g. {var}=3")
     count = int(text)
     if count < 1:
         return None, Problem("error", var, f"must be at least 1, got {count}", f"e.g. {var}=3")
@@ -160,13 +165,23 @@ def parse_key_count(spec: ProviderSpec, env: Mapping[str, str]) -> tuple[int | N
 
 
 def _indexed_keys(spec: ProviderSpec, env: Mapping[str, str]) -> dict[int, str]:
-    pattern = re.compile(rf"^{re.escape(spec.env_prefix)}_API_KEY_(\d+)$")
+    """The ``<PREFIX>_API_KEY_<i>`` variables by index, but those whose index is past any count
+    (`_overlong_key_vars`)."""
+    pattern = re.compile(rf"^{re.escape(spec.env_prefix)}_API_KEY_(\d{{1,{len(str(MAX_KEY_COUNT))}}})$")
     found: dict[int, str] = {}
     for name, value in env.items():
         match = pattern.match(name)
         if match:
             found[int(match.group(1))] = value
     return found
+
+
+def _overlong_key_vars(spec: ProviderSpec, env: Mapping[str, str]) -> list[str]:
+    """The ``<PREFIX>_API_KEY_<i>`` variables whose index has more digits than any count, as shown
+    (the index by its length: it may be longer than ``int()`` reads)."""
+    pattern = re.compile(rf"^{re.escape(spec.env_prefix)}_API_KEY_(\d{{{len(str(MAX_KEY_COUNT)) + 1},}})$")
+    return sorted(f"{spec.env_prefix}_API_KEY_<a {len(match.group(1))}-digit number>"
+                  for match in map(pattern.match, env) if match)
 
 
 def check_provider_env(
@@ -224,6 +239,9 @@ def check_provider_env(
         names = ", ".join(spec.key_var(i) for i in parked[:3]) + (", ..." if len(parked) > 3 else "")
         problems.append(Problem("warning", names, f"ignored: beyond {spec.count_var}={count}",
                                 f"raise {spec.count_var} to use them"))
+    problems.extend(Problem("warning", name, f"ignored: beyond {spec.count_var}={count}",
+                            f"remove it; keys are {spec.key_var(1)} to {spec.key_var(count)}")
+                    for name in _overlong_key_vars(spec, env))
     if not keys:
         problems.append(Problem("error", spec.count_var, f"none of the {count} declared keys is usable",
                                 f"set {spec.key_var(1)}..{spec.key_var(count)} to real keys"))

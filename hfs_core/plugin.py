@@ -324,7 +324,7 @@ def declared_keys(spec: ProviderSpec, env: Mapping[str, str]) -> list[tuple[str,
     A missing or malformed count gives no keys (the core reports it).
     """
     raw = env.get(spec.count_var, "").strip().lstrip("+")
-    count = int(raw) if raw.isdigit() and int(raw) <= MAX_KEY_COUNT else 0
+    count = int(raw) if re.fullmatch(r"[0-9]{1,9}", raw) and int(raw) <= MAX_KEY_COUNT else 0
     pairs = []
     for index in range(1, count + 1):
         value = env.get(spec.key_var(index), "").strip()

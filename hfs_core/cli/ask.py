@@ -13,9 +13,12 @@ import contextlib
 import json
 import os
 import re
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from hfs_core.cli.common import CliError, open_registry
@@ -192,6 +195,29 @@ def _whole_answer(agent: Any, prompt: str, target: Target) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Hold a Ctrl-C off while the block runs (the usage rows of answered calls being written), then
+    raise it; a second Ctrl-C raises at once. Only the main thread can hold it (elsewhere: nothing held)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        if held:
+            raise KeyboardInterrupt
+        held.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+    if held:
+        raise KeyboardInterrupt
+
+
 def cmd_ask(args: argparse.Namespace, log_filter: LogFilter) -> int:
     """Run one prompt through an Agno agent on a rotating model and print the answer."""
     prompt = _read_prompt(args.prompt)
@@ -211,5 +237,6 @@ def cmd_ask(args: argparse.Namespace, log_filter: LogFilter) -> int:
             return _stream_answer(agent, prompt, target)
         return _whole_answer(agent, prompt, target)
     finally:
-        registry.shutdown()
+        with _ctrl_c_held():  # a Ctrl-C now would lose the usage rows of the calls answered
+            registry.shutdown()
 

@@ -98,19 +98,25 @@ or the SQLite default. Keys are shown by their last 4 characters only."""),
 }
 
 
+def _global_options(where: str) -> argparse.ArgumentParser:
+    """``-v`` and ``--debug``, given `where` ("before" or "after" the command): each place has its own
+    destinations (a command's parser would otherwise overwrite what was given before it), summed by `main`."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("-v", "--verbose", action="count", default=0, dest=f"verbose_{where}",
+                         help="show library logs (-v info, -vv debug)")
+    options.add_argument("--debug", action="store_true", dest=f"debug_{where}",
+                         help="show a traceback on errors (also HFS_DEBUG=1)")
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``hfs`` and its commands."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                        help="show library logs (-v info, -vv debug)")
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show a traceback on errors (also HFS_DEBUG=1)")
+    common = _global_options("after")
     parser = argparse.ArgumentParser(
         prog=PROG, description="Rotating, rate-limited Agno models from many providers: inspect and use them.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[_global_options("before")])
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__} (hfs-core, Python "
                         f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro})")
-    parser.set_defaults(verbose=0, debug=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
     def command(name: str, handler: Callable[[argparse.Namespace, LogFilter], int]) -> argparse.ArgumentParser:
@@ -158,11 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse `argv`; with no command, print the help and exit 0 (as ``hfs --help`` does)."""
+    """Parse `argv`; with no command, print the help and exit 0 (as ``hfs --help`` does).
+
+    ``-v`` counts wherever it is given (``hfs -v check -v`` is ``-vv``), and so does ``--debug``.
+    """
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         parser.exit(0)
+    args.verbose = args.verbose_before + args.verbose_after
+    args.debug = args.debug_before or args.debug_after
     return args
 
 
