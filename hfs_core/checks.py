@@ -149,12 +149,15 @@ def key_group_problems(settings: Settings, specs: Mapping[str, ProviderSpec]) ->
             count = 1  # a single NAME_API_KEY: key 1
         items = [(group, item) for group, members in enumerate(configured.key_groups) for item in members]
         for group, members in enumerate(configured.key_groups):
-            beyond = [item for item in members if count is not None and item.last > count]
+            beyond = [KeyRange(max(item.first, count + 1), item.last) for item in members
+                      if count is not None and item.last > count]
             if beyond:
                 shown = ", ".join(str(item) for item in beyond)
-                problems.append(Problem("error", where, f"key_groups[{group}] names keys beyond {spec.count_var}="
-                                        f"{count} ({shown}); there is no such key",
-                                        f"remove them from the group, or raise {spec.count_var}"))
+                many = len(beyond) > 1 or beyond[0].first != beyond[0].last
+                problems.append(Problem("error", where, f"key_groups[{group}] names {'keys' if many else 'key'} "
+                                        f"{shown}, beyond {spec.count_var}={count}; there is no such key",
+                                        f"remove {'them' if many else 'it'} from the group, or raise "
+                                        f"{spec.count_var}"))
         for at, (group, item) in enumerate(items):
             for other_group, other in items[at + 1:]:
                 first, last = max(item.first, other.first), min(item.last, other.last)

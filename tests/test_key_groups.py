@@ -300,7 +300,7 @@ def test_hfs_check_finds_unknown_numbers_shared_keys_and_overlapping_ranges(tmp_
         'key 3 is in key_groups[0] ("1-3") and key_groups[1] ("3-5"); a key belongs to one group',
         'key 3 is in key_groups[0] ("3") and key_groups[1] ("3-5"); a key belongs to one group',
         'key_groups[0] has overlapping ranges "1-3" and "3" (key 3)',
-        "key_groups[1] names keys beyond NUM_GEMINI=6 (9); there is no such key",
+        "key_groups[1] names key 9, beyond NUM_GEMINI=6; there is no such key",
     ]), messages
 
 
