@@ -14,6 +14,10 @@ environment check only asks whether a model is in a table (`is_known_model`); it
 for PyYAML (tens of milliseconds), so it scans keycycle's files for model IDs alone: the table's
 top-level keys and the list's ``id`` entries. Tests check that the scan finds exactly the models
 PyYAML reads. A plugin's table is small TOML, read (once) only when a model's limits are asked.
+
+A model's limits hold per key unless the configuration groups keys (``[providers.NAME]
+key_groups``, keys of one Google project or one organisation): the keys of a group share each
+limit as one budget (`budgets`).
 """
 
 from __future__ import annotations
@@ -29,12 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from hfs_core.plugin import declared_keys
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
     from hfs_core.plugin import ProviderSpec
 
 LIMIT_FIELDS = ("rpm", "rph", "rpd", "tpm", "tph", "tpd")
@@ -256,3 +264,41 @@ def resolve_limits(spec: ProviderSpec, model: str, configured: Mapping[str, int]
                      (None, None))
         limits[name] = Limit(*found)
     return ResolvedLimits(model, limits, known)
+
+
+def key_numbers(spec: ProviderSpec, env: Mapping[str, str], keys: Sequence[str]) -> list[int]:
+    """The number (``NAME_API_KEY_<i>``) of each of a pool's `keys`, in their order (1 for a single
+    ``NAME_API_KEY``): the pool skips unusable keys, so a key's place is not its number."""
+    numbers = {value: int(var.rpartition("_")[2]) for var, value in reversed(declared_keys(spec, env))}
+    return [numbers.get(key, 1) for key in keys]
+
+
+def budgets(groups: Sequence[Iterable[int]], numbers: Sequence[int]) -> tuple[int, ...]:
+    """For each key of a pool (`numbers`: their key numbers, in pool order), the place of the key
+    whose windows it counts in: the first key of its group in the pool, or itself (no group).
+    `groups` holds each group's key numbers (`ProviderConfig.key_group_numbers`).
+
+    Groups that share a key (a configuration `hfs check` reports as an error) are taken as one
+    group: a budget counted too widely refuses early, one counted too narrowly eats the
+    provider's refusals.
+    """
+    parent = list(range(len(groups)))
+
+    def root(group: int) -> int:
+        while parent[group] != group:
+            parent[group] = parent[parent[group]]
+            group = parent[group]
+        return group
+
+    group_of: dict[int, int] = {}
+    for index, group in enumerate(groups):
+        for number in group:
+            if number in group_of:
+                parent[root(group_of[number])] = root(index)
+            group_of[number] = index
+    first: dict[int, int] = {}
+    out = []
+    for place, number in enumerate(numbers):
+        found = group_of.get(number)
+        out.append(place if found is None else first.setdefault(root(found), place))
+    return tuple(out)

@@ -14,9 +14,9 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from hfs_core import catalog
-from hfs_core.config import looks_like_db_url, looks_like_state_url
+from hfs_core.config import KeyRange, looks_like_db_url, looks_like_state_url
 from hfs_core.discovery import PluginFault, PluginInfo, Plugins
-from hfs_core.env import EnvReport, check_provider_env
+from hfs_core.env import EnvReport, check_provider_env, parse_key_count
 from hfs_core.install import CORE, install_command, plugin_command
 from hfs_core.plugin import Problem, ProviderSpec, shown_name
 from hfs_core.settings import STATE_SECRET_ENV, STATE_URL_ENV, Settings, state_url_problem
@@ -92,6 +92,7 @@ def configuration_problems(settings: Settings, plugins: Plugins, tier_entries: C
     the tiers (`tier_entries` gives a configured tier's entries), the usage database."""
     problems = unclaimed_providers(settings, plugins.specs)
     problems += unclaimed_counts(settings, plugins.specs, plugins.infos)
+    problems += key_group_problems(settings, plugins.specs)
     problems += state_problems(settings)
     problems += tier_problems(settings, plugins.specs, tier_entries, mask)
     var = settings.db_url_var()
@@ -149,6 +150,47 @@ def unclaimed_counts(settings: Settings, specs: Mapping[str, ProviderSpec],
             continue
         problems.append(Problem("warning", var, f"no installed plugin reads it (no plugin {name!r})",
                                 f"{plugin_command(name)}, or unset {var}"))
+    return problems
+
+
+def key_group_problems(settings: Settings, specs: Mapping[str, ProviderSpec]) -> list[Problem]:
+    """Errors in each provider's ``key_groups``: numbers beyond its keys (``NUM_<P>``), a key in two
+    groups, a group listing a key twice (overlapping ranges). The pool merges groups that share a key."""
+    problems = []
+    for name, configured in sorted(settings.config.providers.items()):
+        spec = specs.get(name)
+        if spec is None or not configured.key_groups:
+            continue
+        where = f"{settings.config.source_name} [providers.{name}] key_groups"
+        count, _ = parse_key_count(spec, settings.env)
+        if count is None and (settings.env.get(f"{spec.env_prefix}_API_KEY") or "").strip():
+            count = 1  # a single NAME_API_KEY: key 1
+        items = [(group, item) for group, members in enumerate(configured.key_groups) for item in members]
+        for group, members in enumerate(configured.key_groups):
+            beyond = [KeyRange(max(item.first, count + 1), item.last) for item in members
+                      if count is not None and item.last > count]
+            if beyond:
+                shown = ", ".join(str(item) for item in beyond)
+                many = len(beyond) > 1 or beyond[0].first != beyond[0].last
+                problems.append(Problem("error", where, f"key_groups[{group}] names {'keys' if many else 'key'} "
+                                        f"{shown}, beyond {spec.count_var}={count}; there is no such key",
+                                        f"remove {'them' if many else 'it'} from the group, or raise "
+                                        f"{spec.count_var}"))
+        for at, (group, item) in enumerate(items):
+            for other_group, other in items[at + 1:]:
+                first, last = max(item.first, other.first), min(item.last, other.last)
+                if first > last:
+                    continue
+                keys = f"key {first}" if first == last else f"keys {KeyRange(first, last)}"
+                if group == other_group:
+                    problems.append(Problem("error", where, f'key_groups[{group}] has overlapping ranges "{item}" '
+                                            f'and "{other}" ({keys})', "list each key once"))
+                else:
+                    verb = "is" if first == last else "are"
+                    problems.append(Problem("error", where, f'{keys} {verb} in key_groups[{group}] ("{item}") and '
+                                            f'key_groups[{other_group}] ("{other}"); a key belongs to one group',
+                                            "remove it from one of them; until then the pool counts the two "
+                                            "groups as one"))
     return problems
 
 

@@ -16,6 +16,7 @@ Example ``hfs.toml``::
     plugin = "hfs-provider-groq"           # which distribution serves groq when two claim it
     connect_timeout = 5.0                  # seconds to connect, per attempt
     read_timeout = 30.0                    # seconds between two pieces of an answer (idle)
+    key_groups = [[1, 2, 3], ["4-10"]]     # keys (NAME_API_KEY_<i>) that share each limit as one budget
 
     [providers.groq.models."openai/gpt-oss-20b"]
     rpm = 30                               # per key: rpm, rph, rpd (requests), tpm, tph, tpd (tokens)
@@ -45,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from hfs_core.errors import ConfigError
-from hfs_core.plugin import shown_name
+from hfs_core.plugin import MAX_KEY_COUNT, shown_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,13 +57,33 @@ CONFIG_ENV = "HFS_CONFIG"
 _TOP_KEYS = {"plugins", "usage_db_url", "track_usage", "providers", "state", "tiers"}
 _TIER_KEYS = {"models"}
 _PROVIDER_KEYS = {"enabled", "default_model", "expected_keys", "base_url", "plugin", "connect_timeout",
-                  "read_timeout", "models"}
+                  "read_timeout", "models", "key_groups"}
 _LIMIT_KEYS = {"rpm", "rph", "rpd", "tpm", "tph", "tpd"}
 _STATE_KEYS = {"url", "namespace", "lease_seconds", "timeout"}
 _STATE_SECONDS = {"lease_seconds": (30.0, 1.0, 3600.0), "timeout": (0.5, 0.01, 30.0)}
 """Each ``[state]`` duration: its default, least and greatest value, in seconds."""
 STATE_SCHEMES = ("redis", "rediss", "unix")
 """URL schemes of a shared state (any server that speaks the Redis protocol: Redis, Valkey)."""
+
+
+@dataclass(frozen=True, order=True)
+class KeyRange:
+    """Key numbers ``first`` to ``last`` (1-based, as in ``NAME_API_KEY_<i>``) in a key group."""
+
+    first: int
+    last: int
+
+    def __str__(self) -> str:
+        return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
+
+    @property
+    def numbers(self) -> range:
+        """The key numbers it holds."""
+        return range(self.first, self.last + 1)
+
+
+KeyGroup = tuple[KeyRange, ...]
+"""One ``key_groups`` entry: keys that share each limit of a model's table as one budget."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +99,13 @@ class ProviderConfig:
     read_timeout: float | None = None
     models: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     """Per-model limits (``rpm``, ``rph``, ``rpd``, ``tpm``, ``tph``, ``tpd``), in place of keycycle's."""
+    key_groups: tuple[KeyGroup, ...] = ()
+    """``key_groups = [[1, 2, 3], ["4-10"]]``: keys that share one budget (a key in none is its own)."""
+
+    @property
+    def key_group_numbers(self) -> tuple[tuple[int, ...], ...]:
+        """Each key group's key numbers, its ranges spelt out."""
+        return tuple(tuple(n for item in group for n in item.numbers) for group in self.key_groups)
 
 
 @dataclass(frozen=True)
@@ -324,7 +352,39 @@ def _provider(name: str, table: Any, path: Path, where: str) -> ProviderConfig:
         waits[name] = float(value) if value is not None else None
     return ProviderConfig(enabled=enabled, default_model=model, expected_keys=expected, base_url=base_url,
                           plugin=plugin.strip() if plugin else None, models=_model_limits(table, path, section),
-                          **waits)
+                          key_groups=_key_groups(table.get("key_groups", []), path, section), **waits)
+
+
+_KEY_GROUPS_EXAMPLE = 'e.g. key_groups = [[1, 2, 3], ["4-10"]]'
+
+
+def _key_groups(value: Any, path: Path, section: str) -> tuple[KeyGroup, ...]:
+    """``key_groups``: a list of groups, each a list of key numbers (1-based) or ``"first-last"`` ranges.
+    Only the shape is checked here; a number beyond the keys or in two groups is `hfs check`'s
+    finding (`checks.key_group_problems`)."""
+    if not isinstance(value, list):
+        raise _fail(path, section, f"key_groups must be a list of groups of key numbers, {_KEY_GROUPS_EXAMPLE}")
+    groups: list[KeyGroup] = []
+    for index, group in enumerate(value):
+        if not isinstance(group, list) or not group:
+            raise _fail(path, section, f"key_groups[{index}] must be a non-empty list of key numbers or "
+                        f'"first-last" ranges, {_KEY_GROUPS_EXAMPLE}; got {_described(group)}')
+        groups.append(tuple(_key_range(item, f"key_groups[{index}]", path, section) for item in group))
+    return tuple(groups)
+
+
+def _key_range(item: Any, where: str, path: Path, section: str) -> KeyRange:
+    """One item of a key group: a whole number of at least 1, or a ``"first-last"`` string."""
+    if isinstance(item, int) and not isinstance(item, bool) and 1 <= item <= MAX_KEY_COUNT:
+        return KeyRange(item, item)
+    found = re.fullmatch(r"\s*(\d{1,6})\s*(?:-\s*(\d{1,6})\s*)?", item) if isinstance(item, str) else None
+    if found:
+        first, last = int(found.group(1)), int(found.group(2) or found.group(1))
+        if 1 <= first <= last <= MAX_KEY_COUNT:
+            return KeyRange(first, last)
+    raise _fail(path, section, f"{where} holds {_described(item)}: each item is a key number from 1 to "
+                f'{MAX_KEY_COUNT} (1 for NAME_API_KEY_1) or a range of them such as "1-10" (first no higher '
+                "than last)")
 
 
 def _model_limits(table: Mapping[str, Any], path: Path, section: str) -> dict[str, dict[str, int]]:

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from hfs_core import catalog
 from hfs_core.discovery import describe
 from hfs_core.errors import HFSError, ProviderUnavailableError
 from hfs_core.install import CORE, install_command, plugin_command
@@ -81,11 +82,13 @@ class Resources:
             module_name, _, class_name = spec.model_class.partition(":")
             model_class = getattr(importlib.import_module(module_name), class_name)
             keys = self.keys[spec.name]
-            local = LocalPoolState.build(spec, keys, default_model, self.settings.config.provider(spec.name).models)
+            configured = self.settings.config.provider(spec.name)
+            budgets = catalog.budgets(configured.key_group_numbers, catalog.key_numbers(spec, self.settings.env, keys))
+            local = LocalPoolState.build(spec, keys, default_model, configured.models, budgets)
             link = self.state_link()
             state: PoolState = local if link is None else RedisPoolState(local, link, spec.name, keys)
             usage = self.usage_store()
-            pool = KeyPool(spec, keys, state, usage)
+            pool = KeyPool(spec, keys, state, usage, budgets=budgets)
             clients = ClientCache(keys, model_class)
         except Exception as exc:
             hint = f"; reinstall it: {plugin_command(spec.name)}" if isinstance(exc, ImportError) else ""

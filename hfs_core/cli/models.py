@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from hfs_core.cli.common import CliError, open_registry
 from hfs_core.cli.output import Cell, LogFilter, out, plural, print_json, table
+from hfs_core.cli.providers import key_groups_text
 from hfs_core.install import FIRST_PLUGIN
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ def _models_of(registry: Registry, name: str) -> dict[str, Any]:
         "plugin_table": {"file": spec.limits, "source": plugin.source or None, "read": plugin.read or None,
                          "problem": plugin.problem or None} if spec.limits else None,
         "keycycle_table": spec.keycycle_name if keycycle is not None else None,
+        "key_groups": [[str(item) for item in group] for group in settings.key_groups],
         "default_limits": dict(catalog.DEFAULT_LIMITS),
         "models": models,
     }
@@ -87,8 +89,10 @@ def cmd_models(args: argparse.Namespace, log_filter: LogFilter) -> int:
             mark: Cell = ("*", "bold green") if m["default"] else ""
             model: Cell = (m["model"], "bold") if m["default"] else m["model"]
             rows.append([mark, model, *(_limit(m["limits"][f]["value"]) for f in _SHOWN), _sources(m["limits"])])
+        groups = shown["key_groups"]
+        per = f"per key group ({key_groups_text(groups)}), other keys per key" if groups else "per key"
         table(["", "MODEL", *(f.upper() for f in _SHOWN), "FROM"], rows, right=set(range(2, 2 + len(_SHOWN))),
-              title=f"{name}: {plural(len(rows), 'model')} (limits per key; * the default model)")
+              title=f"{name}: {plural(len(rows), 'model')} (limits {per}; * the default model)")
         plugin = shown["plugin_table"]
         if plugin and plugin["problem"]:
             out(f"  warning: the plugin's limit table {plugin['problem']}")

@@ -37,6 +37,11 @@ def _hint_with_docs(problem: Problem, docs_url: str) -> str:
     return problem.hint
 
 
+def key_groups_text(groups: Sequence[Sequence[str]]) -> str:
+    """A provider's key groups in a few characters: ``1-3; 4,5,6`` (each group's key numbers)."""
+    return "; ".join(",".join(group) for group in groups)
+
+
 def provider_entries(registry: Registry) -> list[dict[str, Any]]:
     """One JSON-ready entry per loaded provider, in name order."""
     entries = []
@@ -58,6 +63,7 @@ def provider_entries(registry: Registry) -> list[dict[str, Any]]:
             "healthy": report.healthy,
             "status": provider_status(report),
             "key_variables": [spec.count_var, f"{spec.env_prefix}_API_KEY_<i>"],
+            "key_groups": [[str(item) for item in group] for group in registry.config.provider(name).key_groups],
             "docs_url": spec.docs_url or None,
             "problems": [{**p.to_dict(), "hint": _hint_with_docs(p, spec.docs_url)} for p in report.problems],
         })
@@ -129,6 +135,11 @@ def cmd_providers(args: argparse.Namespace, log_filter: LogFilter) -> int:
             plugin = f"{f['distribution'] or '?'} {f['version'] or ''}".strip()
             rows.append([f["name"], plugin, "-", "-", "-", ("failed", "red"), f["error"] or ""])
         table(["PROVIDER", "PLUGIN", "HOOKS", "DEFAULT MODEL", "KEYS", "STATUS", "NOTES"], rows, right={4})
+    grouped = [e for e in entries if e["key_groups"]]
+    if grouped:
+        out("\nKey groups (the keys of a group share each limit as one budget; other keys have one each):")
+        for e in grouped:
+            out(f"  {e['name']}: {key_groups_text(e['key_groups'])}")
     if tiers:
         out()
         table(["TIER", "#", "ENTRY", "STATUS", "NOTES"], _tier_rows(tiers), right={1},

@@ -114,6 +114,8 @@ class KeyPool:
         keys: Sequence[str],
         state: PoolState,
         usage: UsageRecorder | None,
+        *,
+        budgets: Sequence[int] = (),
     ) -> None:
         self.spec = spec
         self.provider = spec.name
@@ -123,6 +125,7 @@ class KeyPool:
         """The provider's error rules, checked (None: it states none); a call asks them off its thread."""
         self._keys = tuple(keys)
         self._suffixes = tuple(key_suffix(k) for k in keys)
+        self._budgets = tuple(budgets) or tuple(range(len(keys)))  # the state's key groups (`catalog.budgets`)
         self._cond = threading.Condition()
         self._generation = 0
         self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
@@ -308,7 +311,7 @@ class KeyPool:
                 log.info("%s answered %s%s: out for %.0fs, until its quota resets", where, what, why, seconds)
             else:
                 cap = self.state.learn_limit(index, lease.model_id) if verdict.counts == "requests" else None
-                learned = f"; it now takes at most {cap} a minute" if cap is not None else ""
+                learned = f"; {self._whose(index)} now takes at most {cap} a minute" if cap is not None else ""
                 log.info("%s answered %s%s: cooling for %.1fs%s", where, what, why, seconds, learned)
         elif verdict.action is Action.PROVIDER_BUSY:
             with self._verdicts:
@@ -333,6 +336,13 @@ class KeyPool:
         return verdict
 
     # -- the pool's keys ------------------------------------------------------------------
+
+    def _whose(self, index: int) -> str:
+        """Whose windows key `index` counts in, for the log: "it", or its group's keys (by variable)."""
+        group = [i for i, budget in enumerate(self._budgets) if budget == self._budgets[index]]
+        if len(group) == 1:
+            return "it"
+        return f"its group ({', '.join(self.spec.key_var(i + 1) for i in group)})"
 
     def any_key(self) -> int:
         """A key index for an SDK client asked for outside an attempt: any key, at random.

@@ -80,10 +80,15 @@ class LocalPoolState:
     back to a scan from a random start), so concurrent callers and separate processes
     spread over the pool instead of filling key 1 first. Calls in flight count against
     the request limits, which keycycle only counts once a call has finished.
+
+    The keys of a group (`budgets`) count in the windows of the group's first key, and so
+    share each limit; a key's cooldown, dead flag, first-call probe and calls in flight stay
+    its own.
     """
 
     def __init__(self, spec: ProviderSpec, wrapper: Any, default_model: str,
-                 model_limits: Mapping[str, Mapping[str, int]] | None = None) -> None:
+                 model_limits: Mapping[str, Mapping[str, int]] | None = None,
+                 budgets: Sequence[int] = ()) -> None:
         self._spec = spec
         self._wrapper = wrapper
         self._configured = dict(model_limits or {})
@@ -94,28 +99,37 @@ class LocalPoolState:
         self._global = wrapper.strategy == RateLimitStrategy.GLOBAL
         self._default_model = default_model
         self.size = len(self._keys)
+        self.budgets = tuple(budgets) or tuple(range(self.size))
+        """For each key, the key whose windows it counts in: the first of its group, or itself."""
+        self._grouped = self.budgets != tuple(range(self.size))
+        if len(self.budgets) != self.size or any(self.budgets[b] != b for b in self.budgets):
+            raise ValueError(f"budgets must name, for each of the {self.size} keys, the first key of its group")
         self._cool_until = [0.0] * self.size
         # A key no call has succeeded on yet takes one call at a time, so a dead key is tried
         # once, not once per concurrent caller, before its 401/402/403 marks it dead.
         self._proven = [False] * self.size
         self._probing: set[int] = set()
-        self._in_flight: dict[tuple[int, str], int] = {}
+        self._in_flight: dict[tuple[int, str], int] = {}  # (key, bucket) -> its calls in flight
+        # (budget, bucket) -> the calls in flight its windows count: those of every key of the group
+        self._flight = self._in_flight if not self._grouped else {}
         self._table: dict[str, RateLimits] = {}
         self._limits: dict[str, RateLimits] = {}
         self._share = 1
         self._random = random.Random()
         self._token_sums = _TokenSums()
-        # (key index, bucket) -> (learned requests per minute, when it was learned or last relaxed)
+        # (budget, bucket) -> (learned requests per minute, when it was learned or last relaxed)
         self._caps: dict[tuple[int, str], tuple[int, float]] = {}
         self._closed = False
 
     @classmethod
     def build(cls, spec: ProviderSpec, keys: Sequence[str], default_model: str,
-              model_limits: Mapping[str, Mapping[str, int]] | None = None) -> LocalPoolState:
+              model_limits: Mapping[str, Mapping[str, int]] | None = None,
+              budgets: Sequence[int] = ()) -> LocalPoolState:
         """The state of `spec`'s pool over `keys`, in the wrapper its `wrapper_factory` builds
-        (keycycle's own, `keycycle_wrapper`, by default), with `model_limits` from the configuration."""
+        (keycycle's own, `keycycle_wrapper`, by default), with `model_limits` from the configuration
+        and the key groups' `budgets` (`catalog.budgets`; none: each key its own)."""
         return cls(spec, (spec.wrapper_factory or keycycle_wrapper)(spec, keys, default_model), default_model,
-                   model_limits)
+                   model_limits, budgets)
 
     def __repr__(self) -> str:
         status = self.status()
@@ -160,12 +174,15 @@ class LocalPoolState:
         whose limits hold across its models (keycycle's global strategy, e.g. OpenRouter)."""
         return "*" if self._global else model_id
 
-    def _bucket(self, key: KeyUsage, model_id: str) -> Any:
+    def _windows(self, index: int, model_id: str) -> Any:
+        """The keycycle bucket key `index` counts `model_id` in: its budget's (`budgets`)."""
+        key = self._keys[self.budgets[index]]
         return key.global_bucket if self._global else key.buckets[model_id]
 
     def _per_minute(self, index: int, model_id: str, limits: RateLimits, now: float) -> int:
-        """The key's requests per minute: the table's, or a learned cap below it, relaxed by one a minute."""
-        slot = (index, self.bucket(model_id))
+        """The requests per minute of key `index`'s budget: the table's, or a learned cap below it,
+        relaxed by one a minute."""
+        slot = (self.budgets[index], self.bucket(model_id))
         learned = self._caps.get(slot)
         if learned is None:
             return int(limits.requests_per_minute)
@@ -177,28 +194,30 @@ class LocalPoolState:
         return grown
 
     def learn_limit(self, index: int, model_id: str) -> int | None:
+        """As `PoolState.learn_limit`; a key of a group counts in its group's window, so the cap is
+        the group's (the provider counted the group's requests, not the key's)."""
         now = time.time()
         limits = self.limits(model_id)
+        budget = self.budgets[index]
         with self._lock:
-            bucket = self._bucket(self._keys[index], model_id)
+            bucket = self._windows(index, model_id)
             cutoff = now - MINUTE
             seen = sum(1 for stamp in bucket.requests_minute if stamp > cutoff)
-            seen += self._in_flight.get((index, self.bucket(model_id)), 0)
+            seen += self._flight.get((budget, self.bucket(model_id)), 0)
             if seen >= self._per_minute(index, model_id, limits, now):
                 return None
             cap = max(1, seen)
-            self._caps[(index, self.bucket(model_id))] = (cap, now)
+            self._caps[(budget, self.bucket(model_id))] = (cap, now)
             return cap
 
     def _fits(self, index: int, model_id: str, tokens: int, limits: RateLimits, now: float) -> bool:
         """keycycle's limit check (``UsageBucket.check_limits``) with calls in flight counted,
         in O(1): keycycle sums its token windows on every check, which costs O(calls in the
         last day) per key; here each window's sum is carried over between checks (`_TokenSums`)."""
-        key = self._keys[index]
-        if key.dead or self._cool_until[index] > now or index in self._probing:
+        if self._keys[index].dead or self._cool_until[index] > now or index in self._probing:
             return False
-        bucket = self._bucket(key, model_id)
-        flying = self._in_flight.get((index, self.bucket(model_id)), 0)
+        bucket = self._windows(index, model_id)
+        flying = self._flight.get((self.budgets[index], self.bucket(model_id)), 0)
         for seconds, stamps, limit in zip(WINDOW_LENGTHS, (bucket.requests_minute, bucket.requests_hour,
                                                           bucket.requests_day),
                                                (self._per_minute(index, model_id, limits, now),
@@ -218,8 +237,8 @@ class LocalPoolState:
         return True
 
     def _load(self, index: int, model_id: str) -> int:
-        bucket = self._bucket(self._keys[index], model_id)
-        return len(bucket.requests_minute) + self._in_flight.get((index, self.bucket(model_id)), 0)
+        bucket = self._windows(index, model_id)
+        return len(bucket.requests_minute) + self._flight.get((self.budgets[index], self.bucket(model_id)), 0)
 
     async def atry_acquire(self, model_id: str, tokens: int, avoid: frozenset[int] = frozenset()) -> Lease | float:
         """`try_acquire` (it never waits on anything but this process's lock)."""
@@ -232,10 +251,12 @@ class LocalPoolState:
             chosen = self._choose(model_id, tokens, limits, now, avoid)
             if chosen is None:
                 return self._seconds_until_free(model_id, tokens, limits, now)
-            key = self._keys[chosen]
-            key.reserve(model_id, tokens)
+            self._keys[self.budgets[chosen]].reserve(model_id, tokens)
             slot = (chosen, self.bucket(model_id))
             self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
+            if self._grouped:
+                slot = (self.budgets[chosen], slot[1])
+                self._flight[slot] = self._flight.get(slot, 0) + 1
             if not self._proven[chosen]:
                 self._probing.add(chosen)
             return Lease(chosen, model_id, tokens)
@@ -256,24 +277,24 @@ class LocalPoolState:
 
     def _seconds_until_free(self, model_id: str, tokens: int, limits: RateLimits, now: float) -> float:
         soonest = math.inf
-        busy = {i for (i, _), n in self._in_flight.items() if n}
+        busy = {i for (i, _), n in self._flight.items() if n}
         for index, key in enumerate(self._keys):
             if key.dead:
                 continue
-            at = math.inf if index in self._probing else self._free_at(index, key, model_id, tokens, limits)
-            if math.isinf(at) and index in busy:
+            at = math.inf if index in self._probing else self._free_at(index, model_id, tokens, limits)
+            if math.isinf(at) and self.budgets[index] in busy:
                 # Full only because of calls in flight (a first call, reserved tokens): it may free
                 # as soon as one of them ends, which wakes the waiters, so no fixed wait applies.
                 return math.inf
             soonest = min(soonest, at)
         return max(0.0, soonest - now)
 
-    def _free_at(self, index: int, key: KeyUsage, model_id: str, tokens: int, limits: RateLimits) -> float:
+    def _free_at(self, index: int, model_id: str, tokens: int, limits: RateLimits) -> float:
         """When key `index` could take the call, going by its windows alone (``inf``: not by time)."""
         at = self._cool_until[index]
-        bucket = self._bucket(key, model_id)
+        bucket = self._windows(index, model_id)
         bucket.clean()
-        flying = self._in_flight.get((index, self.bucket(model_id)), 0)
+        flying = self._flight.get((self.budgets[index], self.bucket(model_id)), 0)
         request_windows = (
             (bucket.requests_minute, self._per_minute(index, model_id, limits, time.time())),
             (bucket.requests_hour, limits.requests_per_hour),
@@ -309,10 +330,13 @@ class LocalPoolState:
         return at
 
     def settle(self, lease: Lease, tokens: int | None) -> None:
-        key = self._keys[lease.index]
+        key = self._keys[self.budgets[lease.index]]
         with self._lock:
             slot = (lease.index, self.bucket(lease.model_id))
             self._in_flight[slot] = max(0, self._in_flight.get(slot, 0) - 1)
+            if self._grouped:
+                slot = (self.budgets[lease.index], slot[1])
+                self._flight[slot] = max(0, self._flight.get(slot, 0) - 1)
             self._probing.discard(lease.index)
             if tokens is not None:
                 self._proven[lease.index] = True
@@ -327,7 +351,7 @@ class LocalPoolState:
         """Count a call that ran on key `index` without a lease of this state (a shared state's
         lease, mirrored here for when this state has to serve on its own)."""
         with self._lock:
-            self._keys[index].record_usage(model_id, tokens=tokens)
+            self._keys[self.budgets[index]].record_usage(model_id, tokens=tokens)
 
     def cool_down(self, index: int, seconds: float) -> None:
         with self._lock:
@@ -347,7 +371,7 @@ class LocalPoolState:
             return PoolStatus(self.size, dead, cooling, sum(self._in_flight.values()))
 
     def load_history(self, rows: Iterable[HistoryRow]) -> int:
-        by_suffix = dict(zip(self._suffixes, self._keys, strict=True))
+        by_suffix = {suffix: self._keys[budget] for suffix, budget in zip(self._suffixes, self.budgets, strict=True)}
         used = 0
         with self._lock:
             for suffix, model_id, stamp, tokens in rows:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from importlib.resources import files
 from typing import Any, NamedTuple
 
-FUNCTION = "hfs_pool_1"
+FUNCTION = "hfs_pool_2"
 """The Redis function (in `shared.lua`) every operation calls."""
 
 

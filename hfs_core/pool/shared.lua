@@ -1,8 +1,8 @@
-#!lua name=hfs_pool_1
--- The Redis side of RedisPoolState (hfs_core/pool/shared.py): a library of one function, hfs_pool_1,
--- called once per operation (FCALL hfs_pool_1 1 <prefix> <operation> <time> ...). Loaded with
+#!lua name=hfs_pool_2
+-- The Redis side of RedisPoolState (hfs_core/pool/shared.py): a library of one function, hfs_pool_2,
+-- called once per operation (FCALL hfs_pool_2 1 <prefix> <operation> <time> ...). Loaded with
 -- FUNCTION LOAD, its helpers are built once, not on every call as a script's would be. A change
--- to what the function takes or stores gets a new name (hfs_pool_2), so processes of two versions
+-- to what the function takes or stores gets a new name (hfs_pool_3), so processes of two versions
 -- never share a pool by mistake.
 --
 -- keys[1]  the pool's prefix, "{<namespace>:<provider>}:". Every key the function touches starts
@@ -11,10 +11,15 @@
 --          process knows it), kept as sent where it names a lease; the rest depend on the operation.
 --
 -- Keys of one API key, named by its keyed hash (kid; never the key) and the model's bucket (b: the
--- model ID, or "*" for a provider whose limits hold across models):
+-- model ID, or "*" for a provider whose limits hold across models). A key of a key group is named
+-- "<kid>/<bkid>" in the arguments, bkid being the kid of the group's first key (its budget): the
+-- group's keys count in that key's windows (r:, w:), calls in flight (f:) and learned caps, each
+-- keeping its own flags (dead, cool, proven, probe). A key in no group is named "<kid>" and is
+-- its own budget.
 --   k:<kid>        HASH dead (when retired), cool (until), proven (a call succeeded),
 --                       probe / probe_until (the lease trying a key not yet proven),
---                       cap:<b> / capat:<b> (a per-minute request cap learned from a 429)
+--                       cap:<b> / capat:<b> (a per-minute request cap learned from a 429, of the
+--                       budget this key is the first of)
 --   r:<kid>:<b>    ZSET requests of the last minute, exactly: lease ID -> when it was sent
 --   w:<kid>:<b>    HASH the slot windows (below): requests of the hour and day (rh, rd), tokens of
 --                       the minute, hour and day (tm, th, td)
@@ -55,6 +60,13 @@ local function minute_key(kid, b) return P .. 'r:' .. kid .. ':' .. b end
 local function windows_key(kid, b) return P .. 'w:' .. kid .. ':' .. b end
 local function flight_key(kid, b) return P .. 'f:' .. kid .. ':' .. b end
 local function after(seconds) return '(' .. string.format('%.6f', seconds) end
+
+-- A key as the caller names it ("<kid>" or "<kid>/<bkid>"): its kid and the kid of its budget.
+local function names(x)
+  local at = string.find(x, '/', 1, true)
+  if not at then return x, x end
+  return string.sub(x, 1, at - 1), string.sub(x, at + 1)
+end
 
 -- The windows a mask ("01101", one digit per entry of WINDOWS) names, of requests or of tokens
 -- (built once per mask and kind).
@@ -176,16 +188,23 @@ end
 
 -- ---------------------------------------------------------------- one key
 
-local function flags(kid, b)
-  return redis.call('HMGET', flags_key(kid), 'dead', 'cool', 'proven', 'probe_until', 'cap:' .. b, 'capat:' .. b)
+-- The key's flags (dead, cool, proven, probe_until) and its budget's learned cap (cap, capat).
+local function flags(kid, bkid, b)
+  if kid == bkid then
+    return redis.call('HMGET', flags_key(kid), 'dead', 'cool', 'proven', 'probe_until', 'cap:' .. b, 'capat:' .. b)
+  end
+  local f = redis.call('HMGET', flags_key(kid), 'dead', 'cool', 'proven', 'probe_until')
+  local cap = redis.call('HMGET', flags_key(bkid), 'cap:' .. b, 'capat:' .. b)
+  f[5], f[6] = cap[1], cap[2]
+  return f
 end
 
--- The key's requests a minute: the table's `rpm`, or a cap learned below it, one more each minute since.
-local function per_minute(kid, b, rpm, cap, since)
+-- The budget's requests a minute: the table's `rpm`, or a cap learned below it, one more each minute since.
+local function per_minute(bkid, b, rpm, cap, since)
   if not cap then return rpm end
   local grown = tonumber(cap) + math.floor((now - tonumber(since)) / MINUTE)
   if grown >= rpm then
-    redis.call('HDEL', flags_key(kid), 'cap:' .. b, 'capat:' .. b)
+    redis.call('HDEL', flags_key(bkid), 'cap:' .. b, 'capat:' .. b)
     return rpm
   end
   return grown
@@ -235,14 +254,15 @@ local function call_of(first)
   return c
 end
 
--- Whether key `kid` can take the call `c` now (`seen`: the requests of its last minute, if known),
--- and its flags.
-local function fits(kid, c, seen)
-  local f = flags(kid, c.b)
+-- Whether key `x` ("<kid>" or "<kid>/<bkid>") can take the call `c` now (`seen`: the requests of
+-- its budget's last minute, if known), and its flags.
+local function fits(x, c, seen)
+  local kid, bkid = names(x)
+  local f = flags(kid, bkid, c.b)
   if f[1] or (f[2] and tonumber(f[2]) > now) or probing(f) then return false end
-  if (seen or minute_requests(kid, c.b)) >= per_minute(kid, c.b, c.limits[1], f[5], f[6]) then return false end
-  local held = sums(windows_key(kid, c.b), c.wins, c.names)
-  local wanted = c.any_tokens and reserved(kid, c.b) + c.tokens or 0
+  if (seen or minute_requests(bkid, c.b)) >= per_minute(bkid, c.b, c.limits[1], f[5], f[6]) then return false end
+  local held = sums(windows_key(bkid, c.b), c.wins, c.names)
+  local wanted = c.any_tokens and reserved(bkid, c.b) + c.tokens or 0
   for i, win in ipairs(c.wins) do
     local limit = c.limits[win.limit]
     if win.tokens and held[i] + wanted > limit or not win.tokens and held[i] >= limit then return false end
@@ -250,23 +270,24 @@ local function fits(kid, c, seen)
   return true, f
 end
 
--- When key `kid` could take the call `c` by its windows alone: a time, 'flight' (once a call in
--- flight ends, here or in another process) or nil (never: the call is more than a window holds).
-local function free_at(kid, c, f)
+-- When key `x` could take the call `c` by its budget's windows alone: a time, 'flight' (once a call
+-- in flight ends, here or in another process) or nil (never: the call is more than a window holds).
+local function free_at(x, c, f)
   if probing(f) then return 'flight' end
+  local _, bkid = names(x)
   local at = f[2] and tonumber(f[2]) or 0
-  local in_flight = flying(kid, c.b)
-  local limit = per_minute(kid, c.b, c.limits[1], f[5], f[6])
-  local seen = minute_requests(kid, c.b)
+  local in_flight = flying(bkid, c.b)
+  local limit = per_minute(bkid, c.b, c.limits[1], f[5], f[6])
+  local seen = minute_requests(bkid, c.b)
   if seen >= limit then
     if seen - in_flight < limit then return 'flight' end
-    local entry = redis.call('ZRANGEBYSCORE', minute_key(kid, c.b), minute_ago, '+inf',
+    local entry = redis.call('ZRANGEBYSCORE', minute_key(bkid, c.b), minute_ago, '+inf',
       'WITHSCORES', 'LIMIT', seen - limit, 1)
     at = math.max(at, tonumber(entry[2]) + MINUTE)
   end
   if #c.wins == 0 then return at end
-  local fields = redis.call('HGETALL', windows_key(kid, c.b))
-  local held = c.any_tokens and reserved(kid, c.b) or 0
+  local fields = redis.call('HGETALL', windows_key(bkid, c.b))
+  local held = c.any_tokens and reserved(bkid, c.b) or 0
   for _, win in ipairs(c.wins) do
     local live = slots_of(fields, win)
     local total = 0
@@ -338,7 +359,7 @@ OPS.acquire = function()
   local order, seen = {}, {}
   for _, k in ipairs(a == z and {a} or {a, z}) do
     if not avoid[k] then
-      seen[k] = minute_requests(picked[k], c.b)
+      seen[k] = minute_requests(select(2, names(picked[k])), c.b)
       order[#order + 1] = k
     end
   end
@@ -371,12 +392,14 @@ OPS.acquire = function()
     end
   end
   if chosen then
-    local minute, flight = minute_key(kid, c.b), flight_key(kid, c.b)
+    local bkid
+    kid, bkid = names(kid)
+    local minute, flight = minute_key(bkid, c.b), flight_key(bkid, c.b)
     if (a * 31 + z) % 8 == 0 then -- now and then, drop what has left the windows for good
       redis.call('ZREMRANGEBYSCORE', minute, '-inf', now - MINUTE)
       redis.call('ZREMRANGEBYSCORE', flight, '-inf', now - GRACE)
     end
-    local new = count_request(kid, c.b, lease, now, c.mask)
+    local new = count_request(bkid, c.b, lease, now, c.mask)
     redis.call('ZADD', flight, now + ttl, lease .. '|' .. c.tokens .. '|' .. A[2])
     if new or #c.requests == 0 then
       redis.call('EXPIRE', minute, KEEP)
@@ -388,9 +411,10 @@ OPS.acquire = function()
   local n = #kids
   local soonest, flight = nil, false
   local dead, cooling, in_flight = 0, 0, 0
-  local states = {}
-  for i, kid in ipairs(kids) do
-    local f = flags(kid, c.b)
+  local states, counted = {}, {}
+  for i, x in ipairs(kids) do
+    local kid, bkid = names(x)
+    local f = flags(kid, bkid, c.b)
     if f[1] then
       dead = dead + 1
       states[i] = '-1'
@@ -398,14 +422,17 @@ OPS.acquire = function()
       local cool = f[2] and tonumber(f[2]) or 0
       if cool > now then cooling = cooling + 1 end
       states[i] = cool > now and string.format('%.3f', cool) or '0'
-      local at = free_at(kid, c, f)
+      local at = free_at(x, c, f)
       if at == 'flight' then
         flight = true
       elseif at and (not soonest or at < soonest) then
         soonest = at
       end
     end
-    in_flight = in_flight + flying(kid, c.b)
+    if not counted[bkid] then
+      counted[bkid] = true
+      in_flight = in_flight + flying(bkid, c.b)
+    end
   end
   local wait = '-2'
   if flight then wait = '-1' elseif soonest then wait = string.format('%.3f', math.max(0, soonest - now)) end
@@ -416,19 +443,20 @@ end
 
 OPS.settle = function()
   -- End a lease, once (a settle sent twice, or after its lease was abandoned, does nothing).
-  -- A: 3 kid, 4 bucket, 5 lease ID, 6 reserved tokens, 7 when it was sent (as acquired),
-  -- 8 tokens used (-1: released unused), 9 the windows' mask.
-  local kid, b, lease, tokens = A[3], A[4], A[5], tonumber(A[8])
-  if redis.call('ZREM', flight_key(kid, b), lease .. '|' .. A[6] .. '|' .. A[7]) == 0 then return 0 end
+  -- A: 3 the key ("<kid>" or "<kid>/<bkid>"), 4 bucket, 5 lease ID, 6 reserved tokens, 7 when it
+  -- was sent (as acquired), 8 tokens used (-1: released unused), 9 the windows' mask.
+  local kid, bkid = names(A[3])
+  local b, lease, tokens = A[4], A[5], tonumber(A[8])
+  if redis.call('ZREM', flight_key(bkid, b), lease .. '|' .. A[6] .. '|' .. A[7]) == 0 then return 0 end
   end_lease(kid, lease, tokens >= 0)
   if tokens < 0 then
-    uncount_request(kid, b, lease, tonumber(A[7]), A[9])
+    uncount_request(bkid, b, lease, tonumber(A[7]), A[9])
   else
     -- The provider counted the request when it arrived, somewhere between its reservation and
     -- now: keep it in the minute until a minute after the later of the two (at most SENT after
     -- the reservation, so a long call does not hold its key longer than that).
-    redis.call('ZADD', minute_key(kid, b), 'XX', math.min(now, tonumber(A[7]) + SENT), lease)
-    count_tokens(kid, b, tokens, now, A[9])
+    redis.call('ZADD', minute_key(bkid, b), 'XX', math.min(now, tonumber(A[7]) + SENT), lease)
+    count_tokens(bkid, b, tokens, now, A[9])
   end
   return 1
 end
@@ -438,10 +466,15 @@ OPS.abandon = function()
   -- key it took. A: 3 lease ID, 4 bucket, 5 reserved tokens, 6 when it was made, 7 the mask,
   -- 8 the digest of the pool's kids.
   local lease, b = A[3], A[4]
-  for _, kid in ipairs(redis.call('LRANGE', P .. 'ids:' .. A[8], 0, -1)) do
-    if redis.call('ZREM', flight_key(kid, b), lease .. '|' .. A[5] .. '|' .. A[6]) == 1 then
-      uncount_request(kid, b, lease, tonumber(A[6]), A[7])
-      end_lease(kid, lease, false)
+  local ids = redis.call('LRANGE', P .. 'ids:' .. A[8], 0, -1)
+  for _, x in ipairs(ids) do
+    local _, bkid = names(x)
+    if redis.call('ZREM', flight_key(bkid, b), lease .. '|' .. A[5] .. '|' .. A[6]) == 1 then
+      uncount_request(bkid, b, lease, tonumber(A[6]), A[7])
+      for _, y in ipairs(ids) do -- the lease was one of the budget's keys': whichever it probes is free
+        local kid, other = names(y)
+        if other == bkid then end_lease(kid, lease, false) end
+      end
       return 1
     end
   end
@@ -450,24 +483,26 @@ end
 
 OPS.record = function()
   -- A call served while Redis was away, counted at its time once it answers (once only).
-  -- A: 3 kid, 4 bucket, 5 ID, 6 tokens, 7 the mask
+  -- A: 3 the key, 4 bucket, 5 ID, 6 tokens, 7 the mask
   if not redis.call('SET', P .. 'rec:' .. A[5], '1', 'NX', 'EX', GRACE) then return 0 end
-  count_request(A[3], A[4], A[5], now, A[7])
-  count_tokens(A[3], A[4], tonumber(A[6]), now, A[7])
+  local _, bkid = names(A[3])
+  count_request(bkid, A[4], A[5], now, A[7])
+  count_tokens(bkid, A[4], tonumber(A[6]), now, A[7])
   return 1
 end
 
 OPS.seed = function()
   -- The usage database's last day, replayed into a pool Redis knows nothing of yet (a new or an
   -- emptied Redis); once only, whichever process comes first.
-  -- A: 3.. kid, bucket, time, tokens, mask (five per row).
+  -- A: 3.. key, bucket, time, tokens, mask (five per row).
   if not redis.call('SET', P .. 'seeded', A[2], 'NX') then return 0 end
   local seeded = 0
   for i = 3, #A, 5 do
-    local kid, b, at = A[i], A[i + 1], tonumber(A[i + 2])
+    local _, bkid = names(A[i])
+    local b, at = A[i + 1], tonumber(A[i + 2])
     if at > now - DAY then
-      count_request(kid, b, 'seed.' .. i, at, A[i + 4])
-      count_tokens(kid, b, tonumber(A[i + 3]), at, A[i + 4])
+      count_request(bkid, b, 'seed.' .. i, at, A[i + 4])
+      count_tokens(bkid, b, tonumber(A[i + 3]), at, A[i + 4])
       seeded = seeded + 1
     end
   end
@@ -475,9 +510,10 @@ OPS.seed = function()
 end
 
 OPS.renew = function()
-  -- A: 3 kid, 4 bucket, 5 lease ID, 6 reserved tokens, 7 when it was sent, 8 new expiry
-  local kid, b, lease = A[3], A[4], A[5]
-  redis.call('ZADD', flight_key(kid, b), 'XX', A[8], lease .. '|' .. A[6] .. '|' .. A[7])
+  -- A: 3 the key, 4 bucket, 5 lease ID, 6 reserved tokens, 7 when it was sent, 8 new expiry
+  local kid, bkid = names(A[3])
+  local b, lease = A[4], A[5]
+  redis.call('ZADD', flight_key(bkid, b), 'XX', A[8], lease .. '|' .. A[6] .. '|' .. A[7])
   if redis.call('HGET', flags_key(kid), 'probe') == lease then
     redis.call('HSET', flags_key(kid), 'probe_until', A[8])
   end
@@ -503,15 +539,17 @@ OPS.dead = function()
 end
 
 OPS.learn = function()
-  -- A per-minute refusal below the table's limit: cap the key at what its window holds (at least 1).
-  -- A: 3 kid, 4 bucket, 5 the table's requests a minute. Returns the cap, or 0 for none.
-  local kid, b = A[3], A[4]
-  local f = flags(kid, b)
-  local seen = minute_requests(kid, b)
-  if seen >= per_minute(kid, b, tonumber(A[5]), f[5], f[6]) then return 0 end
+  -- A per-minute refusal below the table's limit: cap the key's budget (its group, or the key) at what
+  -- its window holds (at least 1). A: 3 the key, 4 bucket, 5 the table's requests a minute. Returns
+  -- the cap, or 0 for none.
+  local kid, bkid = names(A[3])
+  local b = A[4]
+  local f = flags(kid, bkid, b)
+  local seen = minute_requests(bkid, b)
+  if seen >= per_minute(bkid, b, tonumber(A[5]), f[5], f[6]) then return 0 end
   local cap = math.max(1, seen)
-  redis.call('HSET', flags_key(kid), 'cap:' .. b, cap, 'capat:' .. b, string.format('%.3f', now))
-  redis.call('EXPIRE', flags_key(kid), KEEP)
+  redis.call('HSET', flags_key(bkid), 'cap:' .. b, cap, 'capat:' .. b, string.format('%.3f', now))
+  redis.call('EXPIRE', flags_key(bkid), KEEP)
   return cap
 end
 
@@ -540,7 +578,7 @@ OPS.leave = function()
   return 1
 end
 
-redis.register_function('hfs_pool_1', function(keys, args)
+redis.register_function('hfs_pool_2', function(keys, args)
   P, A, now = keys[1], args, tonumber(args[2])
   minute_ago, just_now = after(now - MINUTE), after(now)
   local run = OPS[args[1]]

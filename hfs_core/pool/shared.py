@@ -74,7 +74,8 @@ class RedisPoolState:
         self.prefix = link.prefix(provider)
         self.size = len(keys)
         self._kids = [link.key_id(provider, key) for key in keys]
-        self.digest = hashlib.sha256(",".join(self._kids).encode()).hexdigest()[:16]
+        self._names = _names(self._kids, local.budgets)
+        self.digest = hashlib.sha256(",".join(self._names).encode()).hexdigest()[:16]
         """Names the pool's kids, in order, in Redis (``ids:<digest>``)."""
         self._suffixes = [key_suffix(key) for key in keys]  # to match usage rows, never sent
         self._leases: dict[str, tuple[Lease, str]] = {}  # ticket -> lease and when it was made (as sent)
@@ -105,12 +106,12 @@ class RedisPoolState:
         args: list[Any] = ["acquire", f"{self._link.now():.6f}", ticket, f"{self._link.lease_seconds:.3f}",
                            f"{first + 1}:{second + 1}", self._local.bucket(model_id), tokens,
                            *self._shape(model_id)[0], len(avoid), *(index + 1 for index in sorted(avoid)),
-                           self.digest, self._kids[first], self._kids[second]]
+                           self.digest, self._names[first], self._names[second]]
         return ticket, args
 
     def _ids_args(self) -> list[Any]:
         """Tell Redis which kids the digest stands for."""
-        return ["ids", f"{self._link.now():.6f}", self.digest, *self._kids]
+        return ["ids", f"{self._link.now():.6f}", self.digest, *self._names]
 
     def _acquired(self, model_id: str, tokens: int, ticket: str, args: Sequence[Any],
                   reply: Sequence[Any]) -> Lease | float:
@@ -173,7 +174,7 @@ class RedisPoolState:
     # -- what calls change (applied here at once, sent in the background) --------------------
 
     def settle(self, lease: Lease, tokens: int | None) -> None:
-        kid, bucket = self._kids[lease.index], self._local.bucket(lease.model_id)
+        kid, bucket = self._names[lease.index], self._local.bucket(lease.model_id)
         now, mask = f"{self._link.now():.6f}", self._shape(lease.model_id)[1]
         if not lease.ticket:  # served while Redis did not answer: count it there when it does
             self._local.settle(lease, tokens)
@@ -200,13 +201,15 @@ class RedisPoolState:
         if not self._link.up:
             return self._local.learn_limit(index, model_id)
         per_minute = int(self._local.table_limits(model_id).requests_per_minute)
+        group = self._local.budgets.count(self._local.budgets[index])
+        whose = "it" if group == 1 else f"its group of {group} keys"
 
         def learned(cap: Any) -> None:
             if int(cap):
-                log.info("%s key #%d was refused below its table's %d requests a minute: it now takes at most "
-                         "%d a minute, in every process", self.provider, index + 1, per_minute, int(cap))
+                log.info("%s key #%d was refused below its table's %d requests a minute: %s now takes at most "
+                         "%d a minute, in every process", self.provider, index + 1, per_minute, whose, int(cap))
 
-        self._link.send(self.prefix, ["learn", f"{self._link.now():.6f}", self._kids[index],
+        self._link.send(self.prefix, ["learn", f"{self._link.now():.6f}", self._names[index],
                                       self._local.bucket(model_id), per_minute], learned)
         return None
 
@@ -218,7 +221,7 @@ class RedisPoolState:
         with self._lock:
             leases = list(self._leases.values())
         for lease, sent_at in leases:
-            self._link.send(self.prefix, ["renew", now, self._kids[lease.index], self._local.bucket(lease.model_id),
+            self._link.send(self.prefix, ["renew", now, self._names[lease.index], self._local.bucket(lease.model_id),
                                           lease.ticket, lease.reserved_tokens, sent_at, f"{until:.3f}"])
 
     def set_peers(self, processes: Any) -> None:
@@ -242,7 +245,7 @@ class RedisPoolState:
         """Replay past calls into the local state, and into Redis if it knows nothing of the pool yet
         (the first process of a fleet on a new or emptied Redis; later ones would count them twice)."""
         rows = list(rows)
-        by_suffix = dict(zip(self._suffixes, self._kids, strict=True))
+        by_suffix = dict(zip(self._suffixes, self._names, strict=True))
         offset = self._link.now() - time.time()
         args: list[Any] = ["seed", f"{self._link.now():.6f}"]
         for suffix, model_id, stamp, tokens in rows:
@@ -258,6 +261,13 @@ class RedisPoolState:
             self._closed = True
             self._link.detach(self)
             self._local.close()
+
+
+def _names(kids: Sequence[str], budgets: Sequence[int]) -> list[str]:
+    """Each key as the function knows it: its kid, and for a key of a group the kid of the group's
+    first key (its budget) after a slash (`shared.lua`)."""
+    return [kid if budget == index else f"{kid}/{kids[budget]}"
+            for index, (kid, budget) in enumerate(zip(kids, budgets, strict=True))]
 
 
 def _limit_args(limits: RateLimits) -> list[int]:

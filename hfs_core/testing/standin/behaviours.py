@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from hfs_core.testing.standin.exchange import Answer, Conversation, Decision
+from hfs_core.testing.standin.exchange import Answer, Conversation, Decision, Provider
 from hfs_core.testing.standin.faults import Faults
 from hfs_core.testing.standin.keys import KeyRules
 from hfs_core.testing.standin.replays import Replays
@@ -106,8 +106,8 @@ class Behaviours(KeyRules, TokenRules, Faults, Replays, ToolScripts):
     # ------------------------------------------------------------------ reset
 
     def reset(self) -> None:
-        """Clear faults, rate-limit windows and tokens counted, key states, per-key limits, scripted tool calls
-        and replays."""
+        """Clear faults, rate-limit windows and tokens counted, key states, per-key and group limits,
+        scripted tool calls and replays."""
         with self._lock:
             self._clear_replays()
             self._clear_faults()
@@ -117,16 +117,17 @@ class Behaviours(KeyRules, TokenRules, Faults, Replays, ToolScripts):
 
     # ------------------------------------------------------------------ decisions
 
-    def decide(self, key: str | None, model: str, problem: str | None) -> Decision:
-        """Decide the fate of one request at arrival: faults, key state, validation, rate limit.
+    def decide(self, key: str | None, model: str, problem: str | None, wire: Provider = "openai") -> Decision:
+        """Decide the fate of one request at arrival: faults, key state, validation, rate limits.
 
-        ``problem`` is ``None`` for a well-formed request or its 400 message otherwise. An accepted
-        request (200) takes a place in its key's rate-limit window.
+        ``problem`` is ``None`` for a well-formed request or its 400 message otherwise; ``wire`` is the
+        route's wire format. An accepted request (200) takes a place in its key's rate-limit window
+        and its group's.
         """
         now = time.monotonic()
         with self._lock:
             fault = self._fault_due(now)
-            return fault if fault is not None else self._judge_key(key, model, problem, now)
+            return fault if fault is not None else self._judge_key(key, model, problem, now, wire)
 
     def answer(self, conversation: Conversation) -> Answer:
         """The model turn for an accepted request: scripted tool calls still due, else the reply text."""

@@ -106,11 +106,13 @@ class Request:
 
 @dataclass(frozen=True)
 class Decision:
-    """The fate of one request, decided at arrival: an HTTP status, its message and extra headers."""
+    """The fate of one request, decided at arrival: an HTTP status, its message and extra headers, or a
+    recorded reply to send instead of the wire format's own (``replay``)."""
 
     status: int
     message: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    replay: Replay | None = None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Which keys are live, invalid, out of credits, forbidden, always rate limited or unavailable, and
 how many requests a key may make per window (a sliding window over accepted requests, counted at
-arrival), with the headers and messages a provider answers a refusal with.
+arrival), with the headers and messages a provider answers a refusal with. A group of keys may share
+one limit as well (`KeyRules.set_group_limit`), as a provider counts a project's or an organisation's.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import collections
 import threading
 from collections.abc import Iterable
 
-from hfs_core.testing.standin.exchange import Decision, key_digest, key_label, retry_headers
+from hfs_core.testing.standin.exchange import Decision, Provider, Replay, key_digest, key_label, retry_headers
+from hfs_core.testing.standin.recorded import RECORDED
 
 #: Statuses accepted by :meth:`KeyRules.set_key`.
 KEY_STATUSES: frozenset[int] = frozenset({200, 401, 402, 403, 429, 503})
@@ -47,6 +49,9 @@ class KeyRules:
         self._key_status: dict[str, int] = {}
         self._key_limits: dict[str, int | None] = {}
         self._accepted_at: dict[str, collections.deque[float]] = {}
+        self._group_of: dict[str, int] = {}  # key digest -> its group
+        self._group_limits: dict[int, int] = {}
+        self._group_accepted: dict[int, collections.deque[float]] = {}
         for key in keys:
             self._key_status[key_digest(key)] = 200
 
@@ -83,6 +88,27 @@ class KeyRules:
         with self._lock:
             self._key_limits.pop(key_digest(key), None)
 
+    def set_group_limit(self, keys: Iterable[str], rpm: int | None) -> None:
+        """Count the requests of ``keys`` as one budget: at most ``rpm`` accepted among them all per
+        window (``None``: the keys are in no group). Each key's own limit still applies, and a key is in
+        one group at a time (a new group takes it from its old one).
+
+        A request its group refuses is answered 429: on a Gemini route with the recorded
+        ``gemini.per_minute`` reply (Gemini counts its limits per project; the reply and its source are
+        in :data:`.recorded.RECORDED`), its ``retryDelay`` the time until the group's oldest request
+        leaves the window; on an OpenAI-style route with a Groq-style message naming the limit.
+        """
+        if rpm is not None and rpm < 0:
+            raise ValueError("rpm must be >= 0 or None")
+        digests = [key_digest(key) for key in keys]
+        with self._lock:
+            for digest in digests:
+                self._group_of.pop(digest, None)
+            if rpm is not None:
+                group = max(self._group_limits, default=0) + 1
+                self._group_limits[group] = rpm
+                self._group_of.update(dict.fromkeys(digests, group))
+
     def set_key(self, key: str, status: int = 200) -> None:
         """Register ``key`` with a state: 200 live, 401 invalid, 402 out of credits, 403 forbidden,
         429 always rate limited, 503 unavailable."""
@@ -101,8 +127,12 @@ class KeyRules:
         self._key_status.clear()
         self._key_limits.clear()
         self._accepted_at.clear()
+        self._group_of.clear()
+        self._group_limits.clear()
+        self._group_accepted.clear()
 
-    def _judge_key(self, key: str | None, model: str, problem: str | None, now: float) -> Decision:
+    def _judge_key(self, key: str | None, model: str, problem: str | None, now: float,
+                   wire: Provider = "openai") -> Decision:
         """Key state, validation, then rate limit, for a request no fault took (lock held)."""
         hint = f"...{key_label(key)}"
         if not key:
@@ -124,9 +154,9 @@ class KeyRules:
             return Decision(state, _key_state_message(state, hint))
         if problem is not None:
             return Decision(400, problem)
-        return self._admit(digest, model, hint, now)
+        return self._admit(digest, model, hint, now, wire)
 
-    def _admit(self, digest: str, model: str, hint: str, now: float) -> Decision:
+    def _admit(self, digest: str, model: str, hint: str, now: float, wire: Provider) -> Decision:
         """Apply the sliding-window limit of one key (lock held)."""
         limit = self._key_limits.get(digest, self._rpm)
         window = self._window
@@ -145,7 +175,35 @@ class KeyRules:
                 f"Please try again in {max(wait, 0.0):.3f}s.",
                 headers,
             )
+        group = self._group_of.get(digest)
+        if group is not None:
+            refused = self._admit_group(group, model, hint, now, wire)
+            if refused is not None:
+                return refused
         accepted.append(now)
         if limit is None:
             return Decision(200)
         return Decision(200, headers=_ratelimit_headers(limit, limit - len(accepted), accepted[0] + window - now))
+
+    def _admit_group(self, group: int, model: str, hint: str, now: float, wire: Provider) -> Decision | None:
+        """Count a request against its key's group, or refuse it when the group is full (lock held)."""
+        limit, window = self._group_limits[group], self._window
+        accepted = self._group_accepted.setdefault(group, collections.deque())
+        while accepted and accepted[0] <= now - window:
+            accepted.popleft()
+        if len(accepted) < limit:
+            accepted.append(now)
+            return None
+        wait = max(0.0, (accepted[0] + window - now) if accepted else window)
+        if wire == "gemini":
+            recorded = RECORDED["gemini.per_minute"]
+            rendered = recorded.render(wait)
+            return Decision(429, replay=Replay(recorded.name, 429, rendered.headers, rendered.body))
+        headers = retry_headers(wait)
+        headers.update(_ratelimit_headers(limit, 0, wait))
+        return Decision(
+            429,
+            f"Rate limit reached for model `{model}` in the organization of the key ending in {hint} on requests "
+            f"per minute (RPM): Limit {limit}, Used {len(accepted)}, Requested 1. Please try again in {wait:.3f}s.",
+            headers,
+        )

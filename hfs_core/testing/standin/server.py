@@ -133,7 +133,8 @@ class StandIn(Behaviours):
     # ------------------------------------------------------------------ configuration
 
     def reset(self) -> None:
-        """Clear faults, rate-limit windows, key states, per-key limits, tool scripts, replays and statistics."""
+        """Clear faults, rate-limit windows, key states, per-key and group limits, tool scripts, replays and
+        statistics."""
         super().reset()
         self._stats.reset(keep_in_flight=False)
 
@@ -143,6 +144,7 @@ class StandIn(Behaviours):
         Recognised fields, applied in this order: ``reset`` (bool), ``reset_stats`` (bool),
         ``latency``, ``error_latency``, ``chunk_delay``, ``reply``, ``accept_any_key``,
         ``limit`` ({``rpm``, ``window``}), ``keys`` (list of {``key``, ``status``?, ``rpm``?}),
+        ``groups`` (list of {``keys``, ``rpm``}, see :meth:`set_group_limit`),
         ``fail_next`` ({``n``, ``status``?, ``message``?, ``retry_after``?}), ``fail_for``
         ({``seconds``, ``status``?, ``message``?, ``retry_after``?}), ``stream_fail_after``
         ({``chunks``, ``mode``?, ``times``?} or an int / null), ``tool_calls`` (list of
@@ -168,6 +170,8 @@ class StandIn(Behaviours):
                 self.set_key(str(entry["key"]), int(entry["status"]))
             if "rpm" in entry:
                 self.set_key_limit(str(entry["key"]), entry["rpm"])
+        for entry in command.get("groups") or []:
+            self.set_group_limit([str(key) for key in entry["keys"]], entry["rpm"])
         if isinstance(fn := command.get("fail_next"), dict):
             self.fail_next(
                 int(fn.get("n", 1)),
@@ -293,12 +297,13 @@ class StandIn(Behaviours):
                 self._stats.record(request, hold.status, None)
                 yield Plan(Decision(hold.status), error_latency, chunk_delay, replay=hold)
                 return
-            decision = Decision(200) if replay else self.decide(request.key, request.model, request.problem)
+            decision = Decision(200) if replay else self.decide(request.key, request.model, request.problem,
+                                                                request.provider)
             if decision.status != 200:
                 if hold is not None:
                     self.settle_tokens(hold, 0)
                 self._stats.record(request, decision.status, None)
-                yield Plan(decision, error_latency, chunk_delay)
+                yield Plan(decision, error_latency, chunk_delay, replay=decision.replay)
                 return
             answer = self.answer(request.conversation)
             self._stats.record(
