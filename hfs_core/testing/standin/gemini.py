@@ -11,6 +11,10 @@ streaming, as Gemini does. The part carries a ``thoughtSignature`` (opaque base6
 2.5 and later send with function calls when thinking is on, their default
 (ai.google.dev/gemini-api/docs/thought-signatures); Agno keeps it on the tool call, to send it back.
 Tool results come back as ``functionResponse`` parts (``{"name", "response"}``) in a ``user`` turn.
+
+Every streamed event carries ``usageMetadata`` with the running counts: the prompt's tokens, the
+answer's so far, and their total, so the last event's is the call's (a raw ``?alt=sse`` stream in
+simonw/llm-gemini#97: both events carry it, ``candidatesTokenCount`` growing from 39 to 44).
 """
 
 from __future__ import annotations
@@ -173,24 +177,27 @@ def body(request: Request, answer: Answer) -> dict[str, Any] | SseBody:
         texts = split_pieces(answer.text) if request.stream else [answer.text]
         pieces = [[{"text": text}] for text in texts]
         completion = count_tokens(answer.text)
-    usage = {"promptTokenCount": prompt, "candidatesTokenCount": completion, "totalTokenCount": prompt + completion}
 
-    def event(parts: list[dict[str, Any]], last: bool) -> dict[str, Any]:
+    def usage(completed: int) -> dict[str, int]:
+        return {"promptTokenCount": prompt, "candidatesTokenCount": completed, "totalTokenCount": prompt + completed}
+
+    def event(parts: list[dict[str, Any]], last: bool, completed: int) -> dict[str, Any]:
         candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
-        response: dict[str, Any] = {"candidates": [candidate]}
         if last:
             candidate["finishReason"] = "STOP"
-            response["usageMetadata"] = usage
-        response["modelVersion"] = request.model
-        response["responseId"] = response_id
-        return response
+        return {"candidates": [candidate], "usageMetadata": usage(completed), "modelVersion": request.model,
+                "responseId": response_id}
 
     if not request.stream:
-        return event(pieces[0], True)
+        return event(pieces[0], True, completion)
 
     def events() -> Iterator[bytes]:
+        said = ""
         for i, parts in enumerate(pieces):
-            yield b"data: " + json.dumps(event(parts, i == len(pieces) - 1)).encode() + b"\r\n\r\n"
+            last = i == len(pieces) - 1
+            said += "".join(str(part.get("text", "")) for part in parts)
+            so_far = completion if last else count_tokens(said)
+            yield b"data: " + json.dumps(event(parts, last, so_far)).encode() + b"\r\n\r\n"
 
     error_event = b"data: " + json.dumps(error_body(503, _BROKEN)).encode() + b"\r\n\r\n"
     return SseBody(events(), first_content=0, error_event=error_event)

@@ -14,6 +14,23 @@ On Groq's route (``/openai/v1/...``) a tool call sent back in the history with a
 message ("'messages.2' : for 'role:assistant' the following must be satisfied[('messages.2' :
 property 'reasoning' is unsupported...)]", karthink/gptel#774; "property 'store' is unsupported",
 fanenr/chatbot#21); the wording for a tool call's field follows that shape.
+
+A stream reports its usage where each provider puts it (the provider is told by the route, or for
+OpenRouter by its ``sk-or-`` key prefix):
+
+- Groq (``/openai/v1/...``): ``x_groq.usage`` on the chunk with ``finish_reason``, unasked (raw
+  stream in Portkey-AI/gateway#1072); with ``stream_options.include_usage`` also OpenAI's extra
+  usage chunk (Portkey-AI/gateway#1338).
+- Cerebras (``/v1/chat/completions``): ``usage`` and ``time_info`` on the chunk with
+  ``finish_reason``, unasked (a recorded Cerebras stream without ``stream_options``:
+  zanetworker/llama-stack ``tests/integration/recordings/responses/eefb4206a4a9.json``).
+- OpenRouter: always, on one more chunk after the one with ``finish_reason``, whose choice has an
+  empty delta and no ``finish_reason``; ``stream_options`` has no effect
+  (https://openrouter.ai/docs/use-cases/usage-accounting: "included in the last SSE message ... No
+  additional parameters are required"; the chunk's shape from a live stream in speakeasy-api/gram#921).
+- OpenAI (any other key on ``/chat/completions``): only when ``stream_options.include_usage`` asks,
+  as an extra last chunk with empty ``choices`` (the ``stream_options`` reference of the ``openai``
+  SDK, ``openai/types/chat/chat_completion_stream_options_param.py``).
 """
 
 from __future__ import annotations
@@ -169,6 +186,7 @@ def parse(route: str, query: str, headers: Message, raw: bytes) -> Request:
         options={
             "groq": groq,
             "cerebras": route == "/v1/chat/completions",
+            "openrouter": not groq and (key or "").startswith("sk-or-"),
             "answer_cap": _answer_cap(payload),
             "include_usage": bool((payload.get("stream_options") or {}).get("include_usage")),
         },
@@ -264,8 +282,14 @@ def _events(request: Request, answer: Answer) -> Iterator[bytes]:
     extra: dict[str, Any] = {}
     if request.options.get("groq"):
         extra["x_groq"] = {"id": f"req_{uuid.uuid4().hex[:24]}", "usage": used}
+    elif request.options.get("cerebras"):
+        extra["usage"] = used
+        extra["time_info"] = {"queue_time": 0.0001, "prompt_time": 0.001, "completion_time": 0.002,
+                              "total_time": 0.003, "created": created}
     yield chunk({}, finish, **extra)
-    if request.options.get("include_usage"):
+    if request.options.get("openrouter"):
+        yield chunk({"role": "assistant", "content": ""}, usage=used)
+    elif request.options.get("include_usage") and not request.options.get("cerebras"):
         yield _sse(
             {
                 "id": completion_id,
