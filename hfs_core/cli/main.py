@@ -17,6 +17,10 @@ from hfs_core.cli.ask import ASK_TIMEOUT, cmd_ask, positive_float, provider_mode
 from hfs_core.cli.check import cmd_check
 from hfs_core.cli.common import CliError
 from hfs_core.cli.demo import cmd_demo
+from hfs_core.cli.keys import EPILOG as KEYS_EPILOG
+from hfs_core.cli.keys import SUMMARY as KEYS_SUMMARY
+from hfs_core.cli.keys import add_arguments as keys_arguments
+from hfs_core.cli.keys import cmd_keys
 from hfs_core.cli.models import cmd_models
 from hfs_core.cli.output import PROG, LogFilter, scrub, setup_logging
 from hfs_core.cli.providers import cmd_providers
@@ -95,6 +99,7 @@ examples:
 
 Reads keycycle's usage_logs table in TIDB_DB_URL, usage_db_url from the config,
 or the SQLite default. Keys are shown by their last 4 characters only."""),
+    "keys": (KEYS_SUMMARY, KEYS_EPILOG),
 }
 
 
@@ -160,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--since", type=parse_since, default="24h", metavar="AGE",
                        help="how far back: 30m, 24h (default), 7d, or all")
     usage.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    keys_arguments(command("keys", cmd_keys))
     return parser
 
 

@@ -363,6 +363,14 @@ class LocalPoolState:
         with self._lock:
             cast(Any, self._keys[index]).mark_dead()
 
+    def revive(self, index: int) -> bool:
+        if not self._keys[index].dead:
+            return False
+        with self._lock:
+            cast(Any, self._keys[index]).dead = False
+            self._proven[index] = False
+        return True
+
     def status(self) -> PoolStatus:
         now = time.time()
         with self._lock:

@@ -42,7 +42,8 @@ local P, A, now -- the pool's prefix, the call's arguments and its time: set by 
 local minute_ago, just_now -- '(' bounds for ZCOUNT and ZRANGEBYSCORE: now - 60 s and now, excluded
 
 local MINUTE, DAY = 60, 86400
-local KEEP = 90000 -- seconds a key outlives its last write: the longest window and a bit
+local KEEP = 90000 -- seconds a key outlives its last write: the longest window and a bit (so a
+                   -- retired key's dead flag lasts 25 h, unless `revive` clears it; docs/reliability.md)
 local GRACE = 3600 -- seconds an expired lease is remembered, so a late settle of it is still counted once
 local SENT = 2 -- seconds after its reservation by which a request has surely reached the provider
 -- The slot windows, in the order of the callers' masks; `limit` is the place of their limit in a
@@ -535,6 +536,15 @@ OPS.dead = function()
   -- A: 3 kid
   redis.call('HSET', flags_key(A[3]), 'dead', string.format('%.3f', now))
   redis.call('EXPIRE', flags_key(A[3]), KEEP)
+  return 1
+end
+
+OPS.revive = function()
+  -- Put a retired key back in service (`hfs keys revive`). A: 3 kid. Its cooldown, if any, runs on;
+  -- not proven, its next call tries it alone first. Returns 1 if it was retired, else 0.
+  local k = flags_key(A[3])
+  if redis.call('HEXISTS', k, 'dead') == 0 then return 0 end
+  redis.call('HDEL', k, 'dead', 'proven')
   return 1
 end
 

@@ -82,6 +82,7 @@ class RedisPoolState:
         self._lock = threading.Lock()
         self._random = random.Random()
         self._shapes: dict[str, tuple[list[int], str]] = {}
+        self._retired: dict[int, float] = {}  # key -> when this process retired it (fleet time)
         self._closed = False
         link.send(self.prefix, self._ids_args())
         link.attach(self)
@@ -119,21 +120,32 @@ class RedisPoolState:
             lease = Lease(int(reply[1]), model_id, tokens, ticket)
             with self._lock:
                 self._leases[ticket] = (lease, args[1])
+            self._revived(lease.index, float(args[1]))
             return lease
-        self._mirror(reply[5:])
+        self._mirror(reply[5:], float(args[1]))
         wait = float(reply[1])
         return _POLL if wait == -1 else math.inf if wait == -2 else wait
 
-    def _mirror(self, states: Sequence[Any]) -> None:
-        """Take the fleet's dead and cooling keys into the local state (for `status` and for when
-        Redis does not answer)."""
+    def _mirror(self, states: Sequence[Any], asked_at: float) -> None:
+        """Take the fleet's dead and cooling keys, as a reservation sent at `asked_at` found them, into
+        the local state (for `status` and for when Redis does not answer)."""
         now = self._link.now()
         for index, state in enumerate(states):
             value = float(state)
             if value == -1:
                 self._local.mark_dead(index)
-            elif value > now:
+                self._retired[index] = max(asked_at, self._retired.get(index, 0.0))
+                continue
+            self._revived(index, asked_at)
+            if value > now:
                 self._local.cool_down(index, value - now)
+
+    def _revived(self, index: int, asked_at: float) -> None:
+        """A reservation sent at `asked_at` found key `index` live: if this process retired it before
+        then (so Redis knew), it was revived since (``hfs keys revive``)."""
+        if asked_at > self._retired.get(index, math.inf) and self._local.revive(index):
+            log.info("%s key #%d was revived in the shared state: back in service in this process too",
+                     self.provider, index + 1)
 
     def try_acquire(self, model_id: str, tokens: int, avoid: frozenset[int] = frozenset()) -> Lease | float:
         if self._link.up:
@@ -195,7 +207,14 @@ class RedisPoolState:
 
     def mark_dead(self, index: int) -> None:
         self._local.mark_dead(index)
+        self._retired[index] = self._link.now()
         self._link.send(self.prefix, ["dead", f"{self._link.now():.6f}", self._kids[index]])
+
+    def revive(self, index: int) -> bool:
+        """Clear the key's dead flag in Redis (the processes sharing it take the key again at their next
+        reservation) and here; raises the Redis error when Redis does not answer."""
+        self._local.revive(index)
+        return bool(int(self._link.call(self.prefix, ["revive", f"{self._link.now():.6f}", self._kids[index]])))
 
     def learn_limit(self, index: int, model_id: str) -> int | None:
         if not self._link.up:

@@ -88,6 +88,11 @@ class PoolState(Protocol):
     def mark_dead(self, index: int) -> None:
         """Take key `index` out of rotation for good."""
 
+    def revive(self, index: int) -> bool:
+        """Put retired key `index` back in rotation (a cooldown it has runs on; its next call tries it
+        alone first); returns whether it was retired. A shared state does it for every process sharing
+        it, waiting for the answer, and raises when it cannot reach them."""
+
     def learn_limit(self, index: int, model_id: str) -> int | None:
         """Key `index` was just refused for `model_id` by a per-minute limit: if its minute window
         holds fewer requests than its table allows, cap it there (at least 1) and return the cap.
