@@ -86,7 +86,7 @@ class PoolState(Protocol):
         """Keep key `index` out of rotation for `seconds`."""
 
     def mark_dead(self, index: int) -> None:
-        """Take key `index` out of rotation for good."""
+        """Take key `index` out of rotation (until `revive`)."""
 
     def revive(self, index: int) -> bool:
         """Put retired key `index` back in rotation (a cooldown it has runs on; its next call tries it
