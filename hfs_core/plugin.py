@@ -23,7 +23,7 @@ import re
 import time
 import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
 
@@ -36,6 +36,9 @@ Severity = Literal["error", "warning"]
 
 MIN_KEY_LENGTH = 20
 """Shorter values are not API keys (and their 8-character usage suffix would be most of the key)."""
+
+TIER_NAMES = ("reasoning", "general", "fast")
+"""The default tiers, which a plugin fills with its models (`ProviderSpec.tiers`)."""
 
 MAX_KEY_COUNT = 10_000
 """A larger ``NUM_<PREFIX>`` is a typo (and checking that many variables would stall start-up)."""
@@ -248,6 +251,9 @@ class ProviderSpec:
             Limiting"). A call then reserves at least the cap the caller set, not only
             ``estimated_tokens``, and settles to the usage the provider reports as any call does.
         docs_url: where to get keys, shown in hints.
+        tiers: which of the provider's models serve each default tier (`TIER_NAMES`), best first,
+            e.g. ``{"fast": ["llama-3.1-8b-instant"]}``; a tier it names no model for gets the
+            provider's default model. Other tier names are refused (a typo would go unnoticed).
     """
 
     name: str
@@ -263,6 +269,7 @@ class ProviderSpec:
     limits: str = ""
     counts_max_tokens_up_front: bool = False
     docs_url: str = ""
+    tiers: Mapping[str, Sequence[str]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
@@ -284,6 +291,7 @@ class ProviderSpec:
         if not isinstance(self.counts_max_tokens_up_front, bool):
             raise ValueError("counts_max_tokens_up_front must be True or False, "
                              f"got {self.counts_max_tokens_up_front!r}")
+        object.__setattr__(self, "tiers", _checked_tiers(self.tiers))
 
     @property
     def count_var(self) -> str:
@@ -293,6 +301,24 @@ class ProviderSpec:
     def key_var(self, index: int) -> str:
         """The variable holding key `index` (1-based), e.g. ``GROQ_API_KEY_3``."""
         return f"{self.env_prefix}_API_KEY_{index}"
+
+
+def _checked_tiers(tiers: object) -> dict[str, tuple[str, ...]]:
+    """`ProviderSpec.tiers` as tuples, or a `ValueError` saying what is wrong with it."""
+    if not isinstance(tiers, Mapping):
+        raise ValueError(f"tiers must map tier names to lists of model IDs, got {tiers!r}")
+    checked = {}
+    for tier, models in tiers.items():
+        if tier not in TIER_NAMES:
+            raise ValueError(f"tiers: unknown tier {tier!r}; the default tiers are {', '.join(TIER_NAMES)}")
+        if (isinstance(models, str) or not isinstance(models, Sequence) or not models
+                or not all(isinstance(model, str) and model.strip() for model in models)):
+            raise ValueError(f"tiers[{tier!r}] must be a non-empty list of model IDs, best first, got {models!r}")
+        repeated = next((model for model in models if models.count(model) > 1), None)
+        if repeated is not None:
+            raise ValueError(f"tiers[{tier!r}] names {repeated!r} twice")
+        checked[tier] = tuple(models)
+    return checked
 
 
 def unusable_key_reason(value: str) -> str:

@@ -158,7 +158,7 @@ class Registry:
     @property
     def tiers(self) -> dict[str, tuple[str, ...]]:
         """Each tier's entries (``provider:model``), in order of preference: the configuration's, or with
-        none there, `DEFAULT_TIERS`, each every loaded provider's default model in name order."""
+        none there, `DEFAULT_TIERS` as `tier_table.default_tier` builds them from the plugins' statements."""
         return tier_table.tiers(self.settings, self._specs)
 
     @property

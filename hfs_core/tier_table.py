@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 from hfs_core import catalog
 from hfs_core.errors import HFSError
-from hfs_core.plugin import ProviderSpec
+from hfs_core.plugin import TIER_NAMES, ProviderSpec
 from hfs_core.settings import Settings
 
-DEFAULT_TIERS = ("reasoning", "general", "fast")
-"""The tiers HFS asks for. With no ``[tiers]`` in the configuration each lists every loaded provider's
-default model, in the order of the providers' names (the order `get_any_model` uses too)."""
+DEFAULT_TIERS = TIER_NAMES
+"""The tiers HFS asks for. With no ``[tiers]`` in the configuration each lists the models every loaded
+provider's plugin states for it (`ProviderSpec.tiers`; its default model where it states none), in
+the order `default_tier` gives."""
 ANY_TIER = "any"
 """The name `get_any_model`'s tier goes by."""
 
@@ -48,12 +49,35 @@ def every_default_model(settings: Settings, specs: Mapping[str, ProviderSpec]) -
     return tuple(f"{name}:{settings.default_model(spec)}" for name, spec in sorted(specs.items()))
 
 
+def daily_requests(settings: Settings, spec: ProviderSpec, model: str) -> float:
+    """The requests a day one key may make on `model`, as `catalog.resolve_limits` holds it to (inf:
+    no daily limit). Read without keycycle's table (and so without PyYAML) unless only it can tell."""
+    configured = settings.config.provider(spec.name).models.get(model, {})
+    row = catalog.plugin_table(spec.limits).models.get(model, {})
+    if "rpd" in configured or "rpd" in row:
+        return configured.get("rpd") or row["rpd"]
+    if not catalog.is_known_model(spec, model):
+        return catalog.DEFAULT_LIMITS["rpd"]
+    return catalog.resolve_limits(spec, model, configured).value("rpd") or float("inf")
+
+
+def default_tier(tier: str, settings: Settings, specs: Mapping[str, ProviderSpec]) -> tuple[str, ...]:
+    """The default tier `tier`: the models each provider states for it (its default model where it
+    states none), each provider's first choice before any second choice; among equals the model with
+    the most requests a day per key first (the biggest free budget), then in the providers' order of names."""
+    ranked = []
+    for name, spec in specs.items():
+        for rank, model in enumerate(spec.tiers.get(tier) or (settings.default_model(spec),)):
+            ranked.append((rank, -daily_requests(settings, spec, model), name, f"{name}:{model}"))
+    return tuple(entry for *_, entry in sorted(ranked))
+
+
 def tiers(settings: Settings, specs: Mapping[str, ProviderSpec]) -> dict[str, tuple[str, ...]]:
-    """Each tier's entries: the configuration's, or with none there, `DEFAULT_TIERS`, each
-    `every_default_model`."""
+    """Each tier's entries: the configuration's, or with none there, each of `DEFAULT_TIERS` as
+    `default_tier` builds it."""
     if settings.config.tiers:
         return dict(settings.config.tiers)
-    return dict.fromkeys(DEFAULT_TIERS, every_default_model(settings, specs))
+    return {tier: default_tier(tier, settings, specs) for tier in DEFAULT_TIERS}
 
 
 def tiers_source(settings: Settings) -> str:

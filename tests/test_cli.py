@@ -514,8 +514,8 @@ def test_providers_lists_the_tiers_and_their_entries(tmp_path: Path) -> None:
     assert [t["name"] for t in default["tiers"]] == ["reasoning", "general", "fast"]
     assert {t["source"] for t in default["tiers"]} == {"default"}
     assert [e["entry"] for e in default["tiers"][0]["entries"]] == [
-        "cerebras:gpt-oss-120b", "gemini:gemini-2.5-flash", "groq:openai/gpt-oss-120b",
-        "openrouter:nvidia/nemotron-3-super-120b-a12b:free"]
+        "cerebras:gpt-oss-120b", "groq:openai/gpt-oss-120b", "openrouter:openai/gpt-oss-120b:free",
+        "gemini:gemini-2.5-flash", "groq:qwen/qwen3-32b", "openrouter:nvidia/nemotron-3-super-120b-a12b:free"]
 
 
 def test_check_reports_a_tier_problem_naming_the_file_and_the_tier(tmp_path: Path) -> None:

@@ -16,9 +16,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import hfs_provider_cerebras
+import hfs_provider_gemini
+import hfs_provider_groq
+import hfs_provider_openrouter
 import pytest
 from agno.agent import Agent
 from agno.exceptions import ContextWindowExceededError, ModelAuthenticationError, ModelRateLimitError
@@ -39,13 +44,16 @@ from hfs_core import (
     PoolExhaustedError,
     ProviderBusyError,
     ProviderNotFoundError,
+    ProviderSpec,
     ProviderUnavailableError,
     Registry,
     RequestTooLargeError,
+    catalog,
     load_config,
 )
 from hfs_core._keycycle import NoAvailableKeyError as KeycycleNoAvailableKeyError
 from hfs_core.config import Config, ProviderConfig
+from hfs_core.settings import Settings
 from hfs_core.testing.standin import StandIn, ToolResult
 
 MODELS = {"groq": "openai/gpt-oss-20b", "cerebras": "gpt-oss-120b", "gemini": "gemini-2.5-flash"}
@@ -139,18 +147,76 @@ def test_a_malformed_tier_in_pyproject_names_the_table(tmp_path: Path) -> None:
 # -- which tiers there are -------------------------------------------------------------------------
 
 
-def test_without_tiers_in_the_configuration_each_default_tier_lists_every_default_model(
+def test_without_tiers_in_the_configuration_each_default_tier_lists_what_the_plugins_state(
         make_registry: Callable[..., Registry], env: dict[str, str]) -> None:
-    settings = {"gemini": ProviderConfig(default_model="gemini-2.5-flash-lite")}
-    registry = make_registry(env=env, config=Config(providers=settings))
-    every = ("cerebras:gpt-oss-120b", "gemini:gemini-2.5-flash-lite", "groq:openai/gpt-oss-120b",
-             "openrouter:nvidia/nemotron-3-super-120b-a12b:free")
-    assert registry.tiers == dict.fromkeys(tier_table_module.DEFAULT_TIERS, every)
+    registry = make_registry(env=env, config=Config())
+    # each provider's first choice before any second choice; among them the most requests a day per key first
+    assert registry.tiers == {
+        "reasoning": ("cerebras:gpt-oss-120b", "groq:openai/gpt-oss-120b", "openrouter:openai/gpt-oss-120b:free",
+                      "gemini:gemini-2.5-flash", "groq:qwen/qwen3-32b",
+                      "openrouter:nvidia/nemotron-3-super-120b-a12b:free"),
+        "general": ("cerebras:gpt-oss-120b", "groq:openai/gpt-oss-120b",
+                    "openrouter:nvidia/nemotron-3-super-120b-a12b:free", "gemini:gemini-2.5-flash",
+                    "groq:llama-3.3-70b-versatile"),
+        "fast": ("cerebras:llama3.1-8b", "groq:llama-3.1-8b-instant", "openrouter:nvidia/nemotron-3-nano-30b-a3b:free",
+                 "gemini:gemini-2.5-flash-lite", "groq:openai/gpt-oss-20b", "openrouter:openai/gpt-oss-20b:free"),
+    }
     assert tier_table_module.DEFAULT_TIERS == ("reasoning", "general", "fast") and registry.tiers_source == "default"
-    assert [(e.name, e.problem) for e in registry.tier_entries("fast")][:3] == [(ref, None) for ref in every[:3]]
-    assert "'openrouter' is not configured: NUM_OPENROUTER is not set" in str(registry.tier_entries("fast")[3].problem)
-    assert [e.id for e in registry.get_model("general").entries] == ["gpt-oss-120b", "gemini-2.5-flash-lite",
-                                                                      "openai/gpt-oss-120b"]
+    assert [(e.name, e.problem) for e in registry.tier_entries("fast")][:2] == [
+        ("cerebras:llama3.1-8b", None), ("groq:llama-3.1-8b-instant", None)]
+    assert "'openrouter' is not configured: NUM_OPENROUTER is not set" in str(registry.tier_entries("fast")[2].problem)
+    assert all(e.known_model for e in registry.tier_entries("reasoning") if e.problem is None)
+    assert [e.id for e in registry.get_model("fast").entries] == ["llama3.1-8b", "llama-3.1-8b-instant",
+                                                                   "gemini-2.5-flash-lite", "openai/gpt-oss-20b"]
+
+
+@pytest.mark.parametrize("plugin", [hfs_provider_cerebras, hfs_provider_gemini, hfs_provider_groq,
+                                    hfs_provider_openrouter])
+def test_each_plugin_states_models_of_its_limit_table_for_every_default_tier(plugin: Any) -> None:
+    spec = plugin.SPEC
+    assert sorted(spec.tiers) == sorted(tier_table_module.DEFAULT_TIERS)
+    table = catalog.plugin_table(spec.limits).models
+    assert all(model in table for models in spec.tiers.values() for model in models), spec.tiers
+    assert spec.tiers["general"][0] == spec.default_model
+
+
+def test_the_default_order_follows_the_daily_budget_the_configuration_gives(
+        make_registry: Callable[..., Registry], env: dict[str, str]) -> None:
+    roomy = {"gemini": ProviderConfig(models={"gemini-2.5-flash-lite": {"rpd": 20_000}})}
+    registry = make_registry(env=env, config=Config(providers=roomy))
+    assert registry.tiers["fast"][:4] == ("gemini:gemini-2.5-flash-lite", "cerebras:llama3.1-8b",
+                                          "groq:llama-3.1-8b-instant", "openrouter:nvidia/nemotron-3-nano-30b-a3b:free")
+
+
+def test_a_provider_stating_no_tier_serves_its_default_model_there() -> None:
+    settings = Settings({}, Config(providers={"gemini": ProviderConfig(default_model="gemma-3-27b-it")}))
+    specs = {"gemini": replace(hfs_provider_gemini.SPEC, tiers={}),
+             "groq": replace(hfs_provider_groq.SPEC, tiers={"fast": ["llama-3.1-8b-instant"]})}
+    # gemma-3-27b-it: 14,400 requests a day per key, groq's gpt-oss-120b 1,000
+    assert tier_table_module.tiers(settings, specs) == {
+        "reasoning": ("gemini:gemma-3-27b-it", "groq:openai/gpt-oss-120b"),
+        "general": ("gemini:gemma-3-27b-it", "groq:openai/gpt-oss-120b"),
+        "fast": ("gemini:gemma-3-27b-it", "groq:llama-3.1-8b-instant"),
+    }
+
+
+def test_configured_tiers_replace_the_default_ones(make_registry: Callable[..., Registry],
+                                                   env: dict[str, str]) -> None:
+    registry = make_registry(env=env, config=Config(tiers={"fast": ("gemini", "groq:openai/gpt-oss-20b")}))
+    assert registry.tiers == {"fast": ("gemini", "groq:openai/gpt-oss-20b")}
+
+
+@pytest.mark.parametrize(("tiers", "says"), [
+    ({"resoning": ["m"]}, "unknown tier 'resoning'; the default tiers are reasoning, general, fast"),
+    ({"fast": []}, "tiers['fast'] must be a non-empty list of model IDs"),
+    ({"fast": "llama-3.1-8b-instant"}, "tiers['fast'] must be a non-empty list of model IDs"),
+    ({"fast": ["a", " "]}, "tiers['fast'] must be a non-empty list of model IDs"),
+    ({"fast": ["a", "a"]}, "tiers['fast'] names 'a' twice"),
+    (["fast"], "tiers must map tier names to lists of model IDs"),
+])
+def test_a_plugin_stating_tiers_wrongly_is_told_how(tiers: Any, says: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(says)):
+        ProviderSpec(name="moonshot", default_model="kimi-k2.5", expected_keys=1, model_class="m:C", tiers=tiers)
 
 
 def test_get_any_model_serves_on_any_usable_provider_in_name_order(

@@ -1,7 +1,9 @@
 """The plugin tutorial (docs/plugins.md) is true: its files, taken from the page as written, build a
 plugin that installs beside the core in a fresh virtual environment and passes the page's own check
 script against the stand-in (sync, streamed and async calls through an Agno Agent, a key with no
-balance retired, an overloaded engine waited out, the limit from the page's ``hfs.toml``)."""
+balance retired, an overloaded engine waited out, the limit from the page's ``hfs.toml``), and its
+failures script: the stand-in's documented scripting (a revoked key, a recorded 429, streams broken
+before and after content) for the page's provider, and the default limit of a model no table knows."""
 
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ def test_the_page_holds_each_file_once_and_documents_the_contract() -> None:
     assert "hfs-core>=0.1,<0.2" in files["pyproject.toml"]
     for documented in ("sdk_options(base_url, timeouts)", "max_retries", "base_url=", "error_rules",
                        "[providers.moonshot.models.",
-                       "placeholder", "secrets.token_hex"):
+                       "placeholder", "secrets.token_hex", "## Your provider's tiers", "DEFAULT_LIMITS",
+                       "set_key(key, status)", "stream_fail_after(chunks"):
         assert documented in text, documented
 
 
@@ -45,7 +48,7 @@ def test_the_tutorial_plugin_builds_installs_and_passes_its_check(tmp_path: Path
     work = tmp_path / "work"
     work.mkdir()
     (work / ".git").mkdir()  # the project's root: hfs.toml is looked for here and no higher
-    for name in ("hfs.toml", "check_moonshot.py"):
+    for name in ("hfs.toml", "check_moonshot.py", "failures_moonshot.py"):
         (work / name).write_text(files[name], encoding="utf-8")
     env = {"XDG_DATA_HOME": str(tmp_path / "data"), "AGNO_TELEMETRY": "false", "HFS_PLUGINS": ""}
 
@@ -60,3 +63,8 @@ def test_the_tutorial_plugin_builds_installs_and_passes_its_check(tmp_path: Path
 
     out = sh(python, "check_moonshot.py", cwd=work, env=env, timeout=240)
     assert out.strip().splitlines()[-1] == "moonshot plugin: ok"
+
+    models = json.loads(sh(python, "-m", "hfs_core.cli", "models", "moonshot", "--json", cwd=work, env=env))
+    assert models["default_limits"] == {"rpm": 5, "rph": 100, "rpd": 100}
+    out = sh(python, "failures_moonshot.py", cwd=work, env=env, timeout=240)
+    assert out.strip().splitlines()[-1] == "moonshot failures: ok"

@@ -2,7 +2,7 @@
 
 ``python tests/smoke/tutorial_page.py DIR`` writes them to DIR: the ``hfs-provider-moonshot`` source
 tree (its module, an empty ``py.typed`` and its ``pyproject.toml``), ready for ``uv build``, beside the
-page's ``hfs.toml`` and ``check_moonshot.py``.
+page's ``hfs.toml``, ``check_moonshot.py`` and ``failures_moonshot.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
-FILES = ("hfs_provider_moonshot/__init__.py", "pyproject.toml", "hfs.toml", "check_moonshot.py")
+FILES = ("hfs_provider_moonshot/__init__.py", "pyproject.toml", "hfs.toml", "check_moonshot.py", "failures_moonshot.py")
 
 
 def tutorial_files(text: str) -> dict[str, str]:

@@ -37,6 +37,14 @@ class StandIn(Behaviours):
         chunk_delay: Seconds slept between streamed chunks.
 
     Use as a context manager (``with StandIn() as s: ... s.url``) or with :meth:`start`/:meth:`stop`.
+
+    Failures, scripted for any provider's keys while it runs (docs/plugins.md, "Scripting your
+    provider's failures", shows them on a plugin of one's own): :meth:`set_key` (a revoked key:
+    401; out of credits: 402; always throttled: 429), :meth:`replay`/:meth:`replay_all` (a
+    provider's recorded reply, see :data:`RECORDED`), :meth:`set_limit`/:meth:`set_key_limit`/
+    :meth:`set_group_limit` (429 over a request count per window), :meth:`fail_next`/:meth:`fail_for`
+    (a status for the next requests, or for a while), :meth:`stream_fail_after` (a stream broken
+    after some chunks); :meth:`requests_for` and :meth:`stats` say what it saw, :meth:`reset` undoes all.
     """
 
     def __init__(

@@ -58,6 +58,7 @@ SPEC = ProviderSpec(
     # own bound on the answer) and refuses it before processing when that is over the tokens left
     # (inference-docs.cerebras.ai/support/rate-limits, "Token Rate Limiting")
     counts_max_tokens_up_front=True,
+    tiers={"reasoning": ["gpt-oss-120b"], "general": ["gpt-oss-120b"], "fast": ["llama3.1-8b"]},
 )
 
 

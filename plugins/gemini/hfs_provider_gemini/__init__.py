@@ -76,6 +76,8 @@ SPEC = ProviderSpec(
     sdk_options=sdk_options,
     error_rules=error_rules,
     limits="hfs_provider_gemini:limits.toml",
+    # 2.5 Pro has no free tier any more (limits.toml); 2.5 Flash thinks before it answers
+    tiers={"reasoning": ["gemini-2.5-flash"], "general": ["gemini-2.5-flash"], "fast": ["gemini-2.5-flash-lite"]},
 )
 
 

@@ -61,6 +61,9 @@ SPEC = ProviderSpec(
     sdk_options=partial(openai_style_options, sdk="groq"),  # its own Timeout type
     error_rules=error_rules,
     limits="hfs_provider_groq:limits.toml",
+    tiers={"reasoning": ["openai/gpt-oss-120b", "qwen/qwen3-32b"],
+           "general": ["openai/gpt-oss-120b", "llama-3.3-70b-versatile"],
+           "fast": ["llama-3.1-8b-instant", "openai/gpt-oss-20b"]},
 )
 
 

@@ -69,6 +69,10 @@ SPEC = ProviderSpec(
     docs_url="https://openrouter.ai/keys",
     error_rules=error_rules,
     limits="hfs_provider_openrouter:limits.toml",
+    # one budget per account across every free model (limits.toml): a second choice adds no requests
+    tiers={"reasoning": ["openai/gpt-oss-120b:free", "nvidia/nemotron-3-super-120b-a12b:free"],
+           "general": ["nvidia/nemotron-3-super-120b-a12b:free"],
+           "fast": ["nvidia/nemotron-3-nano-30b-a3b:free", "openai/gpt-oss-20b:free"]},
 )
 
 
