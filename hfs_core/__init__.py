@@ -44,6 +44,7 @@ from hfs_core.process import (
     is_provider_healthy,
     list_available_providers,
     shutdown,
+    status,
 )
 from hfs_core.registry import Registry
 from hfs_core.tier_table import TierEntry
@@ -94,6 +95,7 @@ __all__ = [
     "parse_duration",
     "seconds_until_midnight",
     "shutdown",
+    "status",
 ]
 
 _FROM_POOL = {"NoAvailableKeyError", "PoolExhaustedError", "AllKeysDeadError", "ProviderBusyError",

@@ -71,6 +71,11 @@ def is_provider_healthy(name: str) -> bool:
     return get_registry().is_provider_healthy(name)
 
 
+def status() -> dict[str, Any]:
+    """Every key and tier entry of the process-wide registry, JSON-ready; see `Registry.status`."""
+    return get_registry().status()
+
+
 def provider_helper(provider: str) -> Callable[..., Any] | None:
     """``get_<provider>_model(model_id=None, **kwargs)`` for an installed provider (None for any other
     name): `get_model` of the process-wide registry for that provider."""

@@ -245,6 +245,28 @@ class Registry:
         """The key pool of provider `name`, built on first use (this imports agno, keycycle and the SDK)."""
         return self.resources.pool(self._require(name))
 
+    def status(self, providers: Sequence[str] | None = None) -> dict[str, Any]:
+        """Every key of every configured provider (or of `providers`) and each tier's entries, now,
+        JSON-ready (the schema: docs/cli.md, "hfs status"); each provider's pool is built first. Over
+        Redis it is the fleet's view, else this process's. Keys show only their last 4 characters."""
+        shown: dict[str, dict[str, Any]] = {}
+        for name in sorted(self._specs) if providers is None else [self._require(p).name for p in providers]:
+            report = self._reports[name]
+            if providers is None and not (report.enabled and report.configured):
+                continue
+            try:
+                entry = self.resources.pool_status(self._specs[name])
+            except HFSError as exc:  # one provider that cannot start never hides the others
+                entry = {"keys": [], "next_free": None, "problem": self.mask(str(exc))}
+            for key in entry["keys"]:
+                key["reason"] = key["reason"] and self.mask(key["reason"])
+            shown[name] = {"healthy": self.is_provider_healthy(name), **entry}
+        state = self.state_info()
+        state["kind"] = "local" if state["kind"] == "in-process" else state["kind"]
+        tiers = {tier: [{"entry": e.name, "usable": e.problem is None, "why": e.problem}
+                        for e in self.tier_entries(tier)] for tier in self.tiers}
+        return {"state": state, "providers": shown, "tiers": tiers}
+
     # -- models ----------------------------------------------------------------------------------
 
     def resolve_model(self, provider: str, model_id: str | None = None) -> tuple[str, str]:

@@ -3,11 +3,12 @@ key pools, each made on first use; `Resources.shutdown` closes them all."""
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hfs_core import catalog
 from hfs_core.discovery import describe
@@ -27,6 +28,13 @@ log = logging.getLogger("hfs_core")
 
 HISTORY_SECONDS = 86400
 """How far back a new pool replays usage rows into its rate windows."""
+
+
+def iso_time(seconds: float | None) -> str | None:
+    """Epoch `seconds` as ISO-8601 UTC, to the second (None stays None)."""
+    if seconds is None:
+        return None
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Resources:
@@ -107,6 +115,29 @@ class Resources:
         self._clients[spec.name] = clients
         self._pools[spec.name] = pool
         return pool
+
+    def pool_status(self, spec: ProviderSpec) -> dict[str, Any]:
+        """The keys of `spec`'s provider as `Registry.status` shows them (``keys``, ``next_free``), its
+        pool built first; keys only by their last 4 characters."""
+        pool = self.pool(spec)
+        configured = self.settings.config.provider(spec.name)
+        keys = self.keys[spec.name]
+        numbers = catalog.key_numbers(spec, self.settings.env, keys)
+        budgets = catalog.budgets(configured.key_group_numbers, numbers)
+        shown: list[dict[str, Any]] = []
+        waits: list[float] = []
+        for index, key in enumerate(pool.state.snapshot([self.settings.default_model(spec), *configured.models])):
+            if key.state in ("cooling", "quota") and key.until is not None:
+                waits.append(key.until)
+            grouped = budgets.count(budgets[index]) > 1
+            shown.append({
+                "key": f"…{keys[index][-4:]}", "group": numbers[budgets[index]] if grouped else None,
+                "state": key.state, "until": iso_time(key.until), "reason": key.reason, "in_flight": key.in_flight,
+                "models": {model: {"used": dict(windows.used), "limits": dict(windows.limits),
+                                   "learned": None if windows.learned is None else {"rpm": windows.learned}}
+                           for model, windows in key.models.items()}})
+        blocked = waits and all(key["state"] != "ready" for key in shown)
+        return {"keys": shown, "next_free": iso_time(min(waits)) if blocked else None}
 
     def usage_store(self) -> UsageStore | None:
         """The usage store, connected on first use (None when tracking is off)."""

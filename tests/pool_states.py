@@ -80,11 +80,11 @@ class DictPoolState:
             if tokens is not None:
                 self._calls[lease.index].append(time.time())
 
-    def cool_down(self, index: int, seconds: float) -> None:
+    def cool_down(self, index: int, seconds: float, reason: str = "", *, quota: bool = False) -> None:
         with self._lock:
             self._cool_until[index] = max(self._cool_until[index], time.time() + seconds)
 
-    def mark_dead(self, index: int) -> None:
+    def mark_dead(self, index: int, reason: str = "") -> None:
         with self._lock:
             self._dead.add(index)
 

@@ -24,6 +24,7 @@ from hfs_core.cli.keys import cmd_keys
 from hfs_core.cli.models import cmd_models
 from hfs_core.cli.output import PROG, LogFilter, scrub, setup_logging
 from hfs_core.cli.providers import cmd_providers
+from hfs_core.cli.status import cmd_status
 from hfs_core.cli.usage import cmd_usage, parse_since
 
 _EPILOG = """\
@@ -91,6 +92,15 @@ Starts the provider stand-in on 127.0.0.1, gives a provider four throwaway keys 
 runs a small Agno Agent with a tool on get_model(...): calls spread over the keys, a
 rate limit absorbed by rotation, a revoked key retired, then a summary. Nothing leaves
 the machine; no usage row is written. Exit 1 if a run reached the agent as an error."""),
+    "status": ("every key now: ready, cooling, out of quota or dead, and its windows", """\
+examples:
+  hfs status                     one line per key
+  hfs status --watch -p groq     live, every second, until Ctrl-C
+  hfs status --json | jq '.providers.groq.next_free'
+
+With HFS_STATE_URL (or [state] url) it reads the fleet's shared state in Redis:
+every process's calls in flight, cooldowns, dead keys and learned caps, with no
+application running. Keys are shown by their last 4 characters only."""),
     "usage": ("requests and tokens per provider, key and model", """\
 examples:
   hfs usage                      the last 24 hours
@@ -159,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command("demo", cmd_demo)
     demo.add_argument("-p", "--provider", metavar="PROVIDER", help="provider to show (default: groq, else the "
                       "first installed)")
+
+    status = command("status", cmd_status)
+    status.add_argument("-p", "--provider", metavar="PROVIDER", help="only this provider")
+    shown = status.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="print JSON for scripts")
+    shown.add_argument("--watch", action="store_true", help="redraw every second until Ctrl-C, as top does")
 
     usage = command("usage", cmd_usage)
     usage.add_argument("-p", "--provider", metavar="PROVIDER", help="only this provider")

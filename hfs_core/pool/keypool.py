@@ -298,13 +298,13 @@ class KeyPool:
         what = "an error event in its stream" if reply.in_stream else str(reply.status or "nothing (no answer)")
         why = f": {verdict.reason}" if verdict.reason else ""
         if verdict.action is Action.RETIRE_KEY:
-            self.state.mark_dead(index)
+            self.state.mark_dead(index, f"{what}{why}")
             status = self.state.status()
             log.warning("%s answered %s%s: retired, %d of %d keys left", where, what, why, status.live, status.total)
         elif verdict.action is Action.COOL_KEY:  # no wait named: until the window it hit has passed
             seconds = capped_wait(next((s for s in (verdict.seconds, retry_after(reply)) if s is not None),
                                        WINDOW_SECONDS.get(verdict.window or "", DEFAULT_COOLDOWN_SECONDS)), where)
-            self.state.cool_down(index, seconds)
+            self.state.cool_down(index, seconds, f"{what}{why}", quota=verdict.window == "day")
             if verdict.window == "day":
                 if self.usage is not None:
                     self.usage.remember_cooldown(self.provider, self._suffixes[index], time.time() + seconds)
@@ -328,7 +328,7 @@ class KeyPool:
                 streak = self._flaky[index]
             if streak >= 2:
                 aside = min(_FLAKY_MAX, _FLAKY_FIRST * 2 ** (streak - 2))
-                self.state.cool_down(index, aside)
+                self.state.cool_down(index, aside, f"failed again ({what}{why})")
                 log.info("%s failed again (%s%s): set aside for %.0fs", where, what, why, aside)
             else:
                 log.info("%s failed (%s%s): retrying on another key", where, what, why)
@@ -361,7 +361,7 @@ class KeyPool:
         for suffix, until in rows:
             index = by_suffix.get(suffix)
             if index is not None and until > time.time():
-                self.state.cool_down(index, until - time.time())
+                self.state.cool_down(index, until - time.time(), "daily quota (seen before a restart)", quota=True)
                 restored += 1
         return restored
 

@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Any, cast
 
 from hfs_core import catalog
 from hfs_core._keycycle import KeyUsage, MultiProviderWrapper, RateLimits, RateLimitStrategy
-from hfs_core.pool.state import MINUTE, WINDOW_LENGTHS, HistoryRow, Lease, PoolStatus, key_suffix
+from hfs_core.pool.state import (
+    MINUTE,
+    WINDOW_LENGTHS,
+    WINDOW_NAMES,
+    HistoryRow,
+    KeySnapshot,
+    Lease,
+    PoolStatus,
+    WindowsSnapshot,
+    key_suffix,
+)
 
 if TYPE_CHECKING:
     from hfs_core.plugin import ProviderSpec
@@ -105,6 +115,9 @@ class LocalPoolState:
         if len(self.budgets) != self.size or any(self.budgets[b] != b for b in self.budgets):
             raise ValueError(f"budgets must name, for each of the {self.size} keys, the first key of its group")
         self._cool_until = [0.0] * self.size
+        # Why each key cools or died, for `snapshot`: (reason, whether it waits for a daily quota)
+        self._why: list[tuple[str, bool]] = [("", False)] * self.size
+        self._dead_why = [""] * self.size
         # A key no call has succeeded on yet takes one call at a time, so a dead key is tried
         # once, not once per concurrent caller, before its 401/402/403 marks it dead.
         self._proven = [False] * self.size
@@ -353,14 +366,18 @@ class LocalPoolState:
         with self._lock:
             self._keys[self.budgets[index]].record_usage(model_id, tokens=tokens)
 
-    def cool_down(self, index: int, seconds: float) -> None:
+    def cool_down(self, index: int, seconds: float, reason: str = "", *, quota: bool = False) -> None:
         with self._lock:
-            self._cool_until[index] = max(self._cool_until[index], time.time() + seconds)
+            until = time.time() + seconds
+            if until > self._cool_until[index]:
+                self._cool_until[index] = until
+                self._why[index] = (reason, quota)
             # When the cooldown ends, one call probes the key before the waiting callers pile on it.
             self._proven[index] = False
 
-    def mark_dead(self, index: int) -> None:
+    def mark_dead(self, index: int, reason: str = "") -> None:
         with self._lock:
+            self._dead_why[index] = reason
             cast(Any, self._keys[index]).mark_dead()
 
     def revive(self, index: int) -> bool:
@@ -368,6 +385,7 @@ class LocalPoolState:
             return False
         with self._lock:
             cast(Any, self._keys[index]).dead = False
+            self._dead_why[index] = ""
             self._proven[index] = False
         return True
 
@@ -377,6 +395,48 @@ class LocalPoolState:
             dead = sum(1 for k in self._keys if k.dead)
             cooling = sum(1 for i, k in enumerate(self._keys) if not k.dead and self._cool_until[i] > now)
             return PoolStatus(self.size, dead, cooling, sum(self._in_flight.values()))
+
+    def snapshot(self, models: Sequence[str]) -> list[KeySnapshot]:
+        now = time.time()
+        with self._lock:
+            buckets = dict.fromkeys(self.bucket(m) for m in models)
+            if not self._global:  # and every model a call of this process has counted in
+                for key in self._keys:
+                    buckets.update(dict.fromkeys(key.buckets))
+            flights: dict[int, int] = {}
+            for (index, _), count in self._in_flight.items():
+                flights[index] = flights.get(index, 0) + count
+            out = []
+            for index, key in enumerate(self._keys):
+                cooling = self._cool_until[index] > now and not key.dead
+                reason, quota = self._why[index] if cooling else ("", False)
+                state = "dead" if key.dead else "quota" if cooling and quota else "cooling" if cooling else "ready"
+                out.append(KeySnapshot(
+                    state, self._cool_until[index] if cooling else None,
+                    (self._dead_why[index] if key.dead else reason) or None, flights.get(index, 0),
+                    {bucket: self._windows_now(index, bucket, now) for bucket in buckets}))
+            return out
+
+    def _windows_now(self, index: int, bucket_name: str, now: float) -> WindowsSnapshot:
+        """What key `index`'s windows of `bucket_name` hold at `now` (the lock held)."""
+        model_id = self._default_model if bucket_name == "*" else bucket_name
+        limits = self.table_limits(model_id)
+        budget = self._keys[self.budgets[index]]
+        bucket = budget.global_bucket if self._global else budget.buckets.get(model_id)
+        used: dict[str, int | None] = dict.fromkeys(WINDOW_NAMES, 0)
+        if bucket is not None:
+            for name, seconds, stamps in zip(WINDOW_NAMES[:3], WINDOW_LENGTHS, (
+                    bucket.requests_minute, bucket.requests_hour, bucket.requests_day), strict=True):
+                used[name] = sum(1 for stamp in stamps if stamp > now - seconds)
+            for name, seconds, entries in zip(WINDOW_NAMES[3:], WINDOW_LENGTHS, (
+                    bucket.tokens_minute, bucket.tokens_hour, bucket.tokens_day), strict=True):
+                used[name] = self._token_sums.window(bucket, entries, now - seconds)
+        per_minute = self._per_minute(index, model_id, limits, now)
+        table = (limits.requests_per_minute, limits.requests_per_hour, limits.requests_per_day,
+                 limits.tokens_per_minute, limits.tokens_per_hour, limits.tokens_per_day)
+        return WindowsSnapshot(used, {name: int(v) if v and v < _UNLIMITED else None
+                                      for name, v in zip(WINDOW_NAMES, table, strict=True)},
+                               per_minute if per_minute < limits.requests_per_minute else None)
 
     def load_history(self, rows: Iterable[HistoryRow]) -> int:
         by_suffix = {suffix: self._keys[budget] for suffix, budget in zip(self._suffixes, self.budgets, strict=True)}

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from importlib.resources import files
 from typing import Any, NamedTuple
 
-FUNCTION = "hfs_pool_2"
+FUNCTION = "hfs_pool_3"
 """The Redis function (in `shared.lua`) every operation calls."""
 
 

@@ -1,6 +1,6 @@
-#!lua name=hfs_pool_2
--- The Redis side of RedisPoolState (hfs_core/pool/shared.py): a library of one function, hfs_pool_2,
--- called once per operation (FCALL hfs_pool_2 1 <prefix> <operation> <time> ...). Loaded with
+#!lua name=hfs_pool_3
+-- The Redis side of RedisPoolState (hfs_core/pool/shared.py): a library of one function, hfs_pool_3,
+-- called once per operation (FCALL hfs_pool_3 1 <prefix> <operation> <time> ...). Loaded with
 -- FUNCTION LOAD, its helpers are built once, not on every call as a script's would be. A change
 -- to what the function takes or stores gets a new name (hfs_pool_3), so processes of two versions
 -- never share a pool by mistake.
@@ -522,10 +522,13 @@ OPS.renew = function()
 end
 
 OPS.cool = function()
-  -- A: 3 kid, 4 until
+  -- A: 3 kid, 4 until, 5 what it waits for ("cooling", or "quota": a daily quota's reset) and
+  -- 6 why (short text), both for `snapshot` and both optional
   local k, til = flags_key(A[3]), tonumber(A[4])
   local cool = redis.call('HGET', k, 'cool')
-  if not cool or tonumber(cool) < til then redis.call('HSET', k, 'cool', A[4]) end
+  if not cool or tonumber(cool) < til then
+    redis.call('HSET', k, 'cool', A[4], 'cool_as', A[5] or 'cooling', 'cool_why', A[6] or '')
+  end
   -- When the cooldown ends, one call probes the key before the waiting callers pile on it.
   redis.call('HDEL', k, 'proven')
   redis.call('EXPIRE', k, math.max(KEEP, math.ceil(til - now) + 60))
@@ -533,8 +536,8 @@ OPS.cool = function()
 end
 
 OPS.dead = function()
-  -- A: 3 kid
-  redis.call('HSET', flags_key(A[3]), 'dead', string.format('%.3f', now))
+  -- A: 3 kid, 4 why (short text, for `snapshot`; optional)
+  redis.call('HSET', flags_key(A[3]), 'dead', string.format('%.3f', now), 'dead_why', A[4] or '')
   redis.call('EXPIRE', flags_key(A[3]), KEEP)
   return 1
 end
@@ -544,7 +547,7 @@ OPS.revive = function()
   -- not proven, its next call tries it alone first. Returns 1 if it was retired, else 0.
   local k = flags_key(A[3])
   if redis.call('HEXISTS', k, 'dead') == 0 then return 0 end
-  redis.call('HDEL', k, 'dead', 'proven')
+  redis.call('HDEL', k, 'dead', 'dead_why', 'proven')
   return 1
 end
 
@@ -561,6 +564,41 @@ OPS.learn = function()
   redis.call('HSET', flags_key(bkid), 'cap:' .. b, cap, 'capat:' .. b, string.format('%.3f', now))
   redis.call('EXPIRE', flags_key(bkid), KEEP)
   return cap
+end
+
+OPS.snapshot = function()
+  -- Read only (for `hfs status`): each key's flags and its budget's windows of some buckets.
+  -- A: 3 how many buckets, then each bucket and its mask, then the keys ("<kid>" or "<kid>/<bkid>").
+  -- Returns, for each key: dead, cool, cool_as, cool_why, dead_why, then for each bucket the
+  -- requests of the last minute, the calls in flight (the budget's, on its first key; 0 on the
+  -- others), rh, rd, tm, th, td ('' for a window the mask leaves out) and the learned cap and
+  -- when it was learned ('' for none).
+  local nb = tonumber(A[3])
+  local out = {}
+  for i = 4 + 2 * nb, #A do
+    local kid, bkid = names(A[i])
+    local f = redis.call('HMGET', flags_key(kid), 'dead', 'cool', 'cool_as', 'cool_why', 'dead_why')
+    for j = 1, 5 do out[#out + 1] = f[j] or '' end
+    for j = 0, nb - 1 do
+      local b, mask = A[4 + 2 * j], A[5 + 2 * j]
+      out[#out + 1] = minute_requests(bkid, b)
+      out[#out + 1] = kid == bkid and flying(bkid, b) or 0
+      local fields = redis.call('HGETALL', windows_key(bkid, b))
+      for k, win in ipairs(WINDOWS) do
+        if string.sub(mask, k, k) == '1' then
+          local total = 0
+          for _, slot in ipairs(slots_of(fields, win)) do total = total + slot[2] end
+          out[#out + 1] = total
+        else
+          out[#out + 1] = ''
+        end
+      end
+      local cap = redis.call('HMGET', flags_key(bkid), 'cap:' .. b, 'capat:' .. b)
+      out[#out + 1] = cap[1] or ''
+      out[#out + 1] = cap[2] or ''
+    end
+  end
+  return out
 end
 
 OPS.ids = function()
@@ -588,7 +626,7 @@ OPS.leave = function()
   return 1
 end
 
-redis.register_function('hfs_pool_2', function(keys, args)
+redis.register_function('hfs_pool_3', function(keys, args)
   P, A, now = keys[1], args, tonumber(args[2])
   minute_ago, just_now = after(now - MINUTE), after(now)
   local run = OPS[args[1]]

@@ -37,7 +37,17 @@ from hfs_core.install import CORE, install_command
 from hfs_core.pool.local import LocalPoolState
 from hfs_core.pool.redis_connection import FUNCTION, Op, RedisConnection, describe_failure, redis_errors
 from hfs_core.pool.redis_link import RedisLink
-from hfs_core.pool.state import WINDOW_LENGTHS, HistoryRow, Lease, PoolStatus, key_suffix
+from hfs_core.pool.state import (
+    MINUTE,
+    WINDOW_LENGTHS,
+    WINDOW_NAMES,
+    HistoryRow,
+    KeySnapshot,
+    Lease,
+    PoolStatus,
+    WindowsSnapshot,
+    key_suffix,
+)
 
 if TYPE_CHECKING:
     from hfs_core._keycycle import RateLimits
@@ -200,15 +210,16 @@ class RedisPoolState:
         if tokens is not None:
             self._local.record(lease.index, lease.model_id, tokens)
 
-    def cool_down(self, index: int, seconds: float) -> None:
-        self._local.cool_down(index, seconds)
+    def cool_down(self, index: int, seconds: float, reason: str = "", *, quota: bool = False) -> None:
+        self._local.cool_down(index, seconds, reason, quota=quota)
         now = self._link.now()
-        self._link.send(self.prefix, ["cool", f"{now:.6f}", self._kids[index], f"{now + seconds:.3f}"])
+        self._link.send(self.prefix, ["cool", f"{now:.6f}", self._kids[index], f"{now + seconds:.3f}",
+                                      "quota" if quota else "cooling", reason])
 
-    def mark_dead(self, index: int) -> None:
-        self._local.mark_dead(index)
+    def mark_dead(self, index: int, reason: str = "") -> None:
+        self._local.mark_dead(index, reason)
         self._retired[index] = self._link.now()
-        self._link.send(self.prefix, ["dead", f"{self._link.now():.6f}", self._kids[index]])
+        self._link.send(self.prefix, ["dead", f"{self._link.now():.6f}", self._kids[index], reason])
 
     def revive(self, index: int) -> bool:
         """Clear the key's dead flag in Redis (the processes sharing it take the key again at their next
@@ -260,6 +271,26 @@ class RedisPoolState:
             flying = len(self._leases)
         return PoolStatus(local.total, local.dead, local.cooling, local.in_flight + flying)
 
+    def snapshot(self, models: Sequence[str]) -> list[KeySnapshot]:
+        """The fleet's view, read from Redis in one round trip (`shared.lua`, ``snapshot``): every
+        process's cooldowns, dead keys, calls in flight, windows and learned caps. While Redis does
+        not answer, this process's view (its in-process state)."""
+        local = self._local.snapshot(models)
+        buckets = {self._local.bucket(m): m for m in [*models, *local[0].models]} if local else {}
+        if not self._link.up or not buckets:
+            return local
+        args: list[Any] = ["snapshot", f"{self._link.now():.6f}", len(buckets)]
+        for bucket, model_id in buckets.items():
+            args += [bucket, self._shape(model_id)[1]]
+        try:
+            reply = self._link.call(self.prefix, [*args, *self._names])
+        except redis_errors() as exc:
+            self._link.failed(exc)
+            return local
+        now = self._link.now()
+        width = 5 + 9 * len(buckets)
+        return [_key_snapshot(reply[i * width:(i + 1) * width], buckets, local[i], now) for i in range(self.size)]
+
     def load_history(self, rows: Iterable[HistoryRow]) -> int:
         """Replay past calls into the local state, and into Redis if it knows nothing of the pool yet
         (the first process of a fleet on a new or emptied Redis; later ones would count them twice)."""
@@ -280,6 +311,31 @@ class RedisPoolState:
             self._closed = True
             self._link.detach(self)
             self._local.close()
+
+
+def _text(value: Any) -> str:
+    """A field of a Redis reply as text ("" for none)."""
+    return value.decode() if isinstance(value, bytes) else "" if value is None else str(value)
+
+
+def _key_snapshot(fields: Sequence[Any], buckets: dict[str, str], local: KeySnapshot, now: float) -> KeySnapshot:
+    """One key of a ``snapshot`` reply (`shared.lua`), with the limits of the in-process view `local`."""
+    dead, cool, cool_as, cool_why, dead_why = (_text(v) for v in fields[:5])
+    cooling = not dead and bool(cool) and float(cool) > now
+    state = "dead" if dead else (cool_as or "cooling") if cooling else "ready"
+    models, in_flight = {}, 0
+    for place, bucket in enumerate(buckets):
+        minute, flying, *windows, cap, since = (_text(v) for v in fields[5 + 9 * place:14 + 9 * place])
+        in_flight += int(flying or 0)
+        limits = local.models[bucket].limits
+        used = dict(zip(WINDOW_NAMES, [int(minute or 0), *(int(v) if v else None for v in windows)], strict=True))
+        learned = None
+        if cap and limits["rpm"]:
+            grown = int(cap) + int((now - float(since)) // MINUTE)
+            learned = grown if grown < limits["rpm"] else None
+        models[bucket] = WindowsSnapshot(used, limits, learned)
+    return KeySnapshot(state, float(cool) if cooling else None,
+                       (dead_why if dead else cool_why if cooling else "") or None, in_flight, models)
 
 
 def _names(kids: Sequence[str], budgets: Sequence[int]) -> list[str]:

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Protocol
@@ -54,6 +54,39 @@ class PoolStatus:
         return self.total - self.dead
 
 
+WINDOW_NAMES = ("rpm", "rph", "rpd", "tpm", "tph", "tpd")
+"""The rate windows a snapshot reports, by the names of their limits: requests, then tokens, a minute,
+an hour and a day."""
+
+
+@dataclass(frozen=True)
+class WindowsSnapshot:
+    """What one key's windows of one model hold now (`PoolState.snapshot`)."""
+
+    used: Mapping[str, int | None]
+    """Requests and tokens counted per window (`WINDOW_NAMES`); None: the state does not count that
+    window (no limit there, or one a shorter or longer window always reaches first)."""
+    limits: Mapping[str, int | None]
+    """The limits per key (None: none)."""
+    learned: int | None
+    """A per-minute request cap learned from a refusal, as it stands now (None: the table's limit holds)."""
+
+
+@dataclass(frozen=True)
+class KeySnapshot:
+    """One key as a state sees it now, safe to show: no key, only its place in the pool."""
+
+    state: str
+    """"ready", "cooling", "quota" (cooling until a daily quota resets) or "dead"."""
+    until: float | None
+    """When a cooldown ends (epoch seconds), or None."""
+    reason: str | None
+    """Why the key is cooling or dead, as its provider's reply was judged (None: not said)."""
+    in_flight: int
+    models: Mapping[str, WindowsSnapshot]
+    """By bucket: the model ID, or "*" for a provider whose limits hold across its models."""
+
+
 class PoolState(Protocol):
     """Where a pool's mutable state lives: rate windows, calls in flight, cooldowns, dead keys.
 
@@ -82,11 +115,12 @@ class PoolState(Protocol):
         shared state applies them in this process and sends them on in the background.
         """
 
-    def cool_down(self, index: int, seconds: float) -> None:
-        """Keep key `index` out of rotation for `seconds`."""
+    def cool_down(self, index: int, seconds: float, reason: str = "", *, quota: bool = False) -> None:
+        """Keep key `index` out of rotation for `seconds`; `reason` (short text) and `quota` (until a
+        daily quota resets) are for `snapshot`."""
 
-    def mark_dead(self, index: int) -> None:
-        """Take key `index` out of rotation (until `revive`)."""
+    def mark_dead(self, index: int, reason: str = "") -> None:
+        """Take key `index` out of rotation until `revive` (`reason`: short text, for `snapshot`)."""
 
     def revive(self, index: int) -> bool:
         """Put retired key `index` back in rotation (a cooldown it has runs on; its next call tries it
@@ -108,6 +142,10 @@ class PoolState(Protocol):
 
     def status(self) -> PoolStatus:
         """Counts of keys by state."""
+
+    def snapshot(self, models: Sequence[str]) -> list[KeySnapshot]:
+        """Each key's state and windows for `models` (and any other this state has counted), read
+        without changing anything; callable from any thread. A shared state gives the fleet's view."""
 
     def load_history(self, rows: Iterable[HistoryRow]) -> int:
         """Count past calls (suffix, model, timestamp, tokens) against the windows; returns rows used."""
