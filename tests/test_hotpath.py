@@ -224,3 +224,34 @@ async def test_shutdown_closes_the_clients(make_registry: Any, standin: StandIn)
     await asyncio.sleep(0.05)  # async clients close in a task on their loop
     assert all(c.is_closed() for c in clients)
     assert not model.clients.built
+
+
+# ---------------------------------------------------------------------- new models
+
+
+def test_get_model_does_not_wait_for_a_busy_pool(make_registry: Any, standin: StandIn) -> None:
+    """A model for a built pool is made without asking the pool anything: `get_model` returns while
+    another thread holds the pool's state (here, replaying a usage history), and its first call
+    then runs once the replay is over."""
+    registry, model, _ = groq_model(make_registry, standin, 2)
+    pool = model.pool
+    replaying, release = threading.Event(), threading.Event()
+
+    def history() -> Any:
+        yield (pool.suffix(0), MODEL, time.time() - 5, 10)
+        replaying.set()
+        release.wait(30)
+
+    replay = threading.Thread(target=pool.state.load_history, args=(history(),))
+    replay.start()
+    made: list[Any] = []
+    try:
+        assert replaying.wait(10)
+        getter = threading.Thread(target=lambda: made.append(registry.get_model("groq", MODEL, base_url=standin.url)))
+        getter.start()
+        getter.join(10)
+        assert made, "get_model waited for the pool's replay"
+    finally:
+        release.set()
+        replay.join(10)
+    assert ask(made[0]).content == "stand-in reply: hi"
