@@ -218,4 +218,5 @@ def build_model(pool: KeyPool, clients: ClientCache, model_id: str, options: Cal
     cls = rotating_class(clients.model_class)
     model = cls(id=model_id, **_named_as_the_class_names_it(cls, kwargs))
     model._hfs_attach(pool, clients, options)
+    pool.prepare(model.id)
     return model
