@@ -39,7 +39,6 @@ class ClientCache:
         self.built: dict[Slot, Any] = {}
         self._templates: dict[tuple[bool, str, asyncio.AbstractEventLoop | None], Any] = {}
         self._keepers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
-        self._readying: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Task[None]] = {}  # touched on its loop only
         self._lock = threading.Lock()
 
     def get(self, index: int, model: Any, is_async: bool, signature: str) -> Any:
@@ -53,19 +52,11 @@ class ClientCache:
         stack's first imports included): it is built in a worker thread, so that the event loop
         keeps running meanwhile. The keys' own clients are then copies of it, made where they
         are asked for (microseconds). A build that fails here is left to the call, which builds
-        again and raises as it would. The loop's first calls, often many at once, wait for one
-        such build.
+        again and raises as it would.
         """
         loop = asyncio.get_running_loop()
         if loop in self._keepers and _usable(self._templates.get((True, signature, loop))):
             return  # built, and the first-time work that `_first_async` does after building it is done
-        pending = self._readying.get((loop, signature))
-        if pending is None:
-            pending = self._readying[(loop, signature)] = loop.create_task(self._get_ready(model, signature, loop))
-            pending.add_done_callback(lambda _: self._readying.pop((loop, signature), None))
-        await asyncio.shield(pending)
-
-    async def _get_ready(self, model: Any, signature: str, loop: asyncio.AbstractEventLoop) -> None:
         try:
             await asyncio.to_thread(self._first_async, model, signature, loop)
         except Exception as exc:
