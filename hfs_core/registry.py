@@ -12,10 +12,11 @@ in a hook or returns the wrong thing is recorded as a failed plugin and never st
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,13 +55,19 @@ def _seconds(provider: str, name: str, value: Any) -> float:
     return float(value)
 
 
+@functools.lru_cache(maxsize=64)
+def _takes_timeouts(sdk_options: Callable[..., Any]) -> bool:
+    """Whether a plugin's `sdk_options` takes `Timeouts` (an older one takes only the URL); asked once
+    per function, as `inspect.signature` costs more than the rest of `get_model`."""
+    try:
+        return len(inspect.signature(sdk_options).parameters) >= 2
+    except (TypeError, ValueError):
+        return False
+
+
 def _sdk_kwargs(spec: ProviderSpec, base_url: str | None, timeouts: Timeouts) -> dict[str, Any]:
     """The plugin's `sdk_options` for `base_url` and `timeouts` (an older one takes only the URL)."""
-    try:
-        takes_timeouts = len(inspect.signature(spec.sdk_options).parameters) >= 2
-    except (TypeError, ValueError):
-        takes_timeouts = False
-    return spec.sdk_options(base_url, timeouts) if takes_timeouts else spec.sdk_options(base_url)
+    return spec.sdk_options(base_url, timeouts) if _takes_timeouts(spec.sdk_options) else spec.sdk_options(base_url)
 
 
 
@@ -177,9 +184,13 @@ class Registry:
 
     # -- lookup ---------------------------------------------------------------------------------
 
+    def _available(self) -> str:
+        """The providers that can serve calls, for an error message (this asks every built pool's
+        status, so only a failing lookup does: `get_model` takes no pool's lock)."""
+        return ", ".join(self.available_providers) or "none"
+
     def _require(self, name: str) -> ProviderSpec:
         spec = self._specs.get(name)
-        available = ", ".join(self.available_providers) or "none"
         if spec is None and name in self.tiers:
             raise ProviderNotFoundError(f"{name!r} is a tier, not a provider (get_model({name!r}) gives the tier); "
                                         "a tier lists provider models only")
@@ -188,15 +199,15 @@ class Registry:
             if failed is not None:
                 raise ProviderUnavailableError(
                     f"provider {name!r}: plugin {failed.distribution} failed to load ({failed.error}); "
-                    f"available: {available}")
+                    f"available: {self._available()}")
             skipped = any(p.name == name and p.state == "skipped" for p in self._plugins)
             near = difflib.get_close_matches(name, [*self._specs, *self.tiers], n=1)
             hint = (f"it is installed but not loaded: add it to {PLUGINS_ENV} or plugins in the config" if skipped
                     else f"did you mean {near[0]!r}?" if near
                     else f"install its plugin: {plugin_command(shown_name(name))}")
             tiers = f"; tiers: {', '.join(self.tiers)}" if self.tiers else ""
-            raise ProviderNotFoundError(f"unknown provider {shown_name(name)!r}; available: {available}{tiers}; "
-                                        f"{hint}")
+            raise ProviderNotFoundError(f"unknown provider {shown_name(name)!r}; available: {self._available()}"
+                                        f"{tiers}; {hint}")
         report = self._reports[name]
         if not report.enabled:
             raise ProviderUnavailableError(
@@ -204,7 +215,8 @@ class Registry:
         if not report.configured:
             problem = report.errors[0] if report.errors else None
             detail = f"{problem.variable} {problem.message} ({problem.hint})" if problem else "no usable keys"
-            raise ProviderUnavailableError(f"provider {name!r} is not configured: {detail}; available: {available}")
+            raise ProviderUnavailableError(f"provider {name!r} is not configured: {detail}; "
+                                           f"available: {self._available()}")
         if name in self.resources.pool_errors:
             raise ProviderUnavailableError(f"provider {name!r} cannot start: {self.resources.pool_errors[name]}")
         return spec
@@ -295,7 +307,7 @@ class Registry:
         """
         model_id = model_id or kwargs.pop("id", None)
         tier = provider.strip().lower()
-        if tier in self.tiers and tier not in self._specs:
+        if tier not in self._specs and tier in self.tiers:
             return self._tier_model(tier, self.tiers[tier], model_id, kwargs)
         return self._provider_model(provider, model_id, kwargs)
 

@@ -8,9 +8,14 @@ to the provider stand-in on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import groq
@@ -158,7 +163,9 @@ def test_async_clients_follow_the_event_loop(make_registry: Any, standin: StandI
 def test_a_loops_first_async_client_is_built_off_the_loop(make_registry: Any, standin: StandIn,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The first async client of an event loop (a new HTTP client and TLS context) is built in a
-    worker thread while the loop runs on; the other keys' clients are copies of it, on the loop."""
+    worker thread while the loop runs on; the other keys' clients are copies of it, on the loop.
+    The process's first one also has a copy made in that thread, for the SDK's first request
+    (answered in the process)."""
     built: list[tuple[str, bool]] = []
     original = groq.AsyncGroq.__init__
 
@@ -175,11 +182,13 @@ def test_a_loops_first_async_client_is_built_off_the_loop(make_registry: Any, st
     for _ in range(2):  # each event loop gets its own first client
         before = len(built)
         assert all(r.content == "stand-in reply: hi" for r in asyncio.run(calls()))
-        [(_, template_on_loop), *copies] = built[before:]
+        [(template_key, template_on_loop), *others] = built[before:]
         assert not template_on_loop, built  # the template, off the loop's thread
-        assert copies and all(on_loop for _, on_loop in copies), built  # copies, made where asked for
-    assert standin.accepted == 24 and {key for key, _ in built} <= set(keys)
-    assert len(built) <= 2 * (1 + len(keys))
+        copies = [key for key, on_loop in others if on_loop]  # copies, made where asked for
+        rehearsals = [key for key, on_loop in others if not on_loop]
+        assert copies and rehearsals in ([], [template_key]), built
+    assert standin.accepted == standin.total == 24 and {key for key, _ in built} <= set(keys)
+    assert len(built) <= 2 * (1 + len(keys)) + 1
 
 
 # ---------------------------------------------------------------------- spreading
@@ -224,3 +233,54 @@ async def test_shutdown_closes_the_clients(make_registry: Any, standin: StandIn)
     await asyncio.sleep(0.05)  # async clients close in a task on their loop
     assert all(c.is_closed() for c in clients)
     assert not model.clients.built
+
+
+# ---------------------------------------------------------------------- new models
+
+
+def test_get_model_does_not_wait_for_a_busy_pool(make_registry: Any, standin: StandIn) -> None:
+    """A model for a built pool is made without asking the pool anything: `get_model` returns while
+    another thread holds the pool's state (here, replaying a usage history), and its first call
+    then runs once the replay is over."""
+    registry, model, _ = groq_model(make_registry, standin, 2)
+    pool = model.pool
+    replaying, release = threading.Event(), threading.Event()
+
+    def history() -> Any:
+        yield (pool.suffix(0), MODEL, time.time() - 5, 10)
+        replaying.set()
+        release.wait(30)
+
+    replay = threading.Thread(target=pool.state.load_history, args=(history(),))
+    replay.start()
+    made: list[Any] = []
+    try:
+        assert replaying.wait(10)
+        getter = threading.Thread(target=lambda: made.append(registry.get_model("groq", MODEL, base_url=standin.url)))
+        getter.start()
+        getter.join(10)
+        assert made, "get_model waited for the pool's replay"
+    finally:
+        release.set()
+        replay.join(10)
+    assert ask(made[0]).content == "stand-in reply: hi"
+
+
+COLD_LOOP_WORKER = Path(__file__).with_name("cold_loop_worker.py")
+
+
+@pytest.mark.parametrize("shape", ["each", "shared"])
+def test_a_cold_loops_first_calls_leave_the_loop_free(standin: StandIn, shape: str) -> None:
+    """In a process whose first calls are 24 at once on a fresh event loop, each model obtained with
+    `get_model` in a worker thread (a model each, or one shared): the loop's thread opens no file,
+    imports nothing and compiles nothing (a model's limits read from keycycle's table, the SDK's
+    first evaluation of its request types) while the calls run; that first-time work is done in
+    `get_model` and in the thread that builds the loop's first SDK client."""
+    env = {**os.environ, **provider_env({"groq": 4}), "AGNO_TELEMETRY": "false"}
+    done = subprocess.run([sys.executable, str(COLD_LOOP_WORKER), standin.url, shape], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["outcomes"] == {"ok": 24}, result
+    assert result["on_loop"] == [], result["on_loop"]
+    assert standin.total == 24  # the SDK's first request, rehearsed in the worker thread, was sent nowhere

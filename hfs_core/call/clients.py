@@ -9,11 +9,15 @@ import copy
 import importlib
 import inspect
 import logging
+import sys
 import threading
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 log = logging.getLogger("hfs_core.pool")
+
+_FIRST_CALL_IMPORTS = ("anyio._backends._asyncio", "agno.utils.message")
+"""Modules an async call imports the first time it runs (see `ClientCache._first_async`)."""
 
 Slot = tuple[int, bool, str, asyncio.AbstractEventLoop | None]
 """(key index, async, client settings, event loop or None) of one SDK client."""
@@ -51,8 +55,8 @@ class ClientCache:
         again and raises as it would.
         """
         loop = asyncio.get_running_loop()
-        if _usable(self._templates.get((True, signature, loop))):
-            return
+        if loop in self._keepers and _usable(self._templates.get((True, signature, loop))):
+            return  # built, and the first-time work that `_first_async` does after building it is done
         try:
             await asyncio.to_thread(self._first_async, model, signature, loop)
         except Exception as exc:
@@ -84,14 +88,18 @@ class ClientCache:
                             await result
 
     def _first_async(self, model: Any, signature: str, loop: asyncio.AbstractEventLoop) -> None:
-        """In a worker thread: build the loop's first async client, and import what its first call
-        would otherwise import on the loop (the SDK's lazily loaded ``chat.completions`` resources;
-        anyio's asyncio backend, which httpcore's async connection pool loads on its first request)."""
+        """In a worker thread: build the loop's first async client, and do what its first call
+        would otherwise do on the loop the first time: import the SDK's lazily loaded
+        ``chat.completions`` resources, anyio's asyncio backend (which httpcore's async
+        connection pool loads on its first request) and the Agno helpers its provider classes
+        import in their first call, and make the SDK's first request (`_rehearse`)."""
         client = self._get(0, model, True, signature, loop)
         with contextlib.suppress(Exception):
             _ = client.chat.completions
-        with contextlib.suppress(ImportError):
-            importlib.import_module("anyio._backends._asyncio")
+        for module in _FIRST_CALL_IMPORTS:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(module)
+        _rehearse(client, model.id)
 
     def _get(self, index: int, model: Any, is_async: bool, signature: str,
              loop: asyncio.AbstractEventLoop | None) -> Any:
@@ -160,6 +168,58 @@ class ClientCache:
             _finish(keeper)
         for client, loop in clients.values():
             _close_client(client, loop)
+
+
+_rehearsed: set[type] = set()
+_rehearsing = threading.Lock()
+
+
+def _canned_reply(model_id: str) -> dict[str, Any]:
+    """A chat completion as OpenAI's API answers one (the shape of every SDK this rehearses)."""
+    return {"id": "hfs-rehearsal", "object": "chat.completion", "created": 0, "model": model_id,
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": ""}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1}}
+
+
+def _http_library(http: Any) -> Any:
+    """The HTTP library (httpx, or the fork an SDK uses) whose ``AsyncClient`` `http` is; None if none is."""
+    for cls in type(http).__mro__:
+        library = sys.modules.get(cls.__module__.partition(".")[0])
+        if cls.__name__ == "AsyncClient" and hasattr(library, "MockTransport"):
+            return library
+    return None
+
+
+def _rehearse(client: Any, model_id: str) -> None:
+    """Once per SDK client class, in the calling (worker) thread: one chat completion through a copy
+    of async `client` whose HTTP client answers it in the process (a ``MockTransport`` of the SDK's
+    own HTTP library: nothing is sent), so that the SDK's first-request work is done here and not on
+    the event loop of the first real call: evaluating its request types' hints and building its
+    response types (tens of milliseconds in all). SDKs of another shape are left alone."""
+    with _rehearsing:  # held throughout: another loop's first call waits here, in its worker thread
+        if type(client) not in _rehearsed:
+            _rehearsed.add(type(client))
+            _rehearse_once(client, model_id)
+
+
+def _rehearse_once(client: Any, model_id: str) -> None:
+    library = _http_library(getattr(client, "_client", None))
+    copier = getattr(client, "copy", None)
+    if library is None or not callable(copier):
+        return
+    reply = _canned_reply(model_id)
+
+    async def request() -> None:
+        transport = library.MockTransport(lambda _: library.Response(200, json=reply))
+        async with library.AsyncClient(transport=transport, trust_env=False) as http_client:
+            extra = {"warm_tcp_connection": False} if _accepts(copier, "warm_tcp_connection") else {}
+            rehearsal = copier(http_client=http_client, max_retries=0, **extra)
+            await rehearsal.chat.completions.create(model=model_id, messages=[{"role": "user", "content": "hi"}])
+
+    try:
+        asyncio.run(request())
+    except Exception as exc:  # a rehearsal that fails leaves the work to the first call
+        log.debug("rehearsing %s's first request failed: %s", type(client).__name__, exc)
 
 
 def _accepts(function: Callable[..., Any], name: str) -> bool:

@@ -191,11 +191,17 @@ def _quiet_agno() -> None:
         logging.getLogger(name).addFilter(_RecoveredAttempts())
 
 
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    """The names of `cls`'s dataclass fields (none if it is no dataclass), found once per class."""
+    return frozenset(field.name for field in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else frozenset()
+
+
 def _named_as_the_class_names_it(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     """`kwargs` with ``max_tokens``, the one name of an answer cap on every provider, renamed to the
     field `cls` has instead (Agno's Cerebras has ``max_completion_tokens``, its Gemini
     ``max_output_tokens``), so a tier's entries all take it."""
-    fields = {field.name for field in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    fields = _field_names(cls)
     if "max_tokens" not in kwargs or "max_tokens" in fields:
         return kwargs
     named = next((name for name in _CAP_FIELDS if name in fields and name not in kwargs), None)
@@ -212,4 +218,5 @@ def build_model(pool: KeyPool, clients: ClientCache, model_id: str, options: Cal
     cls = rotating_class(clients.model_class)
     model = cls(id=model_id, **_named_as_the_class_names_it(cls, kwargs))
     model._hfs_attach(pool, clients, options)
+    pool.prepare(model.id)
     return model

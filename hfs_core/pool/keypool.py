@@ -155,6 +155,11 @@ class KeyPool:
         """Counts of keys by state."""
         return self.state.status()
 
+    def prepare(self, model_id: str) -> None:
+        """Look up `model_id`'s limits now (reading keycycle's table from disk the first time), so
+        that its first call, perhaps on an event loop, finds them at hand."""
+        self.state.max_tokens(model_id)
+
     # -- waiting for a key -------------------------------------------------------------
 
     def _unavailable(self, model_id: str, options: CallOptions, delay: float) -> NoAvailableKeyError:
