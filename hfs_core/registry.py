@@ -67,9 +67,11 @@ def _takes_timeouts(sdk_options: Callable[..., Any]) -> bool:
 
 def _sdk_kwargs(spec: ProviderSpec, base_url: str | None, timeouts: Timeouts) -> dict[str, Any]:
     """The plugin's `sdk_options` for `base_url` and `timeouts` (an older one takes only the URL)."""
-    return spec.sdk_options(base_url, timeouts) if _takes_timeouts(spec.sdk_options) else spec.sdk_options(base_url)
-
-
+    try:
+        takes = _takes_timeouts(spec.sdk_options)
+    except TypeError:  # a callable that cannot be hashed is asked each time
+        takes = _takes_timeouts.__wrapped__(spec.sdk_options)
+    return spec.sdk_options(base_url, timeouts) if takes else spec.sdk_options(base_url)
 
 
 class Registry:

@@ -310,6 +310,25 @@ def test_provider_spec_defaults() -> None:
     assert spec.sdk_options("http://x") == {"max_retries": 0, "base_url": "http://x"}
 
 
+class UnhashableOptions:
+    """A plugin's `sdk_options` as a callable object that cannot be hashed (``__eq__`` without ``__hash__``)."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __call__(self, base_url: str | None, timeouts: object) -> dict[str, object]:
+        return {"base_url": base_url, "timeouts": timeouts}
+
+
+def test_an_sdk_options_that_cannot_be_hashed_is_asked_each_time() -> None:
+    from hfs_core.plugin import Timeouts
+    from hfs_core.registry import _sdk_kwargs
+
+    spec = ProviderSpec(name="p", default_model="m", expected_keys=1, model_class="a.b:C",
+                        sdk_options=UnhashableOptions())
+    timeouts = Timeouts()
+    assert _sdk_kwargs(spec, "http://x", timeouts) == {"base_url": "http://x", "timeouts": timeouts}
+
+
 # -- provider errors ----------------------------------------------------------------------------
 
 
