@@ -125,17 +125,19 @@ def tokens_left(pool: KeyPool, most: int = TPM) -> int:
 def held_call(standin: StandIn, model: Any, calls: int = 1) -> Iterator[list[Any]]:
     """`calls` calls of `model` in threads, their replies held at the stand-in until the block ends
     (the first is at the stand-in when the block starts); the responses land in the list given."""
-    gate = threading.Event()
-    standin.reply = lambda text: "ok" if gate.wait(60) else "released late"
+    gate, arrived = threading.Event(), threading.Event()
+
+    def reply(text: str) -> str:
+        arrived.set()
+        return "ok" if gate.wait(60) else "released late"
+
+    standin.reply = reply
     answers: list[Any] = []
     threads = [threading.Thread(target=lambda: answers.append(ask(model))) for _ in range(calls)]
     for thread in threads:
         thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while standin.stats()["in_flight"] < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert standin.stats()["in_flight"] >= 1, "the call never reached the stand-in"
+        assert arrived.wait(30), "the call never reached the stand-in"
         yield answers
     finally:
         gate.set()

@@ -314,6 +314,8 @@ class StandIn(Behaviours):
                 yield Plan(decision, error_latency, chunk_delay, replay=decision.replay)
                 return
             answer = self.answer(request.conversation)
+            if hold is not None:  # answered: the request counts what it used, before a client can see the answer
+                self.settle_tokens(hold, openai.usage(request, answer)["total_tokens"])
             self._stats.record(
                 request,
                 200,
@@ -325,10 +327,6 @@ class StandIn(Behaviours):
                 stream_break: StreamBreak | None = StreamBreak(replay.stream_after, "error", replay.body)
             else:
                 stream_break = self.claim_stream_break() if request.stream else None
-            try:
-                yield Plan(decision, latency, chunk_delay, answer, stream_break)
-            finally:
-                if hold is not None:  # the answer is sent: the request counts what it used
-                    self.settle_tokens(hold, openai.usage(request, answer)["total_tokens"])
+            yield Plan(decision, latency, chunk_delay, answer, stream_break)
         finally:
             self._stats.finished()
