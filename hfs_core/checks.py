@@ -246,8 +246,8 @@ def tier_problems(settings: Settings, plugins: Plugins, tier_entries: Callable[[
 
 
 def log_start(settings: Settings, problems: Sequence[Problem], reports: Mapping[str, EnvReport]) -> None:
-    """The start-up log: a WARNING per problem, an INFO line per provider with its key count, and
-    ``N/M providers healthy``."""
+    """The start-up log: a WARNING per problem, an INFO line per provider with its key count (and its
+    notes), and ``N/M providers healthy``."""
     for problem in problems:
         log.warning("%s", problem)
     enabled = [r for r in reports.values() if r.enabled]
@@ -260,6 +260,8 @@ def log_start(settings: Settings, problems: Sequence[Problem], reports: Mapping[
                  f" (expected_keys = {expected})" if expected is not None else "")
         for problem in report.problems:
             log.warning("%s: %s", report.provider, problem)
+        for note in report.notes:
+            log.info("%s: %s", report.provider, note)
     log.info("%d/%d providers healthy", sum(r.healthy for r in enabled), len(enabled))
 
 
