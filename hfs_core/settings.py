@@ -37,8 +37,8 @@ ENVIRONMENT = (
 )
 """Every variable hfs reads and what it does, as `hfs --help` lists them (the README and docs/cli.md name
 each too)."""
-USAGE_FIXES = (f"set {DB_URL_ENVS[0]} or usage_db_url to a database, track_usage = false to record no usage, "
-               "or XDG_DATA_HOME to a writable folder")
+USAGE_FIXES = (f"set {DB_URL_ENVS[0]} (or {DB_URL_ENV}) or usage_db_url to a database, track_usage = false to "
+               "record no usage, or XDG_DATA_HOME to a writable folder")
 """What the user can do when the data folder cannot hold the usage database or its spool."""
 _CREDENTIALS = ("username", "password", "ssl_password")
 """Query arguments of a state URL that redis-py takes as credentials (hidden wherever the URL is shown)."""
