@@ -7,6 +7,7 @@ importing them.
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import importlib.util
 import logging
@@ -34,6 +35,14 @@ def unknown_model(provider: str) -> str:
             f"default of {default['rpm']} requests a minute, {default['rph']} an hour, {default['rpd']} a day")
 
 
+def model_suggestion(spec: ProviderSpec, model: str, configured: Collection[str]) -> str:
+    """``; did you mean 'x'?`` naming the model of `spec`'s tables (or `configured`) closest to `model`,
+    or "" when none is close."""
+    known = {*catalog.plugin_table(spec.limits).models, *(catalog.model_names(spec.keycycle_name) or ()), *configured}
+    near = difflib.get_close_matches(model, sorted(known), n=1)
+    return f"; did you mean {near[0]!r}?" if near else ""
+
+
 def limits_hint(settings: Settings, mask: Mask, provider: str, model: str) -> str:
     """Where the user can set the limits of `model`."""
     return (f'set its limits under [providers.{provider}.models."{mask(model)}"] in '
@@ -54,10 +63,10 @@ def provider_reports(settings: Settings, plugins: Plugins,
     prefixes = {name: spec.key_prefix for name, spec in specs.items() if spec.key_prefix}
     keys: dict[str, list[str]] = {}
     reports: dict[str, EnvReport] = {}
+    config_name = str(settings.config.source or "hfs.toml")
     for name, spec in sorted(specs.items()):
         configured = settings.config.provider(name)
-        expected = configured.expected_keys or spec.expected_keys
-        found, problems = check_provider_env(spec, settings.env, expected, prefixes)
+        found, problems = check_provider_env(spec, settings.env, configured.expected_keys, prefixes, config_name)
         problems.extend(plugin_problems(plugins, spec, settings.env))
         model = settings.default_model(spec)
         table = catalog.plugin_table(spec.limits)
@@ -67,10 +76,17 @@ def provider_reports(settings: Settings, plugins: Plugins,
         if not catalog.is_known_model(spec, model) and model not in configured.models:
             where = (f"{settings.config.source_name} [providers.{name}] default_model" if configured.default_model
                      else f"plugin {name} default_model")
-            problems.append(Problem("warning", where, f"{mask(repr(model))} {unknown_model(name)}",
+            near = model_suggestion(spec, model, configured.models)
+            problems.append(Problem("warning", where, f"{mask(repr(model))} {unknown_model(name)}{mask(near)}",
                                     limits_hint(settings, mask, name, model)))
+        notes: tuple[str, ...] = ()
+        if configured.expected_keys is None and 0 < len(found) < spec.expected_keys:
+            notes = (f"the {name} plugin's authors run {spec.expected_keys} keys (more keys spread the calls "
+                     f"further); to have the count checked, set expected_keys under [providers.{name}] in "
+                     f"{config_name}",)
         keys[name] = found
-        reports[name] = EnvReport(name, configured.enabled, len(found), expected, tuple(problems))
+        reports[name] = EnvReport(name, configured.enabled, len(found), configured.expected_keys or spec.expected_keys,
+                                  tuple(problems), notes)
     return keys, reports
 
 
@@ -94,7 +110,7 @@ def configuration_problems(settings: Settings, plugins: Plugins, tier_entries: C
     problems += unclaimed_counts(settings, plugins.specs, plugins.infos)
     problems += key_group_problems(settings, plugins.specs)
     problems += state_problems(settings)
-    problems += tier_problems(settings, plugins.specs, tier_entries, mask)
+    problems += tier_problems(settings, plugins, tier_entries, mask)
     var = settings.db_url_var()
     if var and not looks_like_db_url(settings.var(var)):
         problems.append(Problem(
@@ -194,26 +210,34 @@ def key_group_problems(settings: Settings, specs: Mapping[str, ProviderSpec]) ->
     return problems
 
 
-def tier_problems(settings: Settings, specs: Collection[str], tier_entries: Callable[[str], list[TierEntry]],
+def tier_problems(settings: Settings, plugins: Plugins, tier_entries: Callable[[str], list[TierEntry]],
                   mask: Mask) -> list[Problem]:
-    """Problems of the configured tiers: an entry that cannot serve (a warning; an error when none can),
-    a model no limit table knows, a tier with a provider's name. The default tiers are not checked:
-    their entries' providers report their own problems."""
+    """Problems of the configured tiers, their entries numbered from 1: an entry naming no installed
+    provider (an error: a typo), an entry that cannot serve now (a warning; an error when none can),
+    a model no limit table knows (a warning, with the closest known model), a tier with a provider's
+    name. The default tiers are not checked: their entries' providers report their own problems."""
+    installed = {info.provider or info.name for info in plugins.infos}
     problems = []
     for name, names in settings.config.tiers.items():
         where = f"{settings.config.source_name} [tiers.{name}]"
-        if name in specs:
+        if name in plugins.specs:
             problems.append(Problem("warning", where, f"has the name of provider {name}, which "
                                     f"get_model({name!r}) gives instead", "rename the tier"))
         entries = tier_entries(name)
-        for index, entry in enumerate(entries):
-            shown = mask(names[index])
-            if entry.problem is not None:
-                problems.append(Problem("warning", where, f"models[{index}] {shown}: {entry.problem}",
+        for number, entry in enumerate(entries, 1):
+            shown = f"entry {number} {mask(names[number - 1])}"
+            if entry.problem is not None and entry.provider not in installed:
+                problems.append(Problem("error", where, f"{shown}: {entry.problem}",
+                                        "fix the provider's name; until then the tier's other entries serve its "
+                                        "calls"))
+            elif entry.problem is not None:
+                problems.append(Problem("warning", where, f"{shown}: {entry.problem}",
                                         "the tier's other entries serve its calls meanwhile"))
             elif entry.known_model is False and entry.model not in settings.config.provider(entry.provider).models:
+                configured = settings.config.provider(entry.provider).models
+                near = model_suggestion(plugins.specs[entry.provider], entry.model, configured)
                 problems.append(Problem(
-                    "warning", where, f"models[{index}] {shown}: the model {unknown_model(entry.provider)}",
+                    "warning", where, f"{shown}: the model {unknown_model(entry.provider)}{mask(near)}",
                     limits_hint(settings, mask, entry.provider, entry.model)))
         if all(entry.problem is not None for entry in entries):
             problems.append(Problem("error", where, "has no entry that can serve calls",
@@ -222,8 +246,8 @@ def tier_problems(settings: Settings, specs: Collection[str], tier_entries: Call
 
 
 def log_start(settings: Settings, problems: Sequence[Problem], reports: Mapping[str, EnvReport]) -> None:
-    """The start-up log: a WARNING per problem, an INFO line per provider with its key count, and
-    ``N/M providers healthy``."""
+    """The start-up log: a WARNING per problem, an INFO line per provider with its key count (and its
+    notes), and ``N/M providers healthy``."""
     for problem in problems:
         log.warning("%s", problem)
     enabled = [r for r in reports.values() if r.enabled]
@@ -231,9 +255,13 @@ def log_start(settings: Settings, problems: Sequence[Problem], reports: Mapping[
         if not report.enabled:
             log.info("%s: disabled in %s", report.provider, settings.config.source_name)
             continue
-        log.info("%s: %d API keys (expected %d)", report.provider, report.keys_found, report.expected)
+        expected = settings.config.provider(report.provider).expected_keys
+        log.info("%s: %d API key%s%s", report.provider, report.keys_found, "" if report.keys_found == 1 else "s",
+                 f" (expected_keys = {expected})" if expected is not None else "")
         for problem in report.problems:
             log.warning("%s: %s", report.provider, problem)
+        for note in report.notes:
+            log.info("%s: %s", report.provider, note)
     log.info("%d/%d providers healthy", sum(r.healthy for r in enabled), len(enabled))
 
 

@@ -1,6 +1,7 @@
 """The TOML configuration: ``hfs.toml``, ``[tool.hfs]`` in ``pyproject.toml``, or ``$HFS_CONFIG``.
 
-The files are looked for in the working directory and its parents up to the project's root.
+The files are searched upward: the working directory and its parents, up to the repository's root
+(`project_dirs`).
 
 Example ``hfs.toml``::
 
@@ -181,22 +182,37 @@ def find_config(cwd: Path | None = None, env: Mapping[str, str] | None = None) -
         if (base / "hfs.toml").is_file():
             return base / "hfs.toml", False
         pyproject = base / "pyproject.toml"
-        if pyproject.is_file() and re.search(rb"(?m)^\s*(\[\s*tool\b|tool\s*[.=])", pyproject.read_bytes()):
-            return pyproject, True  # it has a [tool...] table: load_config looks for tool.hfs in it
+        if pyproject.is_file() and _has_tool_hfs(pyproject):
+            return pyproject, True
     return None
 
 
+def _has_tool_hfs(pyproject: Path) -> bool:
+    """Whether `pyproject` holds ``[tool.hfs]`` (True too when it cannot be read or parsed but names a
+    ``[tool...]`` table: `load_config` then says what is wrong with it). A workspace member's
+    ``pyproject.toml`` without it does not stop the search for the root's ``hfs.toml``."""
+    raw = pyproject.read_bytes()
+    if not re.search(rb"(?m)^\s*(\[\s*tool\b|tool\s*[.=])", raw):
+        return False
+    try:
+        tool = tomllib.loads(raw.decode("utf-8")).get("tool")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return True
+    return not isinstance(tool, dict) or "hfs" in tool
+
+
 def project_dirs(start: Path | None = None) -> list[Path]:
-    """Where to look for ``hfs.toml`` and ``.env``: `start` (the working directory) and its parents,
-    up to the project's root, the first that holds ``pyproject.toml`` or ``.git`` (as pytest finds
-    its rootdir and python-dotenv its ``.env``); every parent when there is no such directory."""
+    """Where to look for ``hfs.toml`` and ``.env``, searched upward: `start` (the working directory)
+    and its parents up to the repository's root, the first that holds ``.git`` (past a workspace
+    member's ``pyproject.toml``); outside a repository, up to the first that holds ``pyproject.toml``;
+    every parent when there is neither."""
     here = (Path.cwd() if start is None else start).resolve()
-    found = []
-    for directory in (here, *here.parents):
-        found.append(directory)
-        if (directory / "pyproject.toml").is_file() or (directory / ".git").exists():
-            break
-    return found
+    chain = [here, *here.parents]
+    for marker in (".git", "pyproject.toml"):
+        root = next((at for at, directory in enumerate(chain) if (directory / marker).exists()), None)
+        if root is not None:
+            return chain[:root + 1]
+    return chain
 
 
 def load_config(cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -311,14 +327,14 @@ def _tier(name: str, table: Any, path: Path, where: str) -> tuple[str, ...]:
         raise _fail(path, section, 'models must be a non-empty list of "provider:model" strings, '
                     'e.g. models = ["groq:openai/gpt-oss-20b", "cerebras:gpt-oss-120b"]')
     entries: list[str] = []
-    for index, entry in enumerate(models):
+    for number, entry in enumerate(models, 1):
         provider, colon, model = entry.partition(":") if isinstance(entry, str) else ("", "", "")
         if not re.fullmatch(r"[a-z][a-z0-9_]*", provider.strip()) or (colon and not model.strip()):
-            raise _fail(path, section, f'models[{index}] must be "provider:model" (or "provider" for its default '
+            raise _fail(path, section, f'entry {number} must be "provider:model" (or "provider" for its default '
                         f'model), e.g. "groq:openai/gpt-oss-20b"; got {_described(entry)}')
         text = f"{provider.strip()}:{model.strip()}" if colon else provider.strip()
         if text in entries:
-            raise _fail(path, section, f"models[{index}] repeats models[{entries.index(text)}]; list each entry once")
+            raise _fail(path, section, f"entry {number} repeats entry {entries.index(text) + 1}; list each entry once")
         entries.append(text)
     return tuple(entries)
 

@@ -26,6 +26,8 @@ class EnvReport:
     keys_found: int
     expected: int
     problems: tuple[Problem, ...] = field(default_factory=tuple)
+    notes: tuple[str, ...] = ()
+    """What is worth knowing but wrong with nothing (fewer keys than the plugin's authors run, say)."""
 
     @property
     def configured(self) -> bool:
@@ -52,6 +54,7 @@ class EnvReport:
             "keys_found": self.keys_found,
             "expected": self.expected,
             "problems": [p.to_dict() for p in self.problems],
+            "notes": list(self.notes),
         }
 
 
@@ -138,7 +141,8 @@ def parse_key_count(spec: ProviderSpec, env: Mapping[str, str]) -> tuple[int | N
         found = len(_indexed_keys(spec, env))
         if found:
             return None, Problem(
-                "error", var, f"is not set, but {found} {spec.env_prefix}_API_KEY_<i> variable(s) are",
+                "error", var, f"is not set, but {found} {spec.env_prefix}_API_KEY_<i> "
+                f"{'variable is' if found == 1 else 'variables are'}",
                 f"set {var}={found}",
             )
         hint = f"set {var}=<count> and {first_key} ... {spec.env_prefix}_API_KEY_<count>"
@@ -185,11 +189,13 @@ def _overlong_key_vars(spec: ProviderSpec, env: Mapping[str, str]) -> list[str]:
 
 
 def check_provider_env(
-    spec: ProviderSpec, env: Mapping[str, str], expected: int, key_prefixes: Mapping[str, str] | None = None
+    spec: ProviderSpec, env: Mapping[str, str], expected: int | None = None,
+    key_prefixes: Mapping[str, str] | None = None, config_name: str = "hfs.toml",
 ) -> tuple[list[str], list[Problem]]:
     """The core's checks for one provider: the usable keys, and every problem found.
 
-    `key_prefixes` maps every loaded provider to its key prefix, to spot a key of one
+    `expected` is the ``expected_keys`` the user set in `config_name` (None: none set, so no count
+    is wrong). `key_prefixes` maps every loaded provider to its key prefix, to spot a key of one
     provider set in another's variable.
 
     A bad key is skipped with a warning and never stops the others; a provider with
@@ -245,10 +251,10 @@ def check_provider_env(
     if not keys:
         problems.append(Problem("error", spec.count_var, f"none of the {count} declared keys is usable",
                                 f"set {spec.key_var(1)}..{spec.key_var(count)} to real keys"))
-    if count != expected:
+    if expected is not None and count != expected:
         problems.append(Problem(
-            "warning", spec.count_var, f"is {count}, but {expected} keys are expected for {spec.name}",
-            f"set expected_keys = {count} under [providers.{spec.name}] in hfs.toml if {count} is right",
+            "warning", spec.count_var, f"is {count}, but expected_keys = {expected} for {spec.name}",
+            f"set expected_keys = {count} under [providers.{spec.name}] in {config_name} if {count} is right",
         ))
     return keys, problems
 

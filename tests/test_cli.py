@@ -163,7 +163,7 @@ def test_providers_json(tmp_path: Path) -> None:
     assert groq["distribution"] == "hfs-provider-groq" and groq["version"]
     assert groq["default_model"] == "openai/gpt-oss-120b"
     assert (groq["keys_found"], groq["expected_keys"], groq["healthy"]) == (3, 16, True)
-    assert groq["status"] == "warnings" and groq["problems"][0]["variable"] == "NUM_GROQ"
+    assert groq["status"] == "ok" and groq["problems"] == [] and "authors run 16 keys" in groq["notes"][0]
     assert entries["gemini"]["status"] == "no keys" and entries["gemini"]["key_variables"][0] == "NUM_GEMINI"
     assert data["failed_plugins"] == [] and data["config"] is None
 
@@ -189,7 +189,8 @@ def test_check_passes_when_all_configured(tmp_path: Path) -> None:
 
 
 def test_check_strict_fails_on_a_warning(tmp_path: Path) -> None:
-    env = clean_env(tmp_path, provider_env(3))  # 3 keys each, but the plugins expect more: warnings
+    (tmp_path / "hfs.toml").write_text(ALL_EXPECTED_3.replace("= 3", "= 4"))
+    env = clean_env(tmp_path, provider_env(3))  # 3 keys each, but hfs.toml expects 4: warnings
     assert hfs("check", env=env, cwd=tmp_path).code == 0
     strict = hfs("check", "--strict", env=env, cwd=tmp_path)
     assert strict.code == 1 and "FAILED (--strict: warnings fail)" in strict.out
@@ -500,7 +501,7 @@ def test_providers_lists_the_tiers_and_their_entries(tmp_path: Path) -> None:
     assert ["2", "gorq:x", "unusable", "unknown", "provider", "'gorq'"] in rows
     note = "no limit table knows the model: the conservative default applies"
     assert ["4", "gemini:gemini-2.5-fast", "ok", *note.split(" ")] in rows
-    assert f"{tmp_path / 'hfs.toml'} [tiers.fast] models[1] gorq:x: unknown provider 'gorq'" in run.out
+    assert f"{tmp_path / 'hfs.toml'} [tiers.fast] entry 2 gorq:x: unknown provider 'gorq'" in run.out
     data = json.loads(hfs("providers", "--json", env=env, cwd=tmp_path).out)
     fast, spare = data["tiers"]
     assert (fast["name"], fast["source"], spare["name"]) == ("fast", str(tmp_path / "hfs.toml"), "spare")
@@ -525,19 +526,20 @@ def test_check_reports_a_tier_problem_naming_the_file_and_the_tier(tmp_path: Pat
     assert run.code == 1, run.out
     where = f"{tmp_path / 'hfs.toml'} [tiers."
     lines = {line.split(where, 1)[1] for line in run.out.splitlines() if where in line}
-    assert "fast] models[1] gorq:x: unknown provider 'gorq'; available: gemini, groq; tiers: fast, spare, loaded; " \
+    assert "fast] entry 2 gorq:x: unknown provider 'gorq'; available: gemini, groq; tiers: fast, spare, loaded; " \
            "did you mean 'groq'?" in lines
-    assert any(line.startswith("loaded] models[0] openrouter:x: unknown provider 'openrouter'") and
+    assert any(line.startswith("loaded] entry 1 openrouter:x: unknown provider 'openrouter'") and
                "it is installed but not loaded: add it to HFS_PLUGINS" in line for line in lines)
-    assert "fast] models[3] gemini:gemini-2.5-fast: the model is in no limit table (the gemini plugin's or " \
+    assert "fast] entry 4 gemini:gemini-2.5-fast: the model is in no limit table (the gemini plugin's or " \
            "keycycle's), so it is held to the conservative default of 5 requests a minute, 100 an hour, " \
-           "100 a day" in lines
+           "100 a day; did you mean 'gemini-2.5-flash'?" in lines
     assert "spare] has no entry that can serve calls" in lines
     assert re.search(r"^  error    tier spare\s", run.out, re.MULTILINE)
     assert re.search(r"^  ok       tier fast\s+2 of 4 entries can serve calls", run.out, re.MULTILINE)
     data = json.loads(hfs("check", "--skip-db", "--json", env=env, cwd=tmp_path).out)
     scopes = {(f["scope"], f["severity"]) for f in data["findings"]}
-    assert {("tier fast", "warning"), ("tier loaded", "warning"), ("tier spare", "error")} <= scopes
+    assert {("tier fast", "error"), ("tier fast", "warning"), ("tier loaded", "warning"), ("tier spare", "error")
+            } <= scopes  # gorq names no installed provider; openrouter is installed, not loaded
 
 
 # -- usage -------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def test_a_hostile_variable_is_its_own_problem(tmp_path: Path, name: str) -> Non
     env = clean_env(tmp_path, {**provider_env({"cerebras": 2}), **hostile})
     listing = hfs("providers", env=env, cwd=tmp_path)
     assert listing.code == 0, listing.err[-500:]
-    assert re.search(r"^cerebras .* 2/51 +warnings", listing.out, re.MULTILINE), listing.out  # its count differs
+    assert re.search(r"^cerebras .* 2 +ok", listing.out, re.MULTILINE), listing.out  # fewer keys than its plugin's
     check = hfs("check", "--skip-db", env=env, cwd=tmp_path)
     assert check.code == 1 and said in check.out, check.out  # an error (the other providers have no keys)
     for run in (listing, check):

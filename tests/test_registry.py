@@ -542,10 +542,9 @@ def test_start_up_log(caplog: pytest.LogCaptureFixture, make_registry) -> None:
     records = [r for r in caplog.records if r.name == "hfs_core"]
     info = [r.getMessage() for r in records if r.levelno == logging.INFO]
     warnings = [r.getMessage() for r in records if r.levelno == logging.WARNING]
-    assert "groq: 3 API keys (expected 16)" in info
-    assert "cerebras: 2 API keys (expected 51)" in info
-    assert "gemini: 0 API keys (expected 110)" in info
-    assert "openrouter: 0 API keys (expected 31)" in info
+    assert "groq: 3 API keys" in info and "cerebras: 2 API keys" in info  # no expected_keys set: no count is wrong
+    assert "gemini: 0 API keys" in info and "openrouter: 0 API keys" in info
+    assert any(m.startswith("groq: the groq plugin's authors run 16 keys") for m in info)
     assert "2/4 providers healthy" in info
     assert info[-1] == "2/4 providers healthy"
     all_problems = [p for r in registry.environment_status.values() for p in r.problems] + registry.problems
@@ -563,4 +562,4 @@ def test_start_up_log_when_all_are_healthy(caplog: pytest.LogCaptureFixture, mak
     with caplog.at_level(logging.INFO, logger="hfs_core"):
         make_registry(env=provider_env(3))
     assert "4/4 providers healthy" in caplog.text
-    assert sum("API keys (expected" in r.getMessage() for r in caplog.records) == 4
+    assert sum(r.getMessage().endswith("API keys") for r in caplog.records) == 4

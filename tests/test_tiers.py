@@ -123,10 +123,10 @@ def test_tiers_are_read_in_order_of_preference(tmp_path: Path) -> None:
     ("tiers = 3", "tiers must be a table of [tiers.<name>] tables"),
     ("[tiers.fast]\nmodels = []", "[tiers.fast] models must be a non-empty list"),
     ("[tiers.fast]\nmodel = [\"groq\"]", "[tiers.fast] unknown setting 'model' (known: models)"),
-    ("[tiers.fast]\nmodels = [\"groq:\"]", "[tiers.fast] models[0] must be \"provider:model\""),
-    ("[tiers.fast]\nmodels = [\"groq\", 7]", "[tiers.fast] models[1] must be \"provider:model\""),
-    ("[tiers.fast]\nmodels = [\"Groq:x\"]", "[tiers.fast] models[0] must be \"provider:model\""),
-    ("[tiers.fast]\nmodels = [\"groq:a\", \"groq:a\"]", "[tiers.fast] models[1] repeats models[0]"),
+    ("[tiers.fast]\nmodels = [\"groq:\"]", "[tiers.fast] entry 1 must be \"provider:model\""),
+    ("[tiers.fast]\nmodels = [\"groq\", 7]", "[tiers.fast] entry 2 must be \"provider:model\""),
+    ("[tiers.fast]\nmodels = [\"Groq:x\"]", "[tiers.fast] entry 1 must be \"provider:model\""),
+    ("[tiers.fast]\nmodels = [\"groq:a\", \"groq:a\"]", "[tiers.fast] entry 2 repeats entry 1"),
     ("[tiers.Fast]\nmodels = [\"groq\"]", "a tier's name is lower-case letters"),
     ("[tiers]\nfast = [\"groq\"]", "[tiers.fast] must be a table holding models"),
 ])
@@ -241,13 +241,15 @@ def test_a_broken_entry_is_left_out_and_named(tmp_path: Path, make_registry: Cal
     registry = make_registry(env=provider_env({"groq": 2}, db_url=sqlite_url), plugins=list(MODELS))
     where = f"{tmp_path / 'hfs.toml'} [tiers.fast]"
     found = {p.message: p for p in registry.problems if p.variable == where}
-    assert found["models[0] gorq:x: unknown provider 'gorq'; available: groq; tiers: fast; did you mean 'groq'?"]
-    assert any(m.startswith("models[1] nosuch:y: unknown provider 'nosuch'") and "pip install ./plugins/nosuch" in m
+    assert found["entry 1 gorq:x: unknown provider 'gorq'; available: groq; tiers: fast; did you mean 'groq'?"]
+    assert any(m.startswith("entry 2 nosuch:y: unknown provider 'nosuch'") and "pip install ./plugins/nosuch" in m
                for m in found)
-    assert any(m.startswith("models[2] cerebras: provider 'cerebras' is not configured") for m in found)
-    assert "models[4] groq:no-such-model: the model is in no limit table (the groq plugin's or keycycle's), so it " \
+    assert any(m.startswith("entry 3 cerebras: provider 'cerebras' is not configured") for m in found)
+    assert "entry 5 groq:no-such-model: the model is in no limit table (the groq plugin's or keycycle's), so it " \
            "is held to the conservative default of 5 requests a minute, 100 an hour, 100 a day" in found
-    assert all(p.severity == "warning" for p in found.values())
+    severities = {m.split(" ")[2]: p.severity for m, p in found.items()}
+    assert severities == {"gorq:x:": "error", "nosuch:y:": "error", "cerebras:": "warning",
+                          "groq:no-such-model:": "warning"}  # no installed provider: a typo
     model = registry.get_model("fast", base_url=standin.url)
     assert [e.id for e in model.entries] == ["openai/gpt-oss-20b", "no-such-model"]
     assert served(model.response(messages=hi())) == "groq"
@@ -256,9 +258,10 @@ def test_a_broken_entry_is_left_out_and_named(tmp_path: Path, make_registry: Cal
 def test_a_tier_that_no_entry_can_serve_says_why(tmp_path: Path, make_registry: Callable[..., Registry]) -> None:
     (tmp_path / "hfs.toml").write_text('[tiers.fast]\nmodels = ["cerebras", "nosuch:y"]\n')
     registry = make_registry(env=provider_env({"groq": 1}), plugins=list(MODELS))
-    [error] = [p for p in registry.problems if p.severity == "error"]
-    assert error.variable == f"{tmp_path / 'hfs.toml'} [tiers.fast]"
-    assert error.message == "has no entry that can serve calls"
+    errors = [p for p in registry.problems if p.severity == "error"]
+    assert {p.variable for p in errors} == {f"{tmp_path / 'hfs.toml'} [tiers.fast]"}
+    assert [p.message for p in errors][-1] == "has no entry that can serve calls"
+    assert errors[0].message.startswith("entry 2 nosuch:y: unknown provider 'nosuch'")
     with pytest.raises(ProviderUnavailableError) as caught:
         registry.get_model("fast")
     text = str(caught.value)

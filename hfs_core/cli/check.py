@@ -51,7 +51,8 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
         findings.append(Finding("config", "error", config_problem.variable, config_problem.message,
                                 config_problem.hint))
     env_file = str(registry.env_file) if registry.env_file else "no .env file"
-    findings.append(Finding("files", "info", "", f"read {env_file} and {registry.config.source_name}"))
+    config = f"not {config_problem.variable} (malformed)" if config_problem else registry.config.source_name
+    findings.append(Finding("files", "info", "", f"read {env_file} and {config}"))
     tier_of = {f"{registry.config.source_name} [tiers.{name}]": name for name in registry.config.tiers}
     findings += [Finding(f"tier {tier_of[p.variable]}" if p.variable in tier_of else "global", p.severity,
                          p.variable, p.message, p.hint) for p in registry.problems]
@@ -74,12 +75,14 @@ def _check_findings(registry: Registry, config_problem: Problem | None, skip_db:
             findings.append(Finding(name, "error", "", missing, install_command(entry["distribution"], reinstall=True)
                                     if entry["distribution"] else "reinstall its plugin"))
         if entry["healthy"]:
-            findings.append(Finding(name, "ok", "", f"{entry['keys_found']} keys (expected "
-                                    f"{entry['expected_keys']}), default model {entry['default_model']}"))
+            expected = f" (expected {entry['expected_keys']})" if entry["expected_keys_from"] == "config" else ""
+            findings.append(Finding(name, "ok", "", f"{plural(entry['keys_found'], 'key')}{expected}, default "
+                                    f"model {entry['default_model']}"))
         elif not any(p["severity"] == "error" for p in entry["problems"]):
             findings.append(Finding(name, "error", "", "not usable", "run `hfs providers` for details"))
         for p in entry["problems"]:
             findings.append(Finding(name, p["severity"], p["variable"], p["message"], p["hint"]))
+        findings += [Finding(name, "info", "", note) for note in entry["notes"]]
     for tier in tier_listing(registry):
         usable = [e["entry"] for e in tier["entries"] if e["usable"]]
         if usable:

@@ -36,7 +36,7 @@ def _startup(log_filter: LogFilter) -> Iterator[None]:
 
 def open_registry(log_filter: LogFilter, *, keep_going: bool = False) -> tuple[Registry, Problem | None]:
     """Build the registry; with `keep_going` a malformed config becomes a problem instead of an error."""
-    from hfs_core.config import Config
+    from hfs_core.config import CONFIG_ENV, Config
     from hfs_core.registry import Registry
 
     remember_secrets(SecretMask(os.environ))
@@ -49,7 +49,9 @@ def open_registry(log_filter: LogFilter, *, keep_going: bool = False) -> tuple[R
                 raise
             where, _, message = str(exc).partition(": ")
             problem = Problem("error", where, message or str(exc),
-                              "fix the file, or point HFS_CONFIG at another one; defaults are used meanwhile")
+                              f"fix the file, or point {CONFIG_ENV} at another one; until then the registry does "
+                              "not start: get_model() raises ConfigError and `hfs ask` exits 1 (what else is "
+                              "listed here assumes no config file)")
             registry = Registry(config=Config())
     remember_secrets(registry.mask)
     return registry, problem

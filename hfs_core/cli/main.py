@@ -26,6 +26,7 @@ from hfs_core.cli.output import PROG, LogFilter, scrub, setup_logging
 from hfs_core.cli.providers import cmd_providers
 from hfs_core.cli.status import cmd_status
 from hfs_core.cli.usage import cmd_usage, parse_since
+from hfs_core.settings import DEBUG_ENV, ENVIRONMENT
 
 _EPILOG = """\
 examples:
@@ -37,8 +38,11 @@ examples:
   hfs usage --since 7d           requests and tokens per provider, key and model
 
 exit status: 0 ok, 1 error (one line and a hint on stderr), 2 bad usage.
-environment: NUM_<P> and <P>_API_KEY_<i> per provider, TIDB_DB_URL, HFS_CONFIG,
-HFS_PLUGINS, HFS_DEBUG=1 (tracebacks). A .env file in the working directory is read too.
+
+environment (the real one over a .env file):
+""" + "".join(f"  {name:<19}{what}\n" for name, what in ENVIRONMENT) + """
+.env and hfs.toml are searched upward: the working directory, then its parents up to
+the repository's root (the first folder holding .git).
 """
 
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -58,10 +62,12 @@ examples:
   hfs check --json --skip-db     machine-readable, without touching the database
 
 Errors: an enabled provider without usable keys, a plugin that failed to load,
-a malformed config file, a tier none of whose entries can serve, a bad or
-unreachable usage database. Warnings: key counts that differ from
-expected_keys, keys that look wrong, a tier entry naming an unknown provider,
-an uninstalled plugin or a model no limit table knows, and the like."""),
+a malformed config file, a tier entry naming no installed provider, a tier
+none of whose entries can serve, a bad or unreachable usage database.
+Warnings: a key count that differs from the expected_keys you set, keys that
+look wrong, a tier entry that cannot serve now, an uninstalled plugin or a model
+no limit table knows (with the closest one it knows), and the like. Notes
+(info) fail nothing: fewer keys than a plugin's authors run is one."""),
     "models": ("list a provider's models with their limits and where each comes from", """\
 examples:
   hfs models groq
@@ -107,8 +113,8 @@ examples:
   hfs usage --since 7d --provider groq
   hfs usage --since all --json
 
-Reads keycycle's usage_logs table in TIDB_DB_URL, usage_db_url from the config,
-or the SQLite default. Keys are shown by their last 4 characters only."""),
+Reads keycycle's usage_logs table in HFS_USAGE_DB_URL (or TIDB_DB_URL), usage_db_url
+from the config, or the SQLite default. Keys are shown by their last 4 characters only."""),
     "keys": (KEYS_SUMMARY, KEYS_EPILOG),
 }
 
@@ -247,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``hfs`` with `argv` (default: the command line); returns the exit status."""
     parser = build_parser()
     args = _parse(parser, argv)
-    debug = bool(args.debug) or _env_flag("HFS_DEBUG")
+    debug = bool(args.debug) or _env_flag(DEBUG_ENV)
     args.debug = debug
     log_filter = setup_logging(int(args.verbose), debug)
     handler: Callable[[argparse.Namespace, LogFilter], int] = args.handler

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 from typing import TYPE_CHECKING, Any
 
 from hfs_core.cli.common import CliError, open_registry
@@ -71,8 +72,9 @@ def cmd_models(args: argparse.Namespace, log_filter: LogFilter) -> int:
     if args.provider is not None:
         wanted = args.provider.strip().lower()
         if wanted not in registry.specs:
+            near = difflib.get_close_matches(wanted, names, n=1)
             raise CliError(f"unknown provider {wanted!r}; installed: {', '.join(names) or 'none'}",
-                           "run `hfs providers` to see the installed plugins")
+                           f"did you mean {near[0]!r}?" if near else "run `hfs providers` to see the installed plugins")
         names = [wanted]
     tables = [_models_of(registry, name) for name in names]
     if args.json:

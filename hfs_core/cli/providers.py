@@ -58,6 +58,7 @@ def provider_entries(registry: Registry) -> list[dict[str, Any]]:
             "default_model": registry.settings.default_model(spec),
             "keys_found": report.keys_found,
             "expected_keys": report.expected,
+            "expected_keys_from": "config" if registry.config.provider(name).expected_keys else "plugin",
             "enabled": report.enabled,
             "configured": report.configured,
             "healthy": report.healthy,
@@ -66,6 +67,7 @@ def provider_entries(registry: Registry) -> list[dict[str, Any]]:
             "key_groups": [[str(item) for item in group] for group in registry.config.provider(name).key_groups],
             "docs_url": spec.docs_url or None,
             "problems": [{**p.to_dict(), "hint": _hint_with_docs(p, spec.docs_url)} for p in report.problems],
+            "notes": list(report.notes),
         })
     return entries
 
@@ -80,19 +82,22 @@ def tier_listing(registry: Registry) -> list[dict[str, Any]]:
     } for name in registry.tiers]
 
 
-def _tier_rows(tiers: Sequence[Mapping[str, Any]]) -> list[list[Cell]]:
-    """Rows of the tiers table: one per entry, the tier named on its first."""
+def _tier_rows(tiers: Sequence[Mapping[str, Any]], status: Mapping[str, str]) -> list[list[Cell]]:
+    """Rows of the tiers table: one per entry, the tier named on its first. An entry whose provider is
+    listed above (`status`: each listed provider's) but cannot serve says only the provider's status:
+    its row and the Problems section say why, once."""
     rows: list[list[Cell]] = []
     for tier in tiers:
         for number, entry in enumerate(tier["entries"], 1):
             if entry["problem"] is not None:
-                status: Cell = ("unusable", "red")
-                note = str(entry["problem"]).split("; ")[0]
+                state: Cell = ("unusable", "red")
+                listed = status.get(entry["provider"])
+                note = f"{entry['provider']}: {listed} (see above)" if listed else str(entry["problem"]).split("; ")[0]
             elif entry["known_model"] is False:
-                status, note = ("ok", "yellow"), "no limit table knows the model: the conservative default applies"
+                state, note = ("ok", "yellow"), "no limit table knows the model: the conservative default applies"
             else:
-                status, note = ("ok", "green"), ""
-            rows.append([tier["name"] if number == 1 else "", str(number), entry["entry"], status, note])
+                state, note = ("ok", "green"), ""
+            rows.append([tier["name"] if number == 1 else "", str(number), entry["entry"], state, note])
     return rows
 
 
@@ -128,7 +133,9 @@ def cmd_providers(args: argparse.Namespace, log_filter: LogFilter) -> int:
         rows: list[list[Cell]] = []
         for e in entries:
             plugin = f"{e['distribution'] or e['plugin']} {e['version'] or ''}".strip()
-            keys = f"{e['keys_found']}/{e['expected_keys']}"
+            keys = str(e["keys_found"])
+            if e["expected_keys_from"] == "config":
+                keys += f"/{e['expected_keys']}"
             rows.append([e["name"], plugin, ", ".join(e["hooks"]), e["default_model"], keys,
                          (e["status"], _STATUS_STYLE[e["status"]]), _note(e)])
         for f in failed:
@@ -142,13 +149,15 @@ def cmd_providers(args: argparse.Namespace, log_filter: LogFilter) -> int:
             out(f"  {e['name']}: {key_groups_text(e['key_groups'])}")
     if tiers:
         out()
-        table(["TIER", "#", "ENTRY", "STATUS", "NOTES"], _tier_rows(tiers), right={1},
+        table(["TIER", "#", "ENTRY", "STATUS", "NOTES"], _tier_rows(tiers, {e["name"]: e["status"] for e in entries}),
+              right={1},
               title=f"Tiers ({registry.tiers_source}), each entry in order of preference:")
     if skipped:
         names = ", ".join(p["name"] for p in skipped)
         out(f"\nInstalled but not loaded (HFS_PLUGINS or `plugins` in the config): {names}")
     _print_problems(problems, entries)
-    config = f"{config_problem.variable} (malformed; defaults used)" if config_problem else registry.config.source_name
+    config = (f"{config_problem.variable} (malformed: the registry does not start until it is fixed; listed "
+              "here as with no config file)") if config_problem else registry.config.source_name
     out(f"\nConfig: {config}")
     out(f"State: {describe_state(registry.state_info())}")
     return 0

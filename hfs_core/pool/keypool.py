@@ -300,8 +300,8 @@ class KeyPool:
         self.state.settle(lease, None)
         index = lease.index
         where = f"{self.provider} key {self.spec.key_var(index + 1)} (…{self._keys[index][-4:]})"
-        what = "an error event in its stream" if reply.in_stream else str(reply.status or "nothing (no answer)")
-        why = f": {verdict.reason}" if verdict.reason else ""
+        what = "an error event in its stream" if reply.in_stream else str(reply.status or "no answer")
+        why = f": {verdict.reason}" if verdict.reason and verdict.reason != what else ""
         if verdict.action is Action.RETIRE_KEY:
             self.state.mark_dead(index, f"{what}{why}")
             status = self.state.status()
