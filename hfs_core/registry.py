@@ -131,7 +131,8 @@ class Registry:
 
     @property
     def env_file(self) -> Path | None:
-        """The ``.env`` file read (the first in the working directory or its parents, up to the repository's root: the first folder holding ``.git``)."""
+        """The ``.env`` file read (the first in the working directory or its parents, up to the
+        repository's root: the first folder holding ``.git``)."""
         return self.settings.env_file
 
     # -- what is available ----------------------------------------------------------------
