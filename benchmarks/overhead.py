@@ -22,7 +22,12 @@ limit and no latency (``--latency`` to change it), so a call costs what the clie
   (f) as (c), with the pool's state shared through the Redis on 127.0.0.1:6379 (a namespace of
       its own, deleted afterwards): one script call per call to choose and reserve a key, the
       settle riding along with the next one. Redis's own counts (``INFO commandstats``) give
-      the script calls and the server time per model call.
+      the script calls and the server time per model call;
+  (g) as (c), with OpenTelemetry configured: the SDK's tracer and meter providers, a span
+      processor handing each span to an in-memory exporter (cleared each round) and an
+      in-memory metric reader (docs/observability.md);
+  (h) as (c), a registry made as an application makes it with the ``otel`` extra installed and
+      no tracer or meter provider set: each call checks, and keeps no trace.
 
 The variants run in interleaved rounds (the order rotates each round) so load from other
 processes hits them alike; the table gives the median over rounds of the wall time and of the
@@ -31,7 +36,8 @@ the median over rounds of each variant's time divided by (a)'s in the same round
 The registry builds each key's SDK client on the key's first call; that one-off cost is
 shown separately ("first pass": the warm-up calls, which reach every key). keycycle's limits
 for the model (30 requests per minute per key) are respected: no variant makes more than
-~2,000 calls a minute over 110 keys. Goals: (c)/(a) <= 1.2, (d)/(a) <= 1.1, (f)/(a) <= 1.3.
+~2,000 calls a minute over 110 keys. Goals: (c)/(a) <= 1.2, (d)/(a) <= 1.1, (f)/(a) <= 1.3,
+(h)/(a) <= 1.1.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ import _common as common
 GOAL = 1.2
 GOAL_TRACKING = 1.1
 GOAL_REDIS = 1.3
+GOAL_OTEL_OFF = 1.1
 
 
 def main() -> None:
@@ -78,6 +85,9 @@ def main() -> None:
         shared = common.registry(keys, standin.url, track_usage=False, state_url=common.REDIS_URL,
                                  namespace=namespace)
         tracked_model = tracked.get_model("groq", common.GROQ_MODEL)
+        exporter, telemetry = otel()
+        traced = common.registry(keys, standin.url, track_usage=False, telemetry=telemetry)
+        untraced = common.registry(keys, standin.url, track_usage=False)
         variants: dict[str, tuple[Any, int]] = {
             "(a) direct Agno client, reused": (direct, batch),
             "(b) keycycle rotating model": (keycycle_model, kc_batch),
@@ -85,9 +95,17 @@ def main() -> None:
             "(d) registry, usage tracking on": (tracked_model, batch),
             "(e) registry, 900 calls/key in the day window": (busy.get_model("groq", common.GROQ_MODEL), batch),
             "(f) registry, state shared through Redis": (shared.get_model("groq", common.GROQ_MODEL), batch),
+            "(g) registry, OpenTelemetry configured": (traced.get_model("groq", common.GROQ_MODEL), batch),
+            "(h) registry, otel extra, nothing configured": (untraced.get_model("groq", common.GROQ_MODEL), batch),
         }
         names = list(variants)
-        settle: dict[str, Callable[[], object]] = {names[3]: tracked.usage_store().flush}
+        spans: list[int] = []
+
+        def export() -> None:
+            spans.append(len(exporter.get_finished_spans()))
+            exporter.clear()
+
+        settle: dict[str, Callable[[], object]] = {names[3]: tracked.usage_store().flush, names[6]: export}
 
         def run(name: str, n: int) -> tuple[float, float]:
             model = variants[name][0]
@@ -119,7 +137,7 @@ def main() -> None:
                   "usage": tracked.usage_health().to_dict() if tracked.usage_health() else None}
         if args.profile:
             profile(lambda: variants[names[2]][0].response(messages=common.messages()))
-        for made in (plain, tracked, busy, shared):
+        for made in (plain, tracked, busy, shared, traced, untraced):
             made.shutdown()
         common.drop_namespace(namespace)
         wrapper.manager.stop()
@@ -145,11 +163,33 @@ def main() -> None:
     print(f"goal (f)/(a) <= {GOAL_REDIS}: {'met' if ratio_f <= GOAL_REDIS else 'MISSED'} ({ratio_f:.2f}); Redis: "
           f"{per_call:.2f} script calls per model call, {usec:.1f} us of server time each")
     status["redis"] = {"script_calls_per_model_call": per_call, "server_usec_per_script_call": usec}
+    ratio_h = results[names[7]]["ratio_to_a"]
+    print(f"goal (h)/(a) <= {GOAL_OTEL_OFF}: {'met' if ratio_h <= GOAL_OTEL_OFF else 'MISSED'} ({ratio_h:.2f}); "
+          f"(g)/(a): {results[names[6]]['ratio_to_a']:.2f}, {sum(spans)} spans for (g)'s "
+          f"{warmup + rounds * batch} calls")
     print(f"stand-in: {stats['total']} requests, {stats['rate_limited']} answered 429; "
           f"registry SDK clients built: {status['registry_clients']}; usage rows: {status['usage']}")
     common.save_json(args.json, {"benchmark": "overhead", **facts, "settings": settings, "results": results,
                                  "standin": {k: stats[k] for k in ("total", "accepted", "rate_limited")},
                                  "status": status})
+
+
+def otel() -> tuple[Any, Any]:
+    """An in-memory span exporter, and a `Telemetry` reporting to SDK providers that export to it and to
+    an in-memory metric reader."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from hfs_core.telemetry import Telemetry
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return exporter, Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider)
 
 
 def replay_day(pool: Any, per_key: int) -> None:

@@ -32,7 +32,7 @@ from hfs_core.settings import PLUGINS_ENV, Settings
 from hfs_core.tier_table import ANY_TIER, TierEntry
 
 if TYPE_CHECKING:
-    from hfs_core.events import Subscriber
+    from hfs_core.events import Subscriber, Subscription
     from hfs_core.pool import KeyPool
     from hfs_core.pool.shared import StateProbe
     from hfs_core.telemetry import Telemetry
@@ -345,11 +345,12 @@ class Registry:
 
     # -- events ----------------------------------------------------------------------------------
 
-    def subscribe(self, callback: Subscriber) -> None:
+    def subscribe(self, callback: Subscriber) -> Subscription:
         """Have `callback` called with each event of this registry's pools and tiers (`hfs_core.events`:
         a key cooled, retired or out for the day, a limit learned, a tier's call moved on, a call
-        refused), on a thread of its own: it never holds up a call, and its errors are logged."""
-        self.resources.events.subscribe(callback)
+        refused), on a thread of its own: it never holds up a call, and its errors are logged. The
+        subscription counts the events it dropped (its queue full) and the subscriber's failures."""
+        return self.resources.events.subscribe(callback)
 
     def unsubscribe(self, callback: Subscriber) -> None:
         """Stop calling `callback` (what was queued for it is delivered first)."""

@@ -47,12 +47,15 @@ def provider_name(provider: str) -> str:
 
 @functools.cache
 def _api() -> Any:
-    """The ``opentelemetry`` API's trace and metrics modules, or None when the extra is not installed."""
+    """The ``opentelemetry`` API's trace, metrics and context modules, and the provider classes that
+    mean none is set (the API's proxies and no-ops); None when the extra is not installed."""
     try:
         from opentelemetry import context, metrics, trace
+        from opentelemetry.metrics._internal import _ProxyMeterProvider  # the API's stand-in until one is set
     except ImportError:
         return None
-    return trace, metrics, context
+    unset = (trace.ProxyTracerProvider, trace.NoOpTracerProvider, _ProxyMeterProvider, metrics.NoOpMeterProvider)
+    return trace, metrics, context, unset
 
 
 def _configured() -> bool:
@@ -60,11 +63,8 @@ def _configured() -> bool:
     api = _api()
     if api is None:
         return False
-    trace, metrics, _ = api
-    from opentelemetry.metrics._internal import _ProxyMeterProvider  # the API's stand-in until one is set
-
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider) \
-        or not isinstance(metrics.get_meter_provider(), _ProxyMeterProvider | metrics.NoOpMeterProvider)
+    trace, metrics, _, unset = api
+    return not isinstance(trace.get_tracer_provider(), unset) or not isinstance(metrics.get_meter_provider(), unset)
 
 
 class _Instruments:
@@ -122,7 +122,7 @@ class Telemetry:
         api = _api()
         if api is None:
             return None
-        trace, metrics, _ = api
+        trace, metrics, _, _ = api
         tracer = trace.get_tracer(SCOPE, tracer_provider=self._tracer_provider)
         meter = metrics.get_meter(SCOPE, meter_provider=self._meter_provider)
         self._instruments = _Instruments(tracer, meter, lambda: self._pools())

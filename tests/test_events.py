@@ -79,15 +79,22 @@ def hi() -> list[Message]:
     return [Message(role="user", content="hi")]
 
 
+def call_until(model: Any, seen: Seen, kind: type) -> list[Any]:
+    """Call `model` until an event of `kind` arrives (the pool chooses which key serves each call)."""
+    for _ in range(30):
+        assert model.response(messages=hi()).content
+        if seen.of(kind):
+            break
+    return seen.wait_for(kind)
+
+
 def test_a_rate_limited_key_is_said_cooled_until_when_and_why(
         registry: Registry, seen: Seen, standin: StandIn, env: dict[str, str]) -> None:
     model = registry.get_model("groq", MODELS["groq"], base_url=standin.url)
     key = keys_of(env, "groq")[0]
     standin.replay(key, "groq.per_minute_tokens", times=1, wait=30)
     before = time.time()
-    for _ in range(3):
-        assert model.response(messages=hi()).content
-    [cooled] = seen.wait_for(KeyCooled)
+    [cooled] = call_until(model, seen, KeyCooled)
     assert cooled.provider == "groq" and cooled.key == key[-4:]
     assert before + 25 < cooled.until < time.time() + 35 and cooled.reason
     assert seen.threads == {"hfs-events"} and threading.current_thread().name not in seen.threads
@@ -97,9 +104,7 @@ def test_a_dead_key_is_said_retired(registry: Registry, seen: Seen, standin: Sta
     key = keys_of(env, "groq")[1]
     standin.set_key(key, 401)
     model = registry.get_model("groq", MODELS["groq"], base_url=standin.url)
-    for _ in range(3):
-        assert model.response(messages=hi()).content
-    [retired] = seen.wait_for(KeyRetired)
+    [retired] = call_until(model, seen, KeyRetired)
     assert retired == KeyRetired("groq", key[-4:], retired.reason) and "401" in retired.reason
 
 
@@ -108,9 +113,7 @@ def test_a_daily_quota_is_said_reached_until_its_reset(
     key = keys_of(env, "groq")[0]
     standin.replay(key, "groq.per_day_requests", times=1)
     model = registry.get_model("groq", MODELS["groq"], base_url=standin.url)
-    for _ in range(3):
-        assert model.response(messages=hi()).content
-    [quota] = seen.wait_for(QuotaReached)
+    [quota] = call_until(model, seen, QuotaReached)
     assert quota.provider == "groq" and quota.key == key[-4:] and quota.until > time.time() + 60
     assert seen.of(KeyCooled) == []
 
