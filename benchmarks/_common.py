@@ -129,9 +129,9 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def registry(keys: Sequence[str], url: str, *, track_usage: bool = False, state_url: str | None = None,
-             namespace: str | None = None) -> Any:
+             namespace: str | None = None, telemetry: Any = None) -> Any:
     """A registry with only the Groq plugin, these keys and the stand-in as base URL; its pools
-    on the Redis at `state_url` (in `namespace`) when given."""
+    on the Redis at `state_url` (in `namespace`) when given, its calls reporting to `telemetry`."""
     from hfs_core import Registry
     from hfs_core.config import Config, ProviderConfig, StateConfig
 
@@ -142,7 +142,7 @@ def registry(keys: Sequence[str], url: str, *, track_usage: bool = False, state_
         providers={"groq": ProviderConfig(base_url=url, expected_keys=len(keys))},
         state=StateConfig(url=state_url, namespace=namespace or f"hfs-bench-{secrets.token_hex(4)}"),
     )
-    made = Registry(env=env, config=config, plugins=["groq"])
+    made = Registry(env=env, config=config, plugins=["groq"], telemetry=telemetry)
     quiet()
     return made
 

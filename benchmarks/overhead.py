@@ -27,6 +27,11 @@ limit and no latency (``--latency`` to change it), so a call costs what the clie
       builds an Agent per role per triad): the model's construction and its first call, against
       (d)'s model built once and reused (a registry of its own, so that its keys' windows and
       (d)'s each stay under keycycle's limits).
+  (h) as (c), with OpenTelemetry configured: the SDK's tracer and meter providers, a span
+      processor handing each span to an in-memory exporter (cleared each round) and an
+      in-memory metric reader (docs/observability.md);
+  (i) as (c), a registry made as an application makes it with the ``otel`` extra installed and
+      no tracer or meter provider set: each call checks, and keeps no trace.
 
 The variants run in interleaved rounds (the order rotates each round) so load from other
 processes hits them alike; the table gives the median over rounds of the wall time and of the
@@ -36,7 +41,7 @@ The registry builds each key's SDK client on the key's first call; that one-off 
 shown separately ("first pass": the warm-up calls, which reach every key). keycycle's limits
 for the model (30 requests per minute per key) are respected: no variant makes more than
 ~2,000 calls a minute over 110 keys. Goals: (c)/(a) <= 1.2, (d)/(a) <= 1.1, (f)/(a) <= 1.3,
-(g)/(a) <= 1.15.
+(g)/(a) <= 1.15, (i)/(a) <= 1.1.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ GOAL = 1.2
 GOAL_TRACKING = 1.1
 GOAL_REDIS = 1.3
 GOAL_NEW_MODEL = 1.15
+GOAL_OTEL_OFF = 1.1
 
 
 def main() -> None:
@@ -88,6 +94,9 @@ def main() -> None:
         def new_model() -> Any:
             return renewed.get_model("groq", common.GROQ_MODEL)
 
+        exporter, telemetry = otel()
+        traced = common.registry(keys, standin.url, track_usage=False, telemetry=telemetry)
+        untraced = common.registry(keys, standin.url, track_usage=False)
         variants: dict[str, tuple[Any, int]] = {
             "(a) direct Agno client, reused": (direct, batch),
             "(b) keycycle rotating model": (keycycle_model, kc_batch),
@@ -96,10 +105,18 @@ def main() -> None:
             "(e) registry, 900 calls/key in the day window": (busy.get_model("groq", common.GROQ_MODEL), batch),
             "(f) registry, state shared through Redis": (shared.get_model("groq", common.GROQ_MODEL), batch),
             "(g) registry, get_model per call, tracking on": (new_model, batch),
+            "(h) registry, OpenTelemetry configured": (traced.get_model("groq", common.GROQ_MODEL), batch),
+            "(i) registry, otel extra, nothing configured": (untraced.get_model("groq", common.GROQ_MODEL), batch),
         }
         names = list(variants)
+        spans: list[int] = []
+
+        def export() -> None:
+            spans.append(len(exporter.get_finished_spans()))
+            exporter.clear()
+
         settle: dict[str, Callable[[], object]] = {names[3]: tracked.usage_store().flush,
-                                                   names[6]: renewed.usage_store().flush}
+                                                   names[6]: renewed.usage_store().flush, names[7]: export}
 
         def run(name: str, n: int) -> tuple[float, float]:
             model = variants[name][0]
@@ -132,7 +149,7 @@ def main() -> None:
                   "usage": tracked.usage_health().to_dict() if tracked.usage_health() else None}
         if args.profile:
             profile(lambda: variants[names[2]][0].response(messages=common.messages()))
-        for made in (plain, tracked, renewed, busy, shared):
+        for made in (plain, tracked, renewed, busy, shared, traced, untraced):
             made.shutdown()
         common.drop_namespace(namespace)
         wrapper.manager.stop()
@@ -161,11 +178,33 @@ def main() -> None:
     print(f"goal (f)/(a) <= {GOAL_REDIS}: {'met' if ratio_f <= GOAL_REDIS else 'MISSED'} ({ratio_f:.2f}); Redis: "
           f"{per_call:.2f} script calls per model call, {usec:.1f} us of server time each")
     status["redis"] = {"script_calls_per_model_call": per_call, "server_usec_per_script_call": usec}
+    ratio_i = results[names[8]]["ratio_to_a"]
+    print(f"goal (i)/(a) <= {GOAL_OTEL_OFF}: {'met' if ratio_i <= GOAL_OTEL_OFF else 'MISSED'} ({ratio_i:.2f}); "
+          f"(h)/(a): {results[names[7]]['ratio_to_a']:.2f}, {sum(spans)} spans for (h)'s "
+          f"{warmup + rounds * batch} calls")
     print(f"stand-in: {stats['total']} requests, {stats['rate_limited']} answered 429; "
           f"registry SDK clients built: {status['registry_clients']}; usage rows: {status['usage']}")
     common.save_json(args.json, {"benchmark": "overhead", **facts, "settings": settings, "results": results,
                                  "standin": {k: stats[k] for k in ("total", "accepted", "rate_limited")},
                                  "status": status})
+
+
+def otel() -> tuple[Any, Any]:
+    """An in-memory span exporter, and a `Telemetry` reporting to SDK providers that export to it and to
+    an in-memory metric reader."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from hfs_core.telemetry import Telemetry
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return exporter, Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider)
 
 
 def replay_day(pool: Any, per_key: int) -> None:

@@ -33,8 +33,10 @@ from hfs_core.settings import PLUGINS_ENV, Settings
 from hfs_core.tier_table import ANY_TIER, TierEntry
 
 if TYPE_CHECKING:
+    from hfs_core.events import Subscriber, Subscription
     from hfs_core.pool import KeyPool
     from hfs_core.pool.shared import StateProbe
+    from hfs_core.telemetry import Telemetry
     from hfs_core.usage import UsageHealth, UsageStore
 
 log = logging.getLogger("hfs_core")
@@ -82,6 +84,8 @@ class Registry:
         config: configuration to use instead of the one found on disk.
         plugins: names of the only plugins to load (else ``$HFS_PLUGINS``, else config).
         hook_timeout: seconds a plugin's import or hook may take before it counts as failed.
+        telemetry: where calls report OpenTelemetry spans and metrics (default: the global tracer
+            and meter providers, once the application sets them; see docs/observability.md).
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class Registry:
         config: Config | None = None,
         plugins: Sequence[str] | None = None,
         hook_timeout: float = HOOK_TIMEOUT,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.problems: list[Problem] = []
         self.settings = Settings.load(env=env, config=config, problems=self.problems)
@@ -104,7 +109,7 @@ class Registry:
         self.problems += checks.missing_plugins(self.settings, self._discovery.missing)
         self.mask = SecretMask(self.env, [s.key_prefix for s in self._specs.values() if s.key_prefix])
         keys, self._reports = checks.provider_reports(self.settings, self._discovery, self.mask)
-        self.resources = Resources(self.settings, keys)
+        self.resources = Resources(self.settings, keys, telemetry)
         """The usage store, the shared-state link and the pools, made on first use."""
         self._warned_models: set[tuple[str, str]] = set()
         self._left_out: set[tuple[str, str]] = set()  # (tier, entry and why) already logged
@@ -374,6 +379,19 @@ class Registry:
         self._warned_models.add((provider, model_id))
         if not catalog.is_known_model(spec, model_id):
             log.warning("%s: model %s %s", provider, self.mask(repr(model_id)), unknown_model(provider))
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def subscribe(self, callback: Subscriber) -> Subscription:
+        """Have `callback` called with each event of this registry's pools and tiers (`hfs_core.events`:
+        a key cooled, retired or out for the day, a limit learned, a tier's call moved on, a call
+        refused), on a thread of its own: it never holds up a call, and its errors are logged. The
+        subscription counts the events it dropped (its queue full) and the subscriber's failures."""
+        return self.resources.events.subscribe(callback)
+
+    def unsubscribe(self, callback: Subscriber) -> None:
+        """Stop calling `callback` (what was queued for it is delivered first)."""
+        self.resources.events.unsubscribe(callback)
 
     def shutdown(self) -> None:
         """Close every pool (SDK clients, keycycle threads) and flush usage. Safe to call twice."""

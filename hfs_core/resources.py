@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 from hfs_core import catalog
 from hfs_core.discovery import describe
 from hfs_core.errors import HFSError, ProviderUnavailableError
+from hfs_core.events import EventBus
 from hfs_core.install import CORE, install_command, plugin_command
 from hfs_core.plugin import ProviderSpec
 from hfs_core.settings import STATE_SECRET_ENV, USAGE_FIXES, Settings, data_dir
+from hfs_core.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from hfs_core.call import ClientCache
@@ -43,9 +45,11 @@ class Resources:
     Args:
         settings: the registry's settings.
         keys: each provider's usable keys (from the start-up checks).
+        telemetry: where the pools' calls report spans and metrics (the global providers by default).
     """
 
-    def __init__(self, settings: Settings, keys: Mapping[str, Sequence[str]]) -> None:
+    def __init__(self, settings: Settings, keys: Mapping[str, Sequence[str]],
+                 telemetry: Telemetry | None = None) -> None:
         self.settings = settings
         self.keys = {name: list(found) for name, found in keys.items()}
         self.lock = threading.RLock()
@@ -58,6 +62,10 @@ class Resources:
         self._link: RedisLink | None = None
         self._link_ready = False
         self._closed = False
+        self.events = EventBus()
+        """The subscribers to the pools' and tiers' events."""
+        self.telemetry = telemetry or Telemetry()
+        self.telemetry.watch(lambda: [(name, pool.status()) for name, pool in list(self._pools.items())])
 
     def built(self, name: str) -> KeyPool | None:
         """The pool of provider `name` if it has been built."""
@@ -96,7 +104,7 @@ class Resources:
             link = self.state_link()
             state: PoolState = local if link is None else RedisPoolState(local, link, spec.name, keys)
             usage = self.usage_store()
-            pool = KeyPool(spec, keys, state, usage, budgets=budgets)
+            pool = KeyPool(spec, keys, state, usage, budgets=budgets, events=self.events, telemetry=self.telemetry)
             clients = ClientCache(keys, model_class)
         except Exception as exc:
             hint = f"; reinstall it: {plugin_command(spec.name)}" if isinstance(exc, ImportError) else ""
@@ -214,3 +222,4 @@ class Resources:
             self._link.close()
         if self._usage is not None:
             self._usage.close()
+        self.events.close()

@@ -30,6 +30,7 @@ from hfs_core.call import (
     what_failed,
     why_not,
 )
+from hfs_core.events import TierMoved
 from hfs_core.pool import CallOptions
 
 _log = logging.getLogger("hfs_core.pool")
@@ -38,6 +39,11 @@ _log = logging.getLogger("hfs_core.pool")
 def _moved(tier: str, entries: Entries, index: int) -> None:
     passed = "; ".join(f"{label(entries.models[i])}: {why_not(entries, i)}" for i in entries.passed_over(index))
     _log.info("tier %s: %s takes the call%s", tier, label(entries.models[index]), f" ({passed})" if passed else "")
+    events = entries.models[index].pool.events
+    if events.wanted:
+        source = entries.current
+        events.emit(TierMoved(tier, label(entries.models[source]), label(entries.models[index]),
+                              why_not(entries, source)))
 
 
 def _gave_up(tier: str, entries: Entries, index: int, error: BaseException) -> None:
@@ -49,7 +55,7 @@ def tier_hooks(tier: str) -> CallHooks:
     """What the calls of tier `tier` tell it (an INFO line when another entry takes the call or one is
     given up) and how they end when no entry can serve (one refusal naming every entry)."""
     return CallHooks(refusal=functools.partial(tier_refusal, tier), moved=functools.partial(_moved, tier),
-                     gave_up=functools.partial(_gave_up, tier))
+                     gave_up=functools.partial(_gave_up, tier), tier=tier)
 
 
 class TierModel:

@@ -14,12 +14,13 @@ import random
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hfs_core.call.entries import Entries
 from hfs_core.call.messages import carries, tag, tokens
-from hfs_core.call.refusal import plain_refusal
+from hfs_core.call.refusal import label, plain_refusal
 from hfs_core.call.steps import END, LATE, LEASE, Emit, Offload, Pause, Pull, Step
+from hfs_core.events import CallRefused
 from hfs_core.plugin import Action, Verdict
 from hfs_core.pool import (
     Acquired,
@@ -31,6 +32,9 @@ from hfs_core.pool import (
     local_error,
     read_reply,
 )
+
+if TYPE_CHECKING:
+    from hfs_core.telemetry import CallTrace
 
 _LEASE: contextvars.ContextVar[Lease | None] = contextvars.ContextVar("hfs_lease", default=None)
 _SERVED: contextvars.ContextVar[Any] = contextvars.ContextVar("hfs_served", default=None)
@@ -63,6 +67,8 @@ class CallHooks:
     """Told when the next attempt runs on another entry than the last one (`Entries.current`)."""
     gave_up: Callable[[Entries, int, BaseException], None] | None = None
     """Told when an entry is given up for this call after an error, and others are left."""
+    tier: str | None = None
+    """The tier whose call it is (None: a plain model's), as its span says."""
 
 
 PLAIN = CallHooks()
@@ -90,6 +96,12 @@ class Call:
         self.started = time.monotonic()
         self.budget = options.timeout
         self.announced = False
+        self.waited = 0.0
+        """Seconds this call has waited for keys so far."""
+        first = entries.models[0]
+        telemetry = first.pool.telemetry
+        self.trace = None if telemetry is None else telemetry.begin(first.id, first.pool.provider, hooks.tier)
+        """What the call did so far, for its span and metrics (None: OpenTelemetry is not configured)."""
 
     # -- leasing ---------------------------------------------------------------------------
 
@@ -129,23 +141,35 @@ class Call:
         """The entry whose key frees first (it becomes the current one); raises when waiting cannot help."""
         index = self.entries.frees_first()
         if index is None or not self.options.wait:
-            raise self.hooks.refusal(self.entries, self.options)
+            raise self._refusal()
         self._take(index)
         return index
 
     def _take(self, index: int) -> None:
         """Run the next attempt on entry `index`."""
-        if index != self.entries.current and self.hooks.moved is not None:
-            self.hooks.moved(self.entries, index)
+        if index != self.entries.current:
+            if self.hooks.moved is not None:
+                self.hooks.moved(self.entries, index)
+            if self.trace is not None:
+                self.trace.moved()
         self.entries.current = index
+
+    def _refusal(self) -> BaseException:
+        """What ends the call when no entry can serve it (the subscribers are told)."""
+        refusal = self.hooks.refusal(self.entries, self.options)
+        events = self.entries.models[0].pool.events
+        if events.wanted:
+            events.emit(CallRefused(self.hooks.tier or label(self.entries.models[0]), refusal))
+        return refusal
 
     def _refused_waiting(self, index: int, refusal: NoAvailableKeyError) -> BaseException:
         """What ends the call when entry `index`, waited for, gave no key within the budget."""
         self.entries.refused[index] = refusal
-        return self.hooks.refusal(self.entries, self.options)
+        return self._refusal()
 
     def _waited(self, got: Acquired) -> Lease:
         self.budget -= got.waited
+        self.waited += got.waited
         self.announced = self.announced or got.announced
         return got.lease
 
@@ -186,7 +210,7 @@ class Call:
         """Take entry `index` out of this call (`kind`: what it amounts to); raises when it was the last one."""
         self.entries.give_up(index, exc, kind)
         if not self.entries.live():
-            raise self.hooks.refusal(self.entries, self.options)
+            raise self._refusal()
         if self.hooks.gave_up is not None:
             self.hooks.gave_up(self.entries, index, exc)
         return 0.0
@@ -219,6 +243,8 @@ class Call:
         index = entries.current
         pool = entries.models[index].pool
         verdict = pool.failed(lease, exc, ruled)
+        if self.trace is not None:
+            self.trace.failed(read_reply(exc).status, verdict.action.value, exc)
         entries.key_failed(index, lease.index)
         others = len(entries.live()) > 1
         if verdict.action is Action.CALLER_ERROR:
@@ -256,6 +282,21 @@ class Call:
     # -- the loop --------------------------------------------------------------------------
 
     def attempts(self, start: Callable[[Any], Any]) -> Generator[Step, Any, None]:
+        """The attempt loop (`_attempts`), its span and metrics made when it ends if a trace is kept."""
+        return self._attempts(start) if self.trace is None else self._traced(start, self.trace)
+
+    def _traced(self, start: Callable[[Any], Any], trace: CallTrace) -> Generator[Step, Any, None]:
+        try:
+            yield from self._attempts(start)
+        except GeneratorExit:  # a stream closed early: a success
+            trace.end(None)
+            raise
+        except BaseException as exc:
+            trace.end(exc)
+            raise
+        trace.end(None)
+
+    def _attempts(self, start: Callable[[Any], Any]) -> Generator[Step, Any, None]:
         """The attempt loop, as steps for `run` or `arun`; `start(entry)` opens one attempt's source.
 
         Each attempt leases a key and pulls chunks with the lease set for the provider's code.
@@ -265,9 +306,12 @@ class Call:
         reaches the caller. A stream closed early (GeneratorExit) counts as a success.
         Each chunk carries the provider and model that served it (`SERVED_BY` in its provider data).
         """
+        trace = self.trace
         while True:
             lease: Lease = yield LEASE
             model = self.entries.models[self.entries.current]
+            if trace is not None:
+                trace.leased(model.id, model.pool.provider, model.pool.shown(lease.index), self.waited)
             source = start(model)
             usage: int | None = None
             started = False
@@ -282,6 +326,8 @@ class Call:
                         break
                     started = started or carries(chunk)
                     usage = tokens(chunk) or usage
+                    if trace is not None:
+                        trace.answered(chunk)
                     yield Emit(tag(chunk, model))
             except GeneratorExit:
                 model.pool.succeeded(lease, usage)
@@ -289,7 +335,9 @@ class Call:
             except Exception as exc:
                 ruled = yield from self._ruling(model, exc)
                 if started:
-                    model.pool.failed(lease, exc, ruled)
+                    verdict = model.pool.failed(lease, exc, ruled)
+                    if trace is not None:
+                        trace.failed(read_reply(exc).status, verdict.action.value, exc)
                     raise
                 yield Pause(self.after_failure(lease, exc, ruled))
                 continue

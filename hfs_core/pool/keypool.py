@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hfs_core._keycycle import DEFAULT_COOLDOWN_SECONDS
+from hfs_core.events import EventBus, KeyCooled, KeyRetired, LimitLearned, QuotaReached
 from hfs_core.plugin import Action, Verdict
 from hfs_core.pool.failures import CheckedRules, capped_wait, judge, retry_after
 from hfs_core.pool.state import WINDOW_SECONDS, Lease, PoolState, PoolStatus, key_suffix
@@ -33,6 +34,7 @@ from hfs_core.pool.unavailable import (
 
 if TYPE_CHECKING:
     from hfs_core.plugin import ProviderSpec
+    from hfs_core.telemetry import Telemetry
 
 log = logging.getLogger("hfs_core.pool")
 
@@ -116,6 +118,8 @@ class KeyPool:
         usage: UsageRecorder | None,
         *,
         budgets: Sequence[int] = (),
+        events: EventBus | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.spec = spec
         self.provider = spec.name
@@ -136,6 +140,10 @@ class KeyPool:
         self._busy_streak = 0
         self._busy_reason = ""
         self._flaky = [0] * len(self._keys)  # transient failures in a row, per key
+        self.events = events if events is not None else EventBus()
+        """Where the pool tells what it did to its keys (the registry's subscribers)."""
+        self.telemetry = telemetry
+        """Where the calls on this pool report their spans and metrics (None: nowhere)."""
 
     def __repr__(self) -> str:
         status = self.state.status()
@@ -150,6 +158,10 @@ class KeyPool:
     def suffix(self, index: int) -> str:
         """The usage-row suffix of key `index`."""
         return self._suffixes[index]
+
+    def shown(self, index: int) -> str:
+        """Key `index` as spans, metrics and events show it: its last four characters."""
+        return self._keys[index][-4:]
 
     def status(self) -> PoolStatus:
         """Counts of keys by state."""
@@ -299,13 +311,14 @@ class KeyPool:
         reply, verdict = judge(exc, ruled)
         self.state.settle(lease, None)
         index = lease.index
-        where = f"{self.provider} key {self.spec.key_var(index + 1)} (…{self._keys[index][-4:]})"
+        where = f"{self.provider} key {self.spec.key_var(index + 1)} (…{self.shown(index)})"
         what = "an error event in its stream" if reply.in_stream else str(reply.status or "no answer")
         why = f": {verdict.reason}" if verdict.reason and verdict.reason != what else ""
         if verdict.action is Action.RETIRE_KEY:
             self.state.mark_dead(index, f"{what}{why}")
             status = self.state.status()
             log.warning("%s answered %s%s: retired, %d of %d keys left", where, what, why, status.live, status.total)
+            self._emit(KeyRetired, index, reason=verdict.reason or what)
         elif verdict.action is Action.COOL_KEY:  # no wait named: until the window it hit has passed
             seconds = capped_wait(next((s for s in (verdict.seconds, retry_after(reply)) if s is not None),
                                        WINDOW_SECONDS.get(verdict.window or "", DEFAULT_COOLDOWN_SECONDS)), where)
@@ -314,10 +327,14 @@ class KeyPool:
                 if self.usage is not None:
                     self.usage.remember_cooldown(self.provider, self._suffixes[index], time.time() + seconds)
                 log.info("%s answered %s%s: out for %.0fs, until its quota resets", where, what, why, seconds)
+                self._emit(QuotaReached, index, until=time.time() + seconds)
             else:
                 cap = self.state.learn_limit(index, lease.model_id) if verdict.counts == "requests" else None
                 learned = f"; {self._whose(index)} now takes at most {cap} a minute" if cap is not None else ""
                 log.info("%s answered %s%s: cooling for %.1fs%s", where, what, why, seconds, learned)
+                self._emit(KeyCooled, index, until=time.time() + seconds, reason=verdict.reason or what)
+                if cap is not None:
+                    self._emit(LimitLearned, index, model=lease.model_id, per_minute=cap)
         elif verdict.action is Action.PROVIDER_BUSY:
             with self._verdicts:
                 self._busy_streak += 1
@@ -335,10 +352,17 @@ class KeyPool:
                 aside = min(_FLAKY_MAX, _FLAKY_FIRST * 2 ** (streak - 2))
                 self.state.cool_down(index, aside, f"failed again ({what}{why})")
                 log.info("%s failed again (%s%s): set aside for %.0fs", where, what, why, aside)
+                self._emit(KeyCooled, index, until=time.time() + aside, reason=f"failed again ({what}{why})")
             else:
                 log.info("%s failed (%s%s): retrying on another key", where, what, why)
         self._wake()
         return verdict
+
+    def _emit(self, kind: type[KeyCooled | KeyRetired | QuotaReached | LimitLearned], index: int,
+              **fields: Any) -> None:
+        """Tell the subscribers, if any, an event of `kind` about key `index`."""
+        if self.events.wanted:
+            self.events.emit(kind(provider=self.provider, key=self.shown(index), **fields))
 
     # -- the pool's keys ------------------------------------------------------------------
 
