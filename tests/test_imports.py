@@ -18,6 +18,9 @@ import hfs_core
 import hfs_core.process as process_module
 from hfs_core.testing.standin import StandIn
 
+HEAVY_CALL_PATH = ("agno", "keycycle", "groq", "cerebras", "google.genai", "openai", "sqlalchemy", "httpx",
+                   "pydantic", "hfs_core.pool", "hfs_core.call")
+"""What a call needs and a listing must not load."""
 HEAVY = ("agno", "keycycle", "groq", "cerebras", "google.genai", "openai", "sqlalchemy", "httpx", "pydantic", "yaml")
 
 PROBE = """
@@ -200,3 +203,36 @@ def test_a_sqlite_history_read_before_connecting_is_the_connected_read(isolated:
     assert fresh.db is None  # read without connecting
     assert early == writer.history("groq", 3600) == [("aaaa1111", "m1", now - 10, 5)]
     writer.dispose()
+
+
+LISTING_MUST_NOT_LOAD = {
+    (): ("hfs_core.registry", "hfs_core.config", "hfs_core.discovery", "hfs_core.usage"),
+    ("--help",): ("hfs_core.registry", "hfs_core.config", "hfs_core.discovery", "hfs_core.usage"),
+    ("providers",): ("hfs_core.usage.store", "hfs_core.usage.database_link", "hfs_core.usage.queries", "yaml"),
+    ("models", "groq"): ("hfs_core.usage.store", "hfs_core.usage.database_link", "hfs_core.usage.queries"),
+}
+"""For each listing command, what it must not load beyond `HEAVY`'s call path (its own listing needs
+the rest: ``hfs models`` reads keycycle's YAML tables, without importing keycycle)."""
+
+
+@pytest.mark.parametrize("args", list(LISTING_MUST_NOT_LOAD), ids=lambda args: " ".join(args) or "hfs")
+def test_listing_commands_load_only_what_they_print(isolated: Path, args: tuple[str, ...]) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPROFILEIMPORTTIME"}
+    env.update(provider_env(3, db_url=f"sqlite:///{isolated / 'usage.sqlite3'}"), PYTHONPROFILEIMPORTTIME="1")
+    result = subprocess.run([str(Path(sys.executable).parent / "hfs"), *args], cwd=isolated, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip()
+    timed = importtime_modules(result.stderr)
+    assert "hfs_core.cli.main" in timed  # the parse works
+    for package in (*HEAVY_CALL_PATH, *LISTING_MUST_NOT_LOAD[args]):
+        assert not any(is_under(m, package) for m in timed), f"hfs {' '.join(args)} imported {package}"
+
+
+def test_import_hfs_core_loads_none_of_its_modules() -> None:
+    """``import hfs_core`` resolves its names on first use: it loads no module of its own, nor pluggy."""
+    probe = ("import json, sys, hfs_core; print(json.dumps(sorted(m for m in sys.modules "
+             "if m.split('.')[0] in ('hfs_core', 'pluggy', 'tomllib', 'dotenv'))))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout) == ["hfs_core"]
