@@ -11,6 +11,12 @@ wall clock of fresh processes (median of `--runs` after one warm-up each):
 
 plus ``hfs --help`` and ``hfs check --skip-db`` for reference, and prints absolute times
 and the ratios b/a and b/c. Goal: (b) <= 0.3 s and (b) <= (c) / 3.
+
+Then a fresh process to its first answered call (issue 25, cold path (a)), against the provider
+stand-in on loopback: ``get_model("groq")`` and one ``Agent.run`` (SQLite usage store in a fresh
+data folder) paired with a script that builds Agno's ``Groq`` directly with one key, the two arms
+alternating run by run (`--pairs`, after one warm-up each) so that load on the machine hits both.
+Goal: hfs's median <= 1.5x the direct median.
 """
 
 from __future__ import annotations
@@ -37,6 +43,21 @@ HEAVY = (
 )
 GOAL_SECONDS = 0.3
 GOAL_RATIO = 1 / 3
+MODEL = "openai/gpt-oss-20b"
+HFS_FIRST_CALL = (
+    "import sys\n"
+    "from agno.agent import Agent\n"
+    "from hfs_core import get_model\n"
+    f"print(Agent(model=get_model('groq:{MODEL}', base_url=sys.argv[1]), telemetry=False).run('hi').content)\n"
+)
+DIRECT_FIRST_CALL = (
+    "import os, sys\n"
+    "from agno.agent import Agent\n"
+    "from agno.models.groq import Groq\n"
+    f"model = Groq(id='{MODEL}', api_key=os.environ['GROQ_API_KEY_1'], base_url=sys.argv[1])\n"
+    "print(Agent(model=model, telemetry=False).run('hi').content)\n"
+)
+GOAL_FIRST_CALL = 1.5
 
 
 def fake_env(keys: int = 3) -> dict[str, str]:
@@ -77,10 +98,32 @@ def time_command(argv: Sequence[str], env: Mapping[str, str], cwd: str, runs: in
     return samples
 
 
+def first_call_pairs(env: Mapping[str, str], tmp: str, pairs: int) -> dict[str, list[float]]:
+    """Seconds from a fresh process to its first answered call, hfs and direct Agno alternating
+    (`pairs` of each after one warm-up each), against a stand-in; each hfs run in a fresh data folder."""
+    from hfs_core.testing.standin import StandIn
+
+    samples: dict[str, list[float]] = {"hfs": [], "direct": []}
+    with StandIn() as standin:
+        for attempt in range(pairs + 1):
+            for arm, script in (("hfs", HFS_FIRST_CALL), ("direct", DIRECT_FIRST_CALL)):
+                run_env = {**env, "XDG_DATA_HOME": str(Path(tmp) / f"first-call-{attempt}")}
+                start = time.perf_counter()
+                done = subprocess.run([sys.executable, "-c", script, standin.url], env=run_env, cwd=tmp,
+                                      capture_output=True, text=True, check=False)
+                elapsed = time.perf_counter() - start
+                if done.returncode != 0 or "stand-in reply" not in done.stdout:
+                    raise SystemExit(f"{arm} first call failed ({done.returncode}): {done.stderr[-500:]}")
+                if attempt:
+                    samples[arm].append(elapsed)
+    return samples
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Time the cases and print the table; exit 1 if a goal is missed."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=15, help="timed runs per case (default 15)")
+    parser.add_argument("--pairs", type=int, default=7, help="paired first-call runs (default 7)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="hfs-cold-start-") as tmp:
         env = {**clean_environ(), **fake_env(), "XDG_DATA_HOME": str(Path(tmp) / "data"),
@@ -98,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             samples = time_command(command, env, tmp, args.runs)
             medians[name] = statistics.median(samples)
             spreads[name] = (min(samples), max(samples))
+        first = first_call_pairs(env, tmp, args.pairs)
     print(f"hfs cold start: {platform.python_implementation()} {platform.python_version()}, "
           f"{os.cpu_count()} CPUs, {platform.machine()}; median of {args.runs} runs after a warm-up")
     print(f"{'case':<6} {'command':<34} {'median':>8} {'min':>8} {'max':>8}")
@@ -111,7 +155,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ok_ratio = b_c <= GOAL_RATIO
     print(f"goal (b) <= {GOAL_SECONDS:.1f}s: {'met' if ok_abs else 'MISSED'}; "
           f"goal b/c <= {GOAL_RATIO:.2f}: {'met' if ok_ratio else 'MISSED'}")
-    return 0 if ok_abs and ok_ratio else 1
+    print(f"\nfresh process to its first answered call (groq, stand-in on loopback), {args.pairs} alternating pairs:")
+    for arm, label in (("hfs", "hfs: get_model + Agent.run"), ("direct", "direct: Agno's Groq + Agent.run")):
+        print(f"{arm:<6} {label:<34} {statistics.median(first[arm]):>7.3f}s {min(first[arm]):>7.3f}s "
+              f"{max(first[arm]):>7.3f}s")
+    ratio = statistics.median(first["hfs"]) / statistics.median(first["direct"])
+    per_pair = sorted(h / d for h, d in zip(first["hfs"], first["direct"], strict=True))
+    ok_first = ratio <= GOAL_FIRST_CALL
+    print(f"hfs/direct = {ratio:.2f} (ratio of medians; per pair {per_pair[0]:.2f}..{per_pair[-1]:.2f}, "
+          f"median {statistics.median(per_pair):.2f}); goal <= {GOAL_FIRST_CALL}: {'met' if ok_first else 'MISSED'}")
+    return 0 if ok_abs and ok_ratio and ok_first else 1
 
 
 if __name__ == "__main__":
