@@ -12,9 +12,9 @@ Two costs are avoided here:
   imported, the package is entered in ``sys.modules`` without running its ``__init__``; those
   submodules then load alone (about 0.2 s against 1.7 s or more). The first time anything
   asks the package itself for a name (``keycycle.MultiProviderWrapper``, ``from keycycle
-  import X``, or `UsageDatabase` here), its ``__init__`` runs in that same module object and reuses the submodules already
-  loaded: ``keycycle.NoAvailableKeyError`` is the very class imported here, so the refusals
-  that subclass it are caught by code written against keycycle.
+  import X``, or `UsageDatabase` here), its ``__init__`` runs in that same module object and
+  reuses the submodules already loaded: ``keycycle.NoAvailableKeyError`` is the very class
+  imported here, so the refusals that subclass it are caught by code written against keycycle.
 """
 
 from __future__ import annotations
