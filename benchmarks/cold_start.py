@@ -11,6 +11,14 @@ wall clock of fresh processes (median of `--runs` after one warm-up each):
 
 plus ``hfs --help`` and ``hfs check --skip-db`` for reference, and prints absolute times
 and the ratios b/a and b/c. Goal: (b) <= 0.3 s and (b) <= (c) / 3.
+
+Then a fresh process to its first answered call (issue 25, cold path (a)), against the provider
+stand-in on loopback: ``get_model("groq")`` and one ``Agent.run`` (SQLite usage store in a fresh
+data folder) paired with a script that builds Agno's ``Groq`` directly with one key, the two arms
+alternating run by run (`--pairs`, after one warm-up each) so that load on the machine hits both.
+Timed from the start of the process to the answer (the child prints the time it got it), and to
+the process's exit (hfs's then includes writing the usage row). Goal: hfs's median to the answer
+<= 1.5x the direct median.
 """
 
 from __future__ import annotations
@@ -37,6 +45,23 @@ HEAVY = (
 )
 GOAL_SECONDS = 0.3
 GOAL_RATIO = 1 / 3
+MODEL = "openai/gpt-oss-20b"
+HFS_FIRST_CALL = (
+    "import sys\n"
+    "from agno.agent import Agent\n"
+    "from hfs_core import get_model\n"
+    f"print(Agent(model=get_model('groq:{MODEL}', base_url=sys.argv[1]), telemetry=False).run('hi').content)\n"
+    "import time; print(f'ANSWERED={time.time()!r}')\n"
+)
+DIRECT_FIRST_CALL = (
+    "import os, sys\n"
+    "from agno.agent import Agent\n"
+    "from agno.models.groq import Groq\n"
+    f"model = Groq(id='{MODEL}', api_key=os.environ['GROQ_API_KEY_1'], base_url=sys.argv[1])\n"
+    "print(Agent(model=model, telemetry=False).run('hi').content)\n"
+    "import time; print(f'ANSWERED={time.time()!r}')\n"
+)
+GOAL_FIRST_CALL = 1.5
 
 
 def fake_env(keys: int = 3) -> dict[str, str]:
@@ -77,10 +102,35 @@ def time_command(argv: Sequence[str], env: Mapping[str, str], cwd: str, runs: in
     return samples
 
 
+def first_call_pairs(env: Mapping[str, str], tmp: str, pairs: int) -> dict[str, list[float]]:
+    """Seconds from starting a fresh process to its first answer ("hfs", "direct") and to its exit
+    ("hfs exit", "direct exit": hfs's includes writing the usage row), hfs and direct Agno alternating
+    (`pairs` of each after one warm-up each), against a stand-in; each hfs run in a fresh data folder."""
+    from hfs_core.testing.standin import StandIn
+
+    samples: dict[str, list[float]] = {"hfs": [], "direct": [], "hfs exit": [], "direct exit": []}
+    with StandIn() as standin:
+        for attempt in range(pairs + 1):
+            for arm, script in (("hfs", HFS_FIRST_CALL), ("direct", DIRECT_FIRST_CALL)):
+                run_env = {**env, "XDG_DATA_HOME": str(Path(tmp) / f"first-call-{attempt}")}
+                started = time.time()
+                done = subprocess.run([sys.executable, "-c", script, standin.url], env=run_env, cwd=tmp,
+                                      capture_output=True, text=True, check=False)
+                ended = time.time()
+                if done.returncode != 0 or "stand-in reply" not in done.stdout:
+                    raise SystemExit(f"{arm} first call failed ({done.returncode}): {done.stderr[-500:]}")
+                answered = float(done.stdout.rsplit("ANSWERED=", 1)[1])
+                if attempt:
+                    samples[arm].append(answered - started)
+                    samples[f"{arm} exit"].append(ended - started)
+    return samples
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Time the cases and print the table; exit 1 if a goal is missed."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=15, help="timed runs per case (default 15)")
+    parser.add_argument("--pairs", type=int, default=7, help="paired first-call runs (default 7)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="hfs-cold-start-") as tmp:
         env = {**clean_environ(), **fake_env(), "XDG_DATA_HOME": str(Path(tmp) / "data"),
@@ -98,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             samples = time_command(command, env, tmp, args.runs)
             medians[name] = statistics.median(samples)
             spreads[name] = (min(samples), max(samples))
+        first = first_call_pairs(env, tmp, args.pairs)
     print(f"hfs cold start: {platform.python_implementation()} {platform.python_version()}, "
           f"{os.cpu_count()} CPUs, {platform.machine()}; median of {args.runs} runs after a warm-up")
     print(f"{'case':<6} {'command':<34} {'median':>8} {'min':>8} {'max':>8}")
@@ -111,7 +162,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ok_ratio = b_c <= GOAL_RATIO
     print(f"goal (b) <= {GOAL_SECONDS:.1f}s: {'met' if ok_abs else 'MISSED'}; "
           f"goal b/c <= {GOAL_RATIO:.2f}: {'met' if ok_ratio else 'MISSED'}")
-    return 0 if ok_abs and ok_ratio else 1
+    print(f"\nfresh process to its first answered call (groq, stand-in on loopback), {args.pairs} alternating pairs:")
+    for arm, label in (("hfs", "hfs: get_model + Agent.run"), ("direct", "direct: Agno's Groq + Agent.run"),
+                       ("hfs exit", "hfs, to the process's exit"), ("direct exit", "direct, to the process's exit")):
+        print(f"{arm:<11} {label:<31} {statistics.median(first[arm]):>7.3f}s {min(first[arm]):>7.3f}s "
+              f"{max(first[arm]):>7.3f}s")
+    ratio = statistics.median(first["hfs"]) / statistics.median(first["direct"])
+    per_pair = sorted(h / d for h, d in zip(first["hfs"], first["direct"], strict=True))
+    ok_first = ratio <= GOAL_FIRST_CALL
+    print(f"to the first answer: hfs/direct = {ratio:.2f} (ratio of medians; per pair "
+          f"{per_pair[0]:.2f}..{per_pair[-1]:.2f}, median {statistics.median(per_pair):.2f}); "
+          f"goal <= {GOAL_FIRST_CALL}: {'met' if ok_first else 'MISSED'}")
+    at_exit = statistics.median(first["hfs exit"]) / statistics.median(first["direct exit"])
+    print(f"to the exit: hfs/direct = {at_exit:.2f}")
+    return 0 if ok_abs and ok_ratio and ok_first else 1
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ class Registry:
         self.problems += checks.configuration_problems(self.settings, self._discovery, self.tier_entries, self.mask)
         checks.log_start(self.settings, self.problems, self._reports)
         if self.config.track_usage:  # a registry is usually made on the main thread, where this must run
-            from hfs_core.usage import catch_sigterm
+            from hfs_core.usage.exits import catch_sigterm
 
             catch_sigterm()
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,9 @@ import hfs_core
 import hfs_core.process as process_module
 from hfs_core.testing.standin import StandIn
 
+HEAVY_CALL_PATH = ("agno", "keycycle", "groq", "cerebras", "google.genai", "openai", "sqlalchemy", "httpx",
+                   "pydantic", "hfs_core.pool", "hfs_core.call")
+"""What a call needs and a listing must not load."""
 HEAVY = ("agno", "keycycle", "groq", "cerebras", "google.genai", "openai", "sqlalchemy", "httpx", "pydantic", "yaml")
 
 PROBE = """
@@ -111,3 +115,124 @@ def test_the_core_serves_each_plugins_helper(singleton, standin: StandIn, provid
     assert model.pool is singleton.pool(provider)
     assert model.id == module.SPEC.default_model
     assert Agent(model=model, telemetry=False).run("hi").content == "stand-in reply: hi"
+
+
+FIRST_CALL = """
+import json, sqlite3, sys
+from agno.agent import Agent
+from hfs_core import get_model, shutdown
+def loaded():
+    return sorted(m for m in sys.modules if m.split(".")[0] in ("openai", "sqlalchemy", "keycycle"))
+model = get_model("groq", base_url=sys.argv[1])
+print("AFTER_GET_MODEL=" + json.dumps(loaded()))
+print("REPLY=" + Agent(model=model, telemetry=False).run("hi").content)
+print("AFTER_CALL=" + json.dumps(loaded()))
+shutdown()
+rows = sqlite3.connect(sys.argv[2]).execute("SELECT COUNT(*) FROM usage_logs").fetchone()[0]
+print("ROWS=" + json.dumps(rows))
+print("AT_EXIT=" + json.dumps(loaded()))
+"""
+
+
+def test_a_first_call_loads_neither_the_openai_sdk_nor_sqlalchemy(isolated: Path, standin: StandIn,
+                                                                  sqlite_url: str) -> None:
+    """A fresh process's get_model and first groq call (SQLite usage store) load keycycle's light half
+    only: not its package ``__init__`` (its legacy wrapper, the openai SDK), and SQLAlchemy not before
+    the first usage row is written, in the background."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPROFILEIMPORTTIME"}
+    env.update(provider_env({"groq": 2}, db_url=sqlite_url), AGNO_TELEMETRY="false")
+    database = sqlite_url.removeprefix("sqlite:///")
+    result = subprocess.run([sys.executable, "-c", FIRST_CALL, standin.url, database],
+                            cwd=isolated, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    assert lines["REPLY"] == "stand-in reply: hi"
+    for moment in ("AFTER_GET_MODEL", "AFTER_CALL"):
+        loaded = json.loads(lines[moment])
+        assert "keycycle.core.exceptions" in loaded, loaded  # the refusals' base class is there
+        for heavy in ("openai", "keycycle.legacy_multi_provider_wrapper", "keycycle.usage"):
+            assert not any(is_under(m, heavy) for m in loaded), f"{heavy} loaded by {moment}"
+    assert not any(is_under(m, "sqlalchemy") for m in json.loads(lines["AFTER_GET_MODEL"])), "sqlalchemy loaded"
+    assert json.loads(lines["ROWS"]) == 1  # the writer still writes the row, through keycycle's table
+    assert "sqlalchemy" in json.loads(lines["AT_EXIT"])
+
+
+KEYCYCLE_AFTER_POOL = """
+import logging, os, sys
+from hfs_core.pool import AllKeysDeadError, NoAvailableKeyError, PoolExhaustedError
+assert "keycycle.legacy_multi_provider_wrapper" not in sys.modules
+import keycycle
+assert issubclass(NoAvailableKeyError, keycycle.NoAvailableKeyError)
+try:
+    raise PoolExhaustedError("no key free", provider="groq", model_id="m", wait=True, timeout=1.0,
+                             total_keys=2, dead_keys=0, cooling_down=2, next_free_in=3.0)
+except keycycle.NoAvailableKeyError as caught:
+    assert caught.provider == "groq" and caught.total_keys == 2
+from keycycle import MultiProviderWrapper, NoAvailableKeyError as Theirs
+from keycycle.core.exceptions import NoAvailableKeyError as Defined
+assert Theirs is Defined is keycycle.NoAvailableKeyError
+assert issubclass(AllKeysDeadError, Theirs) and MultiProviderWrapper.__name__ == "MultiProviderWrapper"
+assert "openai" in sys.modules  # keycycle's whole package, once asked for
+assert logging.getLogger().handlers == [] and not os.path.exists("app.log")
+print("OK")
+"""
+
+
+def test_refusals_are_keycycles_error_when_keycycle_is_imported_after_the_pool(isolated: Path) -> None:
+    """The pool loads keycycle without its package ``__init__``; code that imports keycycle later
+    gets the whole package, and its ``NoAvailableKeyError`` still catches every refusal."""
+    result = subprocess.run([sys.executable, "-c", KEYCYCLE_AFTER_POOL], cwd=isolated,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "OK"
+
+
+def test_a_sqlite_history_read_before_connecting_is_the_connected_read(isolated: Path) -> None:
+    """A pool's history from a SQLite file nothing has connected to yet (read with sqlite3, no
+    SQLAlchemy) is what the connected link reads through keycycle's table."""
+    from hfs_core.usage.database_link import DatabaseLink
+
+    url = f"sqlite:///{isolated / 'data' / 'usage.sqlite3'}"
+    assert DatabaseLink(url).history("groq", 3600) == []  # no file yet: no history (the folder is made)
+    now = time.time()
+    writer = DatabaseLink(url)
+    assert writer.write([("groq", "m1", "aaaa1111", now - 10, 5), ("groq", "m2", "bbbb2222", now - 7200, 9),
+                         ("cerebras", "m1", "cccc3333", now - 5, 1)]) is not None
+    fresh = DatabaseLink(url)
+    early = fresh.history("groq", 3600)
+    assert fresh.db is None  # read without connecting
+    assert early == writer.history("groq", 3600) == [("aaaa1111", "m1", now - 10, 5)]
+    writer.dispose()
+
+
+LISTING_MUST_NOT_LOAD = {
+    (): ("hfs_core.registry", "hfs_core.config", "hfs_core.discovery", "hfs_core.usage"),
+    ("--help",): ("hfs_core.registry", "hfs_core.config", "hfs_core.discovery", "hfs_core.usage"),
+    ("providers",): ("hfs_core.usage.store", "hfs_core.usage.database_link", "hfs_core.usage.queries", "yaml"),
+    ("models", "groq"): ("hfs_core.usage.store", "hfs_core.usage.database_link", "hfs_core.usage.queries"),
+}
+"""For each listing command, what it must not load beyond `HEAVY`'s call path (its own listing needs
+the rest: ``hfs models`` reads keycycle's YAML tables, without importing keycycle)."""
+
+
+@pytest.mark.parametrize("args", list(LISTING_MUST_NOT_LOAD), ids=lambda args: " ".join(args) or "hfs")
+def test_listing_commands_load_only_what_they_print(isolated: Path, args: tuple[str, ...]) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPROFILEIMPORTTIME"}
+    env.update(provider_env(3, db_url=f"sqlite:///{isolated / 'usage.sqlite3'}"), PYTHONPROFILEIMPORTTIME="1")
+    result = subprocess.run([str(Path(sys.executable).parent / "hfs"), *args], cwd=isolated, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip()
+    timed = importtime_modules(result.stderr)
+    assert "hfs_core.cli.main" in timed  # the parse works
+    for package in (*HEAVY_CALL_PATH, *LISTING_MUST_NOT_LOAD[args]):
+        assert not any(is_under(m, package) for m in timed), f"hfs {' '.join(args)} imported {package}"
+
+
+def test_import_hfs_core_loads_none_of_its_modules() -> None:
+    """``import hfs_core`` resolves its names on first use: it loads no module of its own, nor pluggy."""
+    probe = ("import json, sys, hfs_core; print(json.dumps(sorted(m for m in sys.modules "
+             "if m.split('.')[0] in ('hfs_core', 'pluggy', 'tomllib', 'dotenv'))))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout) == ["hfs_core"]

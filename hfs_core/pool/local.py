@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import random
 import threading
@@ -12,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from hfs_core import catalog
-from hfs_core._keycycle import KeyUsage, MultiProviderWrapper, RateLimits, RateLimitStrategy
+from hfs_core._keycycle import PROVIDER_STRATEGIES, KeyUsage, RateLimits, RateLimitStrategy
 from hfs_core.pool.state import (
     MINUTE,
     WINDOW_LENGTHS,
@@ -30,18 +29,31 @@ if TYPE_CHECKING:
 
 
 
-def keycycle_wrapper(spec: ProviderSpec, keys: Sequence[str], default_model: str) -> Any:
-    """Build the keycycle wrapper that holds a provider's key windows (the default `wrapper_factory`).
+class KeyWindows:
+    """keycycle's per-key windows of a provider's keys, held in memory: what a pool takes from
+    keycycle's ``MultiProviderWrapper`` (``provider``, ``strategy``, ``manager.keys``,
+    ``manager.lock``, ``manager.stop()``) without the wrapper's clients, database and cleanup
+    thread, whose import alone (the openai SDK, SQLAlchemy) costs a cold process over a second.
+    `LocalPoolState` drops expired entries from a window each time it checks it."""
+
+    def __init__(self, provider: str, keys: Sequence[str]) -> None:
+        self.provider = provider.lower()
+        self.strategy = cast(RateLimitStrategy, PROVIDER_STRATEGIES.get(self.provider, RateLimitStrategy.PER_MODEL))
+        self.keys = [KeyUsage(api_key=key, strategy=self.strategy) for key in keys]
+        self.lock = threading.Lock()
+        self.manager = self
+
+    def stop(self) -> None:
+        """Nothing runs in the background to stop."""
+
+
+def keycycle_wrapper(spec: ProviderSpec, keys: Sequence[str], default_model: str) -> KeyWindows:
+    """The keycycle windows that hold a provider's keys (the default `wrapper_factory`).
 
     Keys come from the registry (never from keycycle's own `.env` loader) and
     usage persistence is the registry's, so keycycle tracks usage in memory only.
     """
-    logger = logging.getLogger(f"keycycle.{spec.name}")
-    wrapper = MultiProviderWrapper(
-        spec.keycycle_name, list(keys), default_model, model_class=None, track_usage=False, logger=logger
-    )
-    logger.setLevel(logging.NOTSET)  # keycycle forces INFO on it; let the application decide
-    return wrapper
+    return KeyWindows(spec.keycycle_name, keys)
 
 
 _UNLIMITED = 10**12
@@ -450,7 +462,7 @@ class LocalPoolState:
         return used
 
     def close(self) -> None:
-        """Stop keycycle's cleanup thread."""
+        """Stop the wrapper's background work (keycycle's cleanup thread, for its own wrapper)."""
         if not self._closed:
             self._closed = True
             self._wrapper.manager.stop()

@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from hfs_core.deadline import DeadlineExceeded, call_with_deadline
@@ -23,6 +23,7 @@ from hfs_core.plugin import LONGEST_WAIT
 
 log = logging.getLogger("hfs_core.usage")
 
+_TABLE = "hfs_key_cooldowns"
 WAIT = 3.0
 """Seconds a pool being built waits for the cooldowns in force before starting without them."""
 
@@ -31,7 +32,7 @@ WAIT = 3.0
 def _table() -> Any:
     from sqlalchemy import Column, Float, MetaData, String, Table
 
-    return Table("hfs_key_cooldowns", MetaData(), Column("provider", String(100), primary_key=True),
+    return Table(_TABLE, MetaData(), Column("provider", String(100), primary_key=True),
                  Column("api_key_suffix", String(50), primary_key=True), Column("until", Float, nullable=False))
 
 
@@ -42,11 +43,16 @@ class Cooldowns:
         engine: the database's engine, or None while it cannot be reached.
         connecting: held while a connection attempt is under way (a hung one makes reads give up at once).
         note_error: where a failure goes (the usage store's warning).
+        read_unconnected: reads a table without SQLAlchemy before anything has connected, or
+            returns None (`DatabaseLink.read_unconnected`).
     """
 
     def __init__(self, engine: Callable[[], Any], connecting: threading.Lock,
-                 note_error: Callable[[BaseException], None]) -> None:
+                 note_error: Callable[[BaseException], None],
+                 read_unconnected: Callable[[str, str, Sequence[Any]], list[tuple[Any, ...]] | None] | None = None
+                 ) -> None:
         self._engine = engine
+        self._read_unconnected = read_unconnected
         self._connecting = connecting
         self._note_error = note_error
         self._writes: list[threading.Thread] = []
@@ -83,6 +89,10 @@ class Cooldowns:
             return []
 
         def load() -> list[tuple[str, float]]:
+            early = None if self._read_unconnected is None else self._read_unconnected(
+                _TABLE, f"SELECT api_key_suffix, until FROM {_TABLE} WHERE provider = ?", (provider,))
+            if early is not None:
+                return [(str(suffix), until) for suffix, until in early if _checked(provider, str(suffix), until)]
             try:
                 engine = self._engine()
                 if engine is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,11 @@ and the history load of a pool being built, for as long as the TCP stack lets it
 
 
 def with_timeouts(url: str) -> str:
-    """`url`, with connect/read/write timeouts added for pymysql and mysqlclient (unless given)."""
+    """`url`, with connect/read/write timeouts added for pymysql and mysqlclient (unless given).
+
+    Only a MySQL URL is parsed: another one (SQLite's) does not import SQLAlchemy here."""
+    if not url.lower().startswith("mysql"):
+        return url
     try:
         from sqlalchemy.engine import make_url
 
@@ -185,6 +190,11 @@ class DatabaseLink:
         starts with empty windows (said in a warning); the writer keeps trying in the background.
         """
         def load() -> list[tuple[str, str, float, int]]:
+            early = self.read_unconnected(
+                "usage_logs", "SELECT api_key_suffix, model, timestamp, tokens FROM usage_logs "
+                "WHERE provider = ? AND timestamp > ?", (provider, time.time() - seconds))
+            if early is not None:
+                return [(r[0], r[1], r[2], r[3]) for r in early]
             if not self.connect():
                 return []
             try:
@@ -199,6 +209,34 @@ class DatabaseLink:
         except DeadlineExceeded:
             log.warning("usage database %s did not answer within %gs: %s starts with empty rate windows "
                         "(its last 24 h of usage is not replayed)", self.shown_url, wait, provider)
+            return []
+
+    def read_unconnected(self, table: str, query: str,
+                         params: Sequence[Any]) -> list[tuple[Any, ...]] | None:
+        """Rows of `query` (on `table`) read from a SQLite file with the standard library while nothing
+        has connected yet, or None (another database, or connected: use the engine).
+
+        A pool's first call then does not wait for SQLAlchemy's import, which the writer pays in the
+        background when it first writes. The file's folder is created (as `connect` would); no file,
+        or no `table` in it yet: no rows. A failure is noted (the store's warning) and gives no rows.
+        """
+        path = sqlite_path(self.url)
+        if path is None or self.db is not None:
+            return None
+        import sqlite3
+
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)  # as `connect` would: an unusable folder is said now
+            if not path.exists():
+                return []
+            conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=HISTORY_WAIT)
+            try:
+                found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+                return [] if found.fetchone() is None else [tuple(row) for row in conn.execute(query, params)]
+            finally:
+                conn.close()
+        except (OSError, sqlite3.Error) as exc:
+            self.note_error(exc)
             return []
 
     def dispose(self) -> None:

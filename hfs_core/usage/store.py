@@ -110,7 +110,8 @@ class UsageStore:
         self._backlog_waits = False  # the spool may hold rows for this database
         self._looked = False  # the writer has looked for rows an earlier process spooled
         exits.track(self)
-        self.cooldowns = Cooldowns(self._database.engine, self._database.connecting, self._database.note_error)
+        self.cooldowns = Cooldowns(self._database.engine, self._database.connecting, self._database.note_error,
+                                   self._database.read_unconnected)
         """Keys kept out until a reset, remembered in the same database."""
         self._thread = threading.Thread(target=self._run, name="hfs-usage-writer", daemon=True)
         self._thread.start()
