@@ -20,8 +20,9 @@ from hfs_core.discovery import PluginFault, PluginInfo, Plugins
 from hfs_core.env import EnvReport, check_provider_env, parse_key_count
 from hfs_core.install import CORE, install_command, plugin_command
 from hfs_core.plugin import Problem, ProviderSpec, shown_name
-from hfs_core.settings import STATE_SECRET_ENV, STATE_URL_ENV, Settings, state_url_problem
+from hfs_core.settings import Settings, state_url_problem
 from hfs_core.tier_table import TierEntry
+from hfs_core.variables import STATE_SECRET_ENV, STATE_URL_ENV
 
 log = logging.getLogger("hfs_core")
 

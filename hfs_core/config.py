@@ -48,13 +48,13 @@ from typing import Any
 
 from hfs_core.errors import ConfigError
 from hfs_core.plugin import MAX_KEY_COUNT, shown_name
+from hfs_core.variables import CONFIG_ENV
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-CONFIG_ENV = "HFS_CONFIG"
 _TOP_KEYS = {"plugins", "usage_db_url", "track_usage", "providers", "state", "tiers"}
 _TIER_KEYS = {"models"}
 _PROVIDER_KEYS = {"enabled", "default_model", "expected_keys", "base_url", "plugin", "connect_timeout",

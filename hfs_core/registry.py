@@ -29,8 +29,9 @@ from hfs_core.errors import HFSError, ProviderNotFoundError, ProviderUnavailable
 from hfs_core.install import plugin_command
 from hfs_core.plugin import Problem, ProviderSpec, Timeouts, shown_name
 from hfs_core.resources import Resources
-from hfs_core.settings import PLUGINS_ENV, Settings
+from hfs_core.settings import Settings
 from hfs_core.tier_table import ANY_TIER, TierEntry
+from hfs_core.variables import PLUGINS_ENV
 
 if TYPE_CHECKING:
     from hfs_core.events import Subscriber, Subscription

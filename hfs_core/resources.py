@@ -16,8 +16,9 @@ from hfs_core.errors import HFSError, ProviderUnavailableError
 from hfs_core.events import EventBus
 from hfs_core.install import CORE, install_command, plugin_command
 from hfs_core.plugin import ProviderSpec
-from hfs_core.settings import STATE_SECRET_ENV, USAGE_FIXES, Settings, data_dir
+from hfs_core.settings import USAGE_FIXES, Settings, data_dir
 from hfs_core.telemetry import Telemetry
+from hfs_core.variables import STATE_SECRET_ENV
 
 if TYPE_CHECKING:
     from hfs_core.call import ClientCache

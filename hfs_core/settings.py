@@ -13,30 +13,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from hfs_core.config import CONFIG_ENV, Config, load_config, looks_like_db_url, looks_like_state_url, project_dirs
+from hfs_core.config import Config, load_config, looks_like_db_url, looks_like_state_url, project_dirs
 from hfs_core.env import load_env
 from hfs_core.plugin import Problem, ProviderSpec
+from hfs_core.variables import DB_URL_ENV, DB_URL_ENVS, PLUGINS_ENV, STATE_SECRET_ENV, STATE_URL_ENV
 
-PLUGINS_ENV = "HFS_PLUGINS"
-DB_URL_ENV = "TIDB_DB_URL"
-DB_URL_ENVS = ("HFS_USAGE_DB_URL", DB_URL_ENV)
-"""The variables that name the usage database, the first set one winning (``TIDB_DB_URL``: keycycle's name)."""
-STATE_URL_ENV = "HFS_STATE_URL"
-STATE_SECRET_ENV = "HFS_STATE_SECRET"
-DEBUG_ENV = "HFS_DEBUG"
-ENVIRONMENT = (
-    ("NUM_<P>", "how many keys provider P has (e.g. NUM_GROQ=2)"),
-    ("<P>_API_KEY_<i>", "key i of provider P, from 1 (e.g. GROQ_API_KEY_1)"),
-    (DB_URL_ENVS[0], "the usage database, a SQLAlchemy URL"),
-    (DB_URL_ENV, f"the older name of {DB_URL_ENVS[0]} (keycycle's), used when that is not set"),
-    (STATE_URL_ENV, "share every pool through this Redis (redis://, rediss://, unix://)"),
-    (STATE_SECRET_ENV, "key of the hash that names API keys in Redis (the same on every process)"),
-    (PLUGINS_ENV, "load only these plugins, e.g. groq,gemini"),
-    (CONFIG_ENV, "the configuration file, in place of the hfs.toml searched for"),
-    (DEBUG_ENV, "1: tracebacks"),
-)
-"""Every variable hfs reads and what it does, as `hfs --help` lists them (the README and docs/cli.md name
-each too)."""
 USAGE_FIXES = (f"set {DB_URL_ENVS[0]} (or {DB_URL_ENV}) or usage_db_url to a database, track_usage = false to "
                "record no usage, or XDG_DATA_HOME to a writable folder")
 """What the user can do when the data folder cannot hold the usage database or its spool."""

@@ -147,7 +147,7 @@ def test_an_unknown_setting_says_what_really_happens(tmp_path: Path) -> None:
 
 
 def test_every_variable_is_named_in_the_help_the_readme_and_the_cli_docs(tmp_path: Path) -> None:
-    from hfs_core.settings import ENVIRONMENT
+    from hfs_core.variables import ENVIRONMENT
 
     help_text = hfs("--help", env=clean_env(tmp_path), cwd=tmp_path).out
     readme = (ROOT / "README.md").read_text()

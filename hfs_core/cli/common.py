@@ -36,8 +36,9 @@ def _startup(log_filter: LogFilter) -> Iterator[None]:
 
 def open_registry(log_filter: LogFilter, *, keep_going: bool = False) -> tuple[Registry, Problem | None]:
     """Build the registry; with `keep_going` a malformed config becomes a problem instead of an error."""
-    from hfs_core.config import CONFIG_ENV, Config
+    from hfs_core.config import Config
     from hfs_core.registry import Registry
+    from hfs_core.variables import CONFIG_ENV
 
     remember_secrets(SecretMask(os.environ))
     with _startup(log_filter):

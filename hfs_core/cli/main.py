@@ -26,7 +26,7 @@ from hfs_core.cli.output import PROG, LogFilter, scrub, setup_logging
 from hfs_core.cli.providers import cmd_providers
 from hfs_core.cli.status import cmd_status
 from hfs_core.cli.usage import cmd_usage, parse_since
-from hfs_core.settings import DEBUG_ENV, ENVIRONMENT
+from hfs_core.variables import DEBUG_ENV, ENVIRONMENT
 
 _EPILOG = """\
 examples:

@@ -165,7 +165,7 @@ def cmd_providers(args: argparse.Namespace, log_filter: LogFilter) -> int:
 
 def describe_state(info: Mapping[str, Any]) -> str:
     """Where the pools keep their state, in a few words (from `Registry.state_info`)."""
-    from hfs_core.settings import STATE_URL_ENV
+    from hfs_core.variables import STATE_URL_ENV
 
     if info["kind"] != "redis":
         return f"in this process (set {STATE_URL_ENV} or [state] url to share pools between processes)"

@@ -74,7 +74,7 @@ def _with_iso_times(value: Any) -> Any:
 
 def cmd_usage(args: argparse.Namespace, log_filter: LogFilter) -> int:
     """Requests and tokens per provider, key and model, read from the usage database."""
-    from hfs_core.settings import DB_URL_ENVS
+    from hfs_core.variables import DB_URL_ENVS
 
     registry, _ = open_registry(log_filter)
     url = registry.usage_url()
