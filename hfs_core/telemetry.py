@@ -115,6 +115,11 @@ class Telemetry:
         """Read the key gauge (``hfs.pool.keys``) from `pools`: each built pool's provider and status."""
         self._pools = pools
 
+    def prepare(self) -> None:
+        """Import the OpenTelemetry API now, if installed (once a process), so that a call's first
+        check, perhaps on an event loop, finds it loaded (`get_model` calls this in the caller's thread)."""
+        _api()
+
     def _resolve(self) -> _Instruments | None:
         explicit = self._tracer_provider is not None or self._meter_provider is not None
         if not explicit and not _configured():

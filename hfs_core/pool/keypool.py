@@ -168,9 +168,12 @@ class KeyPool:
         return self.state.status()
 
     def prepare(self, model_id: str) -> None:
-        """Look up `model_id`'s limits now (reading keycycle's table from disk the first time), so
-        that its first call, perhaps on an event loop, finds them at hand."""
+        """Look up `model_id`'s limits now (reading keycycle's table from disk the first time), and load
+        the OpenTelemetry API if installed, so that its first call, perhaps on an event loop, finds
+        them at hand."""
         self.state.max_tokens(model_id)
+        if self.telemetry is not None:
+            self.telemetry.prepare()
 
     # -- waiting for a key -------------------------------------------------------------
 
