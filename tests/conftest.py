@@ -17,6 +17,8 @@ import pytest
 
 os.environ["AGNO_TELEMETRY"] = "false"  # Agno would otherwise report runs over the internet
 
+from services import redis_namespace
+
 from hfs_core import Registry
 from hfs_core.testing.standin import StandIn
 
@@ -58,6 +60,13 @@ def keys_of(env: Mapping[str, str], provider: str) -> list[str]:
     """The keys `provider_env` made for `provider`, in index order."""
     count = int(env[f"NUM_{provider.upper()}"])
     return [env[f"{provider.upper()}_API_KEY_{i}"] for i in range(1, count + 1)]
+
+
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    """A fresh namespace of the shared Redis, deleted at the end."""
+    with redis_namespace() as name:
+        yield name
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from services import drop_namespace
+
 from hfs_core.plugin import ProviderSpec
 from hfs_core.pool import HistoryRow, Lease, LocalPoolState, PoolStatus, key_suffix
 from hfs_core.pool.redis_link import RedisLink
@@ -144,13 +146,7 @@ class RedisStates:
         return RedisPoolState(local, link or self.link(), self.spec.name, keys)
 
     def close(self) -> None:
-        import redis
-
-        client = redis.Redis.from_url(self.url)
         for made in self.links:
             made.close()
             assert made.outages == 0, f"{made} fell back to in-process state: the test did not run on Redis"
-            names = list(client.scan_iter(match=f"{{{made.namespace}:*", count=1000))
-            if names:
-                client.delete(*names)
-        client.close()
+            drop_namespace(made.namespace, self.url)

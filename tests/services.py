@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -33,6 +35,27 @@ needs_redis = pytest.mark.skipif(
     not answers(REDIS),
     reason="no Redis server answers on 127.0.0.1:6379 (.ci/services installs and starts it in CI)",
 )
+
+
+def drop_namespace(namespace: str, url: str = REDIS_URL) -> None:
+    """Delete every Redis key of `namespace` (a test's own) from the Redis at `url`."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    names = list(client.scan_iter(match=f"{{{namespace}:*", count=1000))
+    if names:
+        client.delete(*names)
+    client.close()
+
+
+@contextlib.contextmanager
+def redis_namespace() -> Iterator[str]:
+    """A fresh namespace of the shared Redis, deleted at the end."""
+    name = f"hfs-test-{uuid.uuid4().hex[:10]}"
+    try:
+        yield name
+    finally:
+        drop_namespace(name)
 
 
 def free_port() -> int:

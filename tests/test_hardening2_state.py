@@ -135,16 +135,6 @@ def test_1_a_password_or_user_in_the_query_string_is_never_shown(
     assert user not in text and password not in text
 
 
-@pytest.fixture
-def namespace() -> Iterator[str]:
-    """A fresh namespace of the shared Redis, deleted at the end."""
-    name = f"hfs-test-{uuid.uuid4().hex[:10]}"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    names = list(client.scan_iter(match=f"{{{name}:*", count=1000))
-    if names:
-        client.delete(*names)
-    client.close()
 
 
 # ---------------------------------------------------------------------- 2. a user who may not load

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import sqlalchemy as sa
 from agno.models.message import Message
 from conftest import keys_of, provider_env
@@ -241,15 +240,6 @@ def test_cooldown_rows_are_checked_on_read(database: str, make_registry: Callabl
     assert any(f"…{keys[1][-4:]}" in m and "past any daily reset" in m for m in skipped), skipped
 
 
-@pytest.fixture
-def namespace() -> Iterator[str]:
-    name = f"hfs-test-{uuid.uuid4().hex[:10]}"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    names = list(client.scan_iter(match=f"{{{name}:*", count=1000))
-    if names:
-        client.delete(*names)
-    client.close()
 
 
 @needs_redis

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import importlib
 import json
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from agno.models.groq import Groq
 from agno.models.message import Message
 from conftest import fake_key, keys_of, provider_env
 from pool_states import RedisStates
-from services import REDIS_URL, needs_redis
+from services import REDIS_URL, needs_redis, redis_namespace
 from test_cli import clean_env, hfs
 
 from hfs_core import NoAvailableKeyError, Registry, catalog
@@ -76,13 +74,8 @@ def state_config(kind: str) -> Iterator[StateConfig]:
     if kind == "local":
         yield StateConfig()
         return
-    namespace = f"hfs-test-{uuid.uuid4().hex[:10]}"
-    yield StateConfig(url=REDIS_URL, namespace=namespace)
-    client = redis.Redis.from_url(REDIS_URL)
-    names = list(client.scan_iter(match=f"{{{namespace}:*", count=1000))
-    if names:
-        client.delete(*names)
-    client.close()
+    with redis_namespace() as namespace:
+        yield StateConfig(url=REDIS_URL, namespace=namespace)
 
 
 def hi() -> list[Message]:

@@ -3,7 +3,6 @@ flag's lifetime in Redis."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 import redis
 from agno.models.message import Message
 from conftest import fake_key, provider_env
-from services import REDIS_URL, needs_redis
+from services import REDIS_URL, needs_redis, redis_namespace
 from test_cli import clean_env, hfs
 
 from hfs_core import Registry
@@ -23,14 +22,9 @@ HI = [Message(role="user", content="hi")]
 @pytest.fixture
 def namespace(tmp_path: Path) -> Iterator[str]:
     """A Redis namespace of this test's own, in the hfs.toml that ``HFS_CONFIG`` names; emptied after."""
-    name = f"hfs-test-{uuid.uuid4().hex[:10]}"
-    (tmp_path / "hfs.toml").write_text(f'[state]\nnamespace = "{name}"\n')
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    found = list(client.scan_iter(match=f"{{{name}:*", count=1000))
-    if found:
-        client.delete(*found)
-    client.close()
+    with redis_namespace() as name:
+        (tmp_path / "hfs.toml").write_text(f'[state]\nnamespace = "{name}"\n')
+        yield name
 
 
 def shared_env(tmp_path: Path, keys: dict[str, str]) -> dict[str, str]:

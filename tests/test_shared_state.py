@@ -54,16 +54,6 @@ def shared() -> Iterator[RedisStates]:
     states.close()
 
 
-@pytest.fixture
-def namespace() -> Iterator[str]:
-    """A fresh namespace, deleted at the end (for registries that build their own links)."""
-    name = f"hfs-test-{uuid.uuid4().hex[:10]}"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    names = list(client.scan_iter(match=f"{{{name}:*", count=1000))
-    if names:
-        client.delete(*names)
-    client.close()
 
 
 def ask(model: Any) -> Any:

@@ -16,13 +16,10 @@ import select
 import signal
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from agno.models.message import Message
 from conftest import keys_of, provider_env
 from services import REDIS_URL, needs_redis
@@ -44,15 +41,6 @@ def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def namespace() -> Iterator[str]:
-    name = f"hfs-test-{uuid.uuid4().hex[:10]}"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    found = list(client.scan_iter(match=f"{{{name}:*", count=1000))
-    if found:
-        client.delete(*found)
-    client.close()
 
 
 def setting(tmp_path: Path, kind: str, namespace: str) -> dict[str, str]:

@@ -201,8 +201,10 @@ def _named_as_the_class_names_it(cls: type, kwargs: dict[str, Any]) -> dict[str,
     """`kwargs` with ``max_tokens``, the one name of an answer cap on every provider, renamed to the
     field `cls` has instead (Agno's Cerebras has ``max_completion_tokens``, its Gemini
     ``max_output_tokens``), so a tier's entries all take it."""
+    if "max_tokens" not in kwargs:
+        return kwargs
     fields = _field_names(cls)
-    if "max_tokens" not in kwargs or "max_tokens" in fields:
+    if "max_tokens" in fields:
         return kwargs
     named = next((name for name in _CAP_FIELDS if name in fields and name not in kwargs), None)
     if named is None:

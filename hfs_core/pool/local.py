@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from hfs_core.plugin import ProviderSpec
 
 
-
 class KeyWindows:
     """keycycle's per-key windows of a provider's keys, held in memory: what a pool takes from
     keycycle's ``MultiProviderWrapper`` (``provider``, ``strategy``, ``manager.keys``,
