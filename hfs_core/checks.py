@@ -7,8 +7,6 @@ importing them.
 
 from __future__ import annotations
 
-import difflib
-import importlib.metadata
 import importlib.util
 import logging
 import re
@@ -39,6 +37,8 @@ def unknown_model(provider: str) -> str:
 def model_suggestion(spec: ProviderSpec, model: str, configured: Collection[str]) -> str:
     """``; did you mean 'x'?`` naming the model of `spec`'s tables (or `configured`) closest to `model`,
     or "" when none is close."""
+    import difflib
+
     known = {*catalog.plugin_table(spec.limits).models, *(catalog.model_names(spec.keycycle_name) or ()), *configured}
     near = difflib.get_close_matches(model, sorted(known), n=1)
     return f"; did you mean {near[0]!r}?" if near else ""
@@ -269,6 +269,8 @@ def log_start(settings: Settings, problems: Sequence[Problem], reports: Mapping[
 def import_problem(spec: ProviderSpec, infos: Sequence[PluginInfo]) -> str | None:
     """Why the provider of `spec` could not be built (its Agno class's package, or a dependency its
     plugin declares, is not installed), found without importing them; None when nothing is missing."""
+    import importlib.metadata
+
     package = spec.model_class.partition(":")[0].split(".")[0]
     if importlib.util.find_spec(package) is None:
         return f"{spec.model_class} cannot be imported: {package} is not installed"
