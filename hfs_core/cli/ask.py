@@ -28,30 +28,6 @@ from hfs_core.install import FIRST_PLUGIN
 if TYPE_CHECKING:
     from hfs_core.registry import Registry
 
-ASK_TIMEOUT = 60.0
-"""Default seconds `hfs ask` may wait for a free key (and spend in back-off)."""
-
-
-def positive_float(text: str) -> float:
-    """Parse ``--timeout``: a number of seconds, 0 or more (``inf``: wait without limit)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value >= 0:  # negative, or nan
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds (or inf), got {text!r}")
-    return value
-
-
-def provider_model(text: str) -> str:
-    """Check the argument of ``-m``: PROVIDER:MODEL."""
-    provider, colon, model = text.partition(":")
-    if not colon or not provider.strip() or not model.strip():
-        raise argparse.ArgumentTypeError(f"{text!r} is not PROVIDER:MODEL; e.g. groq:openai/gpt-oss-20b, "
-                                         "or -p PROVIDER for its default model")
-    return text
-
-
 def _read_prompt(words: Sequence[str]) -> str:
     """The prompt from the words given, or from stdin for ``-``."""
     if list(words) == ["-"]:

@@ -5,34 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from hfs_core.cli.arguments import SUFFIX_LONGEST, SUFFIX_SHORTEST
 from hfs_core.cli.common import CliError, open_registry
 from hfs_core.cli.output import PROG, LogFilter, out
 
 if TYPE_CHECKING:
     from hfs_core.pool import KeyPool
     from hfs_core.registry import Registry
-
-SUMMARY = "put a retired key back in service for every process sharing the state"
-EPILOG = """\
-examples:
-  hfs keys revive groq 7f3a        the Groq key ending in 7f3a (its last 4 to 8 characters)
-
-A key answered 401/402/403 is retired: kept out of rotation by every process sharing
-the state (HFS_STATE_URL) until its dead flag expires, 25 h after the pool last wrote
-it, or until it is revived. A cooldown it has (a daily quota) runs on. Without shared
-state a key is retired only in the process that retired it, until that process restarts."""
-_SHORTEST, _LONGEST = 4, 8
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``keys`` command's actions and their arguments."""
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", title="actions", required=True)
-    revive = actions.add_parser("revive", help="put a retired key back in service",
-                                description="Put a retired key back in service for every process sharing the "
-                                            "state.")
-    revive.add_argument("provider", metavar="PROVIDER", help="the provider, e.g. groq")
-    revive.add_argument("suffix", metavar="SUFFIX",
-                        help=f"the key's last {_SHORTEST} to {_LONGEST} characters, as logs and `{PROG} usage` show")
 
 
 def cmd_keys(args: argparse.Namespace, log_filter: LogFilter) -> int:
@@ -46,15 +25,16 @@ def cmd_keys(args: argparse.Namespace, log_filter: LogFilter) -> int:
 
 def _key_index(pool: KeyPool, provider: str, suffix: str) -> int:
     """The pool's one key ending in `suffix`; a `CliError` when none or several do."""
-    if not _SHORTEST <= len(suffix) <= _LONGEST:
-        raise CliError(f"{suffix!r} is not a key suffix", f"give the key's last {_SHORTEST} to {_LONGEST} characters")
+    if not SUFFIX_SHORTEST <= len(suffix) <= SUFFIX_LONGEST:
+        raise CliError(f"{suffix!r} is not a key suffix",
+                       f"give the key's last {SUFFIX_SHORTEST} to {SUFFIX_LONGEST} characters")
     found = [index for index in range(pool.size) if pool.suffix(index).endswith(suffix)]
     if not found:
-        shown = ", ".join(f"…{pool.suffix(index)[-_SHORTEST:]}" for index in range(pool.size))
+        shown = ", ".join(f"…{pool.suffix(index)[-SUFFIX_SHORTEST:]}" for index in range(pool.size))
         raise CliError(f"no {provider} key ends with {suffix!r}", f"its keys end with {shown}")
     if len(found) > 1:
         raise CliError(f"{len(found)} {provider} keys end with {suffix!r}",
-                       f"give more of the key's last characters (up to {_LONGEST})")
+                       f"give more of the key's last characters (up to {SUFFIX_LONGEST})")
     return found[0]
 
 
@@ -76,7 +56,7 @@ def _revive(registry: Registry, provider: str, suffix: str) -> int:
                        probe.hint if probe is not None else "")
     pool = registry.pool(provider)
     index = _key_index(pool, provider, suffix)
-    named = f"{provider} key …{pool.suffix(index)[-_SHORTEST:]}"
+    named = f"{provider} key …{pool.suffix(index)[-SUFFIX_SHORTEST:]}"
     if pool.state.revive(index):
         out(f"{named} is back in service for every process sharing {registry.state_info()['url']}")
     else:

@@ -8,24 +8,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 from hfs_core import __version__
-from hfs_core.cli.ask import ASK_TIMEOUT, cmd_ask, positive_float, provider_model
-from hfs_core.cli.check import cmd_check
-from hfs_core.cli.common import CliError
-from hfs_core.cli.demo import cmd_demo
-from hfs_core.cli.keys import EPILOG as KEYS_EPILOG
-from hfs_core.cli.keys import SUMMARY as KEYS_SUMMARY
-from hfs_core.cli.keys import add_arguments as keys_arguments
-from hfs_core.cli.keys import cmd_keys
-from hfs_core.cli.models import cmd_models
+from hfs_core.cli.arguments import (
+    ASK_TIMEOUT,
+    SUFFIX_LONGEST,
+    SUFFIX_SHORTEST,
+    parse_since,
+    positive_float,
+    provider_model,
+)
 from hfs_core.cli.output import PROG, LogFilter, scrub, setup_logging
-from hfs_core.cli.providers import cmd_providers
-from hfs_core.cli.status import cmd_status
-from hfs_core.cli.usage import cmd_usage, parse_since
 from hfs_core.variables import DEBUG_ENV, ENVIRONMENT
 
 _EPILOG = """\
@@ -115,8 +112,17 @@ examples:
 
 Reads keycycle's usage_logs table in HFS_USAGE_DB_URL (or TIDB_DB_URL), usage_db_url
 from the config, or the SQLite default. Keys are shown by their last 4 characters only."""),
-    "keys": (KEYS_SUMMARY, KEYS_EPILOG),
+    "keys": ("put a retired key back in service for every process sharing the state", """\
+examples:
+  hfs keys revive groq 7f3a        the Groq key ending in 7f3a (its last 4 to 8 characters)
+
+A key answered 401/402/403 is retired: kept out of rotation by every process sharing
+the state (HFS_STATE_URL) until its dead flag expires, 25 h after the pool last wrote
+it, or until it is revived. A cooldown it has (a daily quota) runs on. Without shared
+state a key is retired only in the process that retired it, until that process restarts."""),
 }
+"""Each command's summary and epilog; its code is `cmd_<name>` in ``hfs_core.cli.<name>``, imported only
+when the command runs."""
 
 
 def _global_options(where: str) -> argparse.ArgumentParser:
@@ -140,27 +146,25 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro})")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
-    def command(name: str, handler: Callable[[argparse.Namespace, LogFilter], int]) -> argparse.ArgumentParser:
+    def command(name: str) -> argparse.ArgumentParser:
         summary, epilog = _COMMANDS[name]
-        sub = commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
-                                  epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                  parents=[common])
-        sub.set_defaults(handler=handler)
-        return sub
+        return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                                   epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   parents=[common])
 
-    providers = command("providers", cmd_providers)
+    providers = command("providers")
     providers.add_argument("--json", action="store_true", help="print JSON for scripts")
 
-    check = command("check", cmd_check)
+    check = command("check")
     check.add_argument("--strict", action="store_true", help="fail on warnings too")
     check.add_argument("--skip-db", action="store_true", help="do not try to reach the usage database")
     check.add_argument("--json", action="store_true", help="print JSON for scripts")
 
-    models = command("models", cmd_models)
+    models = command("models")
     models.add_argument("provider", nargs="?", metavar="PROVIDER", help="one provider (default: all installed)")
     models.add_argument("--json", action="store_true", help="print JSON for scripts")
 
-    ask = command("ask", cmd_ask)
+    ask = command("ask")
     which = ask.add_mutually_exclusive_group()
     which.add_argument("-p", "--provider", metavar="PROVIDER", help="provider to use (default: first with keys)")
     which.add_argument("-m", "--model", type=provider_model, metavar="PROVIDER:MODEL",
@@ -172,23 +176,29 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"seconds to wait for a free key and in back-off (default {ASK_TIMEOUT:g})")
     ask.add_argument("prompt", nargs="+", metavar="PROMPT", help="the prompt; - reads it from stdin")
 
-    demo = command("demo", cmd_demo)
+    demo = command("demo")
     demo.add_argument("-p", "--provider", metavar="PROVIDER", help="provider to show (default: groq, else the "
                       "first installed)")
 
-    status = command("status", cmd_status)
+    status = command("status")
     status.add_argument("-p", "--provider", metavar="PROVIDER", help="only this provider")
     shown = status.add_mutually_exclusive_group()
     shown.add_argument("--json", action="store_true", help="print JSON for scripts")
     shown.add_argument("--watch", action="store_true", help="redraw every second until Ctrl-C, as top does")
 
-    usage = command("usage", cmd_usage)
+    usage = command("usage")
     usage.add_argument("-p", "--provider", metavar="PROVIDER", help="only this provider")
     usage.add_argument("--since", type=parse_since, default="24h", metavar="AGE",
                        help="how far back: 30m, 24h (default), 7d, or all")
     usage.add_argument("--json", action="store_true", help="print JSON for scripts")
 
-    keys_arguments(command("keys", cmd_keys))
+    actions = command("keys").add_subparsers(dest="action", metavar="ACTION", title="actions", required=True)
+    revive = actions.add_parser("revive", help="put a retired key back in service",
+                                description="Put a retired key back in service for every process sharing the "
+                                            "state.")
+    revive.add_argument("provider", metavar="PROVIDER", help="the provider, e.g. groq")
+    revive.add_argument("suffix", metavar="SUFFIX", help=f"the key's last {SUFFIX_SHORTEST} to {SUFFIX_LONGEST} "
+                        f"characters, as logs and `{PROG} usage` show")
     return parser
 
 
@@ -233,6 +243,8 @@ def _fail(exc: BaseException, debug: bool) -> int:
         import traceback
 
         sys.stderr.write(scrub("".join(traceback.format_exception(exc))))
+    from hfs_core.cli.common import CliError
+
     if isinstance(exc, CliError):
         message, hint = str(exc), exc.hint
     else:
@@ -256,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(args.debug) or _env_flag(DEBUG_ENV)
     args.debug = debug
     log_filter = setup_logging(int(args.verbose), debug)
-    handler: Callable[[argparse.Namespace, LogFilter], int] = args.handler
+    handler: Callable[[argparse.Namespace, LogFilter], int] = getattr(
+        importlib.import_module(f"hfs_core.cli.{args.command}"), f"cmd_{args.command}")
     try:
         return handler(args, log_filter)
     except KeyboardInterrupt:

@@ -8,13 +8,13 @@ text otherwise.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sys
 from collections.abc import Collection, Iterator, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from hfs_core.env import SecretMask
+if TYPE_CHECKING:
+    from hfs_core.env import SecretMask
 
 PROG = "hfs"
 
@@ -151,6 +151,8 @@ def spinner(text: str, *, shown: bool = True) -> Iterator[None]:
 
 def print_json(data: Any) -> None:
     """Print `data` as indented JSON on stdout."""
+    import json
+
     sys.stdout.write(scrub(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
 
 

@@ -4,37 +4,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import re
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hfs_core.cli.arguments import Since
 from hfs_core.cli.common import CliError, open_registry
 from hfs_core.cli.output import PROG, Cell, LogFilter, out, plural, print_json, spinner, table, warn
 
 if TYPE_CHECKING:
     from hfs_core.registry import Registry
     from hfs_core.usage.queries import SpoolRead
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-@dataclass(frozen=True)
-class Since:
-    """How far back `hfs usage` looks: `seconds` (None: all time) as the user wrote it."""
-
-    seconds: float | None
-    text: str
-
-
-def parse_since(text: str) -> Since:
-    """``30m``, ``24h``, ``7d`` (also ``s`` and ``w``), or ``all``."""
-    if text.strip().lower() == "all":
-        return Since(None, "all")
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text.lower())
-    if not match or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; use e.g. 30m, 24h, 7d or all")
-    return Since(float(match.group(1)) * _UNITS[match.group(2)], text.strip())
 
 
 def _ago(seconds: float) -> str:
