@@ -17,11 +17,9 @@ imports it loads nothing of the registry, agno, keycycle or any SDK.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import importlib
 import re
 import time
-import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -170,6 +168,9 @@ def parse_duration(text: str) -> float | None:
 def seconds_until_midnight(timezone: str, now: float | None = None) -> float:
     """Seconds from `now` (default: the current time) to the next midnight in `timezone`
     (an IANA name: Gemini's daily quotas reset at midnight ``"America/Los_Angeles"``)."""
+    import datetime
+    import zoneinfo
+
     zone = zoneinfo.ZoneInfo(timezone)
     local = datetime.datetime.fromtimestamp(time.time() if now is None else now, zone)
     midnight = datetime.datetime.combine(local.date() + datetime.timedelta(days=1), datetime.time(), zone)

@@ -11,9 +11,7 @@ in a hook or returns the wrong thing is recorded as a failed plugin and never st
 
 from __future__ import annotations
 
-import difflib
 import functools
-import inspect
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -62,6 +60,8 @@ def _seconds(provider: str, name: str, value: Any) -> float:
 def _takes_timeouts(sdk_options: Callable[..., Any]) -> bool:
     """Whether a plugin's `sdk_options` takes `Timeouts` (an older one takes only the URL); asked once
     per function, as `inspect.signature` costs more than the rest of `get_model`."""
+    import inspect
+
     try:
         return len(inspect.signature(sdk_options).parameters) >= 2
     except (TypeError, ValueError):
@@ -210,6 +210,8 @@ class Registry:
                     f"provider {name!r}: plugin {failed.distribution} failed to load ({failed.error}); "
                     f"available: {self._available()}")
             skipped = any(p.name == name and p.state == "skipped" for p in self._plugins)
+            import difflib
+
             near = difflib.get_close_matches(name, [*self._specs, *self.tiers], n=1)
             hint = (f"it is installed but not loaded: add it to {PLUGINS_ENV} or plugins in the config" if skipped
                     else f"did you mean {near[0]!r}?" if near
