@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.machinery
-import json
 import logging
 import os
 import stat
@@ -23,7 +22,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import pluggy
 
@@ -43,7 +42,7 @@ _plugin_thread = threading.local()
 
 Claim = tuple["PluginInfo", ModuleType, ProviderSpec]
 
-_CACHE_FORMAT = 1
+_CACHE_HEADER = "hfs entry-point cache 1"
 _RACY_NS = 2_000_000_000
 """A fingerprint holding a time this close to now (or later) is not cached: a change within the same
 tick of the file system's clock would leave the time as it was (as git treats a "racily clean" file)."""
@@ -71,8 +70,7 @@ class PluginInfo:
         return {**self.__dict__, "hooks": list(self.hooks)}
 
 
-@dataclass(frozen=True)
-class InstalledEntryPoint:
+class InstalledEntryPoint(NamedTuple):
     """One entry point of the ``hfs.providers`` group and the distribution that declares it."""
 
     name: str
@@ -89,54 +87,49 @@ class InstalledEntryPoint:
         return found
 
 
-def installed_fingerprint() -> list[Any] | None:
-    """What the installed distributions' entry points depend on, found without importlib.metadata (None
-    when in doubt: a ``sys.path`` entry that is a file, a finder of distributions other than the path's).
+def installed_fingerprint() -> tuple[str, int] | None:
+    """What the installed distributions' entry points depend on, found without importlib.metadata, as text,
+    and the newest time in it (None when in doubt: a ``sys.path`` entry that is a file, such as a zip, or a
+    finder of distributions other than the standard path finder).
 
-    The Python version and prefix, then per ``sys.path`` entry its path, its modification time (a
-    distribution installed or removed changes it) and each ``*.dist-info``/``*.egg-info`` folder's
-    ``entry_points.txt`` time (an edited one changes its own).
+    The interpreter and its prefix, then a line per ``sys.path`` entry: its path and modification time (a
+    distribution installed or removed there changes it), and a line per ``*.dist-info``/``*.egg-info`` in
+    it with the time of its ``entry_points.txt`` (an edited one changes its own).
     """
     if any(finder is not importlib.machinery.PathFinder and hasattr(finder, "find_distributions")
            for finder in sys.meta_path):
         return None
-    found: list[Any] = [sys.version, sys.prefix]
+    lines = [f"{sys.implementation.cache_tag} {sys.hexversion} {sys.prefix}"]
+    newest = 0
     for entry in sys.path:
         path = os.path.abspath(entry or ".")
         try:
-            mode_and_time = os.stat(path)
+            found = os.stat(path)
         except OSError:
-            found.append([path, None])
+            lines.append(f"{path}\t-")
             continue
-        if not stat.S_ISDIR(mode_and_time.st_mode):
+        if not stat.S_ISDIR(found.st_mode):
             return None
-        infos = []
         try:
             with os.scandir(path) as listing:
                 names = sorted(e.name for e in listing if e.name.endswith((".dist-info", ".egg-info")))
         except OSError:
             return None
+        lines.append(f"{path}\t{found.st_mtime_ns}")
+        newest = max(newest, found.st_mtime_ns)
         for name in names:
             try:
-                infos.append([name, os.stat(os.path.join(path, name, "entry_points.txt")).st_mtime_ns])
+                stamp = os.stat(os.path.join(path, name, "entry_points.txt")).st_mtime_ns
             except OSError:
-                infos.append([name, None])
-        found.append([path, mode_and_time.st_mtime_ns, infos])
-    return found
-
-
-def _times(fingerprint: list[Any]) -> list[int]:
-    """Every modification time in `fingerprint`."""
-    times = []
-    for entry in fingerprint[2:]:
-        if entry[1] is not None:
-            times.append(entry[1])
-            times += [stamp for _, stamp in entry[2] if stamp is not None]
-    return times
+                lines.append(f"\t{name}\t-")
+                continue
+            lines.append(f"\t{name}\t{stamp}")
+            newest = max(newest, stamp)
+    return "\n".join(lines) + "\n", newest
 
 
 def cache_file() -> str:
-    """The entry-point cache: ``entry-points.json`` in the user cache folder, ``$XDG_CACHE_HOME/hfs-providers``
+    """The entry-point cache: ``entry-points`` in the user cache folder, ``$XDG_CACHE_HOME/hfs-providers``
     (an absolute one, else ``~/.cache/hfs-providers``) as platformdirs names it on Linux and the BSDs, found
     here without importing platformdirs (4 ms, a tenth of the listing); platformdirs' answer on macOS and Windows."""
     if sys.platform in ("darwin", "win32"):
@@ -146,38 +139,43 @@ def cache_file() -> str:
     else:
         xdg = os.environ.get("XDG_CACHE_HOME", "")
         folder = os.path.join(xdg if os.path.isabs(xdg) else os.path.expanduser("~/.cache"), "hfs-providers")
-    return os.path.join(folder, "entry-points.json")
+    return os.path.join(folder, "entry-points")
 
 
-def _read_cache(path: str, fingerprint: list[Any]) -> list[InstalledEntryPoint] | None:
-    """The cached entry points when the cache was written for `fingerprint` (None: no such cache)."""
+def _read_cache(path: str, fingerprint: str) -> list[InstalledEntryPoint] | None:
+    """The cached entry points when the cache was written for `fingerprint` (None: no such cache).
+
+    The file is `_CACHE_HEADER`, the fingerprint, a line ``=``, then a line per entry point: its name,
+    value, distribution and version, separated by tabs (a missing distribution or version empty)."""
+    head = f"{_CACHE_HEADER}\n{fingerprint}=\n"
     try:
         with open(path, encoding="utf-8") as file:
-            data = json.load(file)
-        if data["format"] != _CACHE_FORMAT or data["fingerprint"] != fingerprint:
-            return None
-        rows = data["entry_points"]
-    except (OSError, ValueError, KeyError, TypeError):  # none, unreadable, not JSON, not ours
+            text = file.read()
+    except (OSError, ValueError):  # none, unreadable, not UTF-8
         return None
-    if not isinstance(rows, list) or not all(
-            isinstance(row, list) and len(row) == 4 and all(isinstance(text, str) for text in row[:2])
-            and all(text is None or isinstance(text, str) for text in row[2:]) for row in rows):
+    if not text.startswith(head) or not text.endswith("\n"):
         return None
-    return [InstalledEntryPoint(*row) for row in rows]
+    rows = [line.split("\t") for line in text[len(head):].splitlines()]
+    if not all(len(row) == 4 and row[0] and row[1] for row in rows):
+        return None
+    return [InstalledEntryPoint(name, value, dist or None, version or None) for name, value, dist, version in rows]
 
 
-def _write_cache(path: str, fingerprint: list[Any], entries: list[InstalledEntryPoint]) -> None:
+def _write_cache(path: str, fingerprint: tuple[str, int], entries: list[InstalledEntryPoint]) -> None:
     """Replace the cache at once (a file beside it, then renamed); a failure is logged at debug level."""
-    if any(stamp > time.time_ns() - _RACY_NS for stamp in _times(fingerprint)):
+    text, newest = fingerprint
+    if newest > time.time_ns() - _RACY_NS:
         log.debug("entry-point cache not written: the installed set changed in the last seconds")
         return
-    data = {"format": _CACHE_FORMAT, "fingerprint": fingerprint,
-            "entry_points": [[e.name, e.value, e.distribution, e.version] for e in entries]}
+    rows = [(e.name, e.value, e.distribution or "", e.version or "") for e in entries]
+    if any("\t" in field or "\n" in field for row in rows for field in row):
+        log.debug("entry-point cache not written: an entry point has a tab or a line break")
+        return
     partial = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(partial, "w", encoding="utf-8") as file:
-            json.dump(data, file)
+            file.write(f"{_CACHE_HEADER}\n{text}=\n" + "".join("\t".join(row) + "\n" for row in rows))
         os.replace(partial, path)
     except OSError as exc:
         log.debug("entry-point cache %s not written: %s", path, exc)
@@ -201,12 +199,12 @@ def installed_entry_points() -> list[InstalledEntryPoint]:
     """The ``hfs.providers`` entry points of the installed distributions, by name: from the cache while
     `installed_fingerprint` is unchanged, else from importlib.metadata (and the cache rewritten)."""
     fingerprint = installed_fingerprint()
-    path = cache_file() if fingerprint is not None else None
-    cached = _read_cache(path, fingerprint) if path is not None and fingerprint is not None else None
+    path = cache_file()
+    cached = _read_cache(path, fingerprint[0]) if fingerprint is not None else None
     if cached is not None:
         return cached
     found = sorted(_scan(), key=lambda e: e.name)
-    if path is not None and fingerprint is not None:
+    if fingerprint is not None:
         _write_cache(path, fingerprint, found)
     return found
 
