@@ -125,10 +125,34 @@ state a key is retired only in the process that retired it, until that process r
 when the command runs."""
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter, descriptions and epilogs as written, its width found as `shutil.get_terminal_size`
+    finds it but without importing shutil (with its compression modules, 1.5 ms of a command that prints no
+    help: argparse makes a formatter for each argument added)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width or _columns() - 2)
+
+
+def _columns() -> int:
+    """The terminal's width: ``$COLUMNS``, else stdout's terminal's, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 def _global_options(where: str) -> argparse.ArgumentParser:
     """``-v`` and ``--debug``, given `where` ("before" or "after" the command): each place has its own
     destinations (a command's parser would otherwise overwrite what was given before it), summed by `main`."""
-    options = argparse.ArgumentParser(add_help=False)
+    options = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
     options.add_argument("-v", "--verbose", action="count", default=0, dest=f"verbose_{where}",
                          help="show library logs (-v info, -vv debug)")
     options.add_argument("--debug", action="store_true", dest=f"debug_{where}",
@@ -141,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _global_options("after")
     parser = argparse.ArgumentParser(
         prog=PROG, description="Rotating, rate-limited Agno models from many providers: inspect and use them.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[_global_options("before")])
+        epilog=_EPILOG, formatter_class=_Formatter, parents=[_global_options("before")])
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__} (hfs-core, Python "
                         f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro})")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
@@ -149,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str) -> argparse.ArgumentParser:
         summary, epilog = _COMMANDS[name]
         return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
-                                   epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=epilog, formatter_class=_Formatter,
                                    parents=[common])
 
     providers = command("providers")
@@ -195,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions = command("keys").add_subparsers(dest="action", metavar="ACTION", title="actions", required=True)
     revive = actions.add_parser("revive", help="put a retired key back in service",
                                 description="Put a retired key back in service for every process sharing the "
-                                            "state.")
+                                            "state.", formatter_class=_Formatter)
     revive.add_argument("provider", metavar="PROVIDER", help="the provider, e.g. groq")
     revive.add_argument("suffix", metavar="SUFFIX", help=f"the key's last {SUFFIX_SHORTEST} to {SUFFIX_LONGEST} "
                         f"characters, as logs and `{PROG} usage` show")
