@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from types import ModuleType
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import pluggy
 
@@ -70,13 +70,17 @@ class PluginInfo:
         return {**self.__dict__, "hooks": list(self.hooks)}
 
 
-class InstalledEntryPoint(NamedTuple):
-    """One entry point of the ``hfs.providers`` group and the distribution that declares it."""
+class InstalledEntryPoint:
+    """One entry point of the ``hfs.providers`` group and the distribution that declares it (a plain class:
+    a dataclass or named tuple costs a listing more to define than all its uses)."""
 
-    name: str
-    value: str
-    distribution: str | None
-    version: str | None
+    __slots__ = ("distribution", "name", "value", "version")
+
+    def __init__(self, name: str, value: str, distribution: str | None, version: str | None) -> None:
+        self.name = name
+        self.value = value
+        self.distribution = distribution
+        self.version = version
 
     def load(self) -> Any:
         """Import the object the entry point names, as `importlib.metadata.EntryPoint.load` does."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import NamedTuple
 
 ASK_TIMEOUT = 60.0
 """Default seconds `hfs ask` may wait for a free key (and spend in back-off)."""
@@ -34,11 +33,14 @@ def provider_model(text: str) -> str:
     return text
 
 
-class Since(NamedTuple):
+class Since:
     """How far back `hfs usage` looks: `seconds` (None: all time) as the user wrote it."""
 
-    seconds: float | None
-    text: str
+    __slots__ = ("seconds", "text")
+
+    def __init__(self, seconds: float | None, text: str) -> None:
+        self.seconds = seconds
+        self.text = text
 
 
 def parse_since(text: str) -> Since:
