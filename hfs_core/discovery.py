@@ -96,9 +96,9 @@ def installed_fingerprint() -> tuple[str, int] | None:
     and the newest time in it (None when in doubt: a ``sys.path`` entry that is a file, such as a zip, or a
     finder of distributions other than the standard path finder).
 
-    The interpreter and its prefix, then a line per ``sys.path`` entry: its path and modification time (a
-    distribution installed or removed there changes it), and a line per ``*.dist-info``/``*.egg-info`` in
-    it with the time of its ``entry_points.txt`` (an edited one changes its own).
+    The interpreter and its prefix, then a line per ``sys.path`` entry (its path, or that it is missing) and
+    a line per ``*.dist-info``/``*.egg-info`` in it, by name (a distribution installed, upgraded or removed
+    changes them) with the modification time of its ``entry_points.txt`` (an edited one changes its own).
     """
     if any(finder is not importlib.machinery.PathFinder and hasattr(finder, "find_distributions")
            for finder in sys.meta_path):
@@ -119,8 +119,7 @@ def installed_fingerprint() -> tuple[str, int] | None:
                 names = sorted(e.name for e in listing if e.name.endswith((".dist-info", ".egg-info")))
         except OSError:
             return None
-        lines.append(f"{path}\t{found.st_mtime_ns}")
-        newest = max(newest, found.st_mtime_ns)
+        lines.append(path)
         for name in names:
             try:
                 stamp = os.stat(os.path.join(path, name, "entry_points.txt")).st_mtime_ns

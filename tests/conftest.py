@@ -71,11 +71,12 @@ def namespace() -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test in its own directory, with its own data dir and no keys from the real environment."""
+    """Each test in its own directory, with its own data and cache dirs and no keys from the real environment."""
     for var in list(os.environ):
         if var.startswith(("NUM_", "HFS_")) or "_API_KEY" in var or var == "TIDB_DB_URL":
             monkeypatch.delenv(var)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("AGNO_TELEMETRY", "false")
     monkeypatch.chdir(tmp_path)
     return tmp_path

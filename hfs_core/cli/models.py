@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 from typing import TYPE_CHECKING, Any
 
 from hfs_core.cli.common import CliError, open_registry
@@ -72,6 +71,8 @@ def cmd_models(args: argparse.Namespace, log_filter: LogFilter) -> int:
     if args.provider is not None:
         wanted = args.provider.strip().lower()
         if wanted not in registry.specs:
+            import difflib
+
             near = difflib.get_close_matches(wanted, names, n=1)
             raise CliError(f"unknown provider {wanted!r}; installed: {', '.join(names) or 'none'}",
                            f"did you mean {near[0]!r}?" if near else "run `hfs providers` to see the installed plugins")
