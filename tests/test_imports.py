@@ -205,27 +205,43 @@ def test_a_sqlite_history_read_before_connecting_is_the_connected_read(isolated:
     writer.dispose()
 
 
+LISTING_NEVER_LOADS = ("importlib.metadata", "email", "zipfile", "importlib.resources", "difflib", "shutil",
+                       "zoneinfo", "subprocess", "queue", "json", "platformdirs")
+"""What no listing loads once the entry-point cache is warm: the installed distributions' metadata, the
+code of suggestions and of the commands it does not run, the events' queue (no subscriber), JSON."""
+COMMANDS_NOT_RUN = ("hfs_core.cli.ask", "hfs_core.cli.check", "hfs_core.cli.demo", "hfs_core.cli.status",
+                    "hfs_core.cli.usage", "hfs_core.cli.keys")
 LISTING_MUST_NOT_LOAD = {
-    (): ("hfs_core.registry", "hfs_core.config", "hfs_core.discovery", "hfs_core.usage"),
-    ("--help",): ("hfs_core.registry", "hfs_core.config", "hfs_core.discovery", "hfs_core.usage"),
-    ("providers",): ("hfs_core.usage.store", "hfs_core.usage.database_link", "hfs_core.usage.queries", "yaml"),
-    ("models", "groq"): ("hfs_core.usage.store", "hfs_core.usage.database_link", "hfs_core.usage.queries"),
+    (): ("hfs_core.registry", "hfs_core.config", "hfs_core.discovery", "hfs_core.usage", "hfs_core.plugin",
+         "pluggy", "tomllib", *COMMANDS_NOT_RUN, "hfs_core.cli.providers", "hfs_core.cli.models"),
+    ("--help",): ("hfs_core.registry", "hfs_core.config", "hfs_core.discovery", "hfs_core.usage",
+                  "hfs_core.plugin", "pluggy", "tomllib", *COMMANDS_NOT_RUN, "hfs_core.cli.providers",
+                  "hfs_core.cli.models"),
+    ("providers",): ("hfs_core.usage.store", "hfs_core.usage.database_link", "hfs_core.usage.queries", "yaml",
+                     *COMMANDS_NOT_RUN, "hfs_core.cli.models"),
+    ("models", "groq"): ("hfs_core.usage.store", "hfs_core.usage.database_link", "hfs_core.usage.queries",
+                         *COMMANDS_NOT_RUN),
 }
-"""For each listing command, what it must not load beyond `HEAVY`'s call path (its own listing needs
-the rest: ``hfs models`` reads keycycle's YAML tables, without importing keycycle)."""
+"""For each listing command, what it must not load beyond `HEAVY`'s call path and `LISTING_NEVER_LOADS`
+(its own listing needs the rest: ``hfs models`` reads keycycle's YAML tables, without importing keycycle;
+``hfs providers`` and ``hfs models`` read the plugins' TOML limit tables, so they load tomllib)."""
 
 
 @pytest.mark.parametrize("args", list(LISTING_MUST_NOT_LOAD), ids=lambda args: " ".join(args) or "hfs")
 def test_listing_commands_load_only_what_they_print(isolated: Path, args: tuple[str, ...]) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPROFILEIMPORTTIME"}
-    env.update(provider_env(3, db_url=f"sqlite:///{isolated / 'usage.sqlite3'}"), PYTHONPROFILEIMPORTTIME="1")
-    result = subprocess.run([str(Path(sys.executable).parent / "hfs"), *args], cwd=isolated, env=env,
+    env.update(provider_env(3, db_url=f"sqlite:///{isolated / 'usage.sqlite3'}"))
+    hfs = str(Path(sys.executable).parent / "hfs")
+    warm = subprocess.run([hfs, "providers"], cwd=isolated, env=env, capture_output=True, text=True, timeout=60)
+    assert warm.returncode == 0, warm.stderr[-3000:]
+    assert (isolated / "cache" / "hfs-providers" / "entry-points").is_file()  # the cache is warm
+    result = subprocess.run([hfs, *args], cwd=isolated, env={**env, "PYTHONPROFILEIMPORTTIME": "1"},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip()
     timed = importtime_modules(result.stderr)
     assert "hfs_core.cli.main" in timed  # the parse works
-    for package in (*HEAVY_CALL_PATH, *LISTING_MUST_NOT_LOAD[args]):
+    for package in (*HEAVY_CALL_PATH, *LISTING_NEVER_LOADS, *LISTING_MUST_NOT_LOAD[args]):
         assert not any(is_under(m, package) for m in timed), f"hfs {' '.join(args)} imported {package}"
 
 
