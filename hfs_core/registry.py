@@ -32,6 +32,7 @@ from hfs_core.tier_table import ANY_TIER, TierEntry
 from hfs_core.variables import PLUGINS_ENV
 
 if TYPE_CHECKING:
+    from hfs_core.call import ModelRecipe
     from hfs_core.events import Subscriber, Subscription
     from hfs_core.pool import KeyPool
     from hfs_core.pool.shared import StateProbe
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
     from hfs_core.usage import UsageHealth, UsageStore
 
 log = logging.getLogger("hfs_core")
+
+_MAX_RECIPES = 256
+"""Shapes of `get_model` call whose recipe a registry keeps (more are worked out each time)."""
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """`base` updated with `override`, nested dicts merged (a caller's ``client_params`` keeps
@@ -113,6 +117,7 @@ class Registry:
         self.resources = Resources(self.settings, keys, telemetry)
         """The usage store, the shared-state link and the pools, made on first use."""
         self._warned_models: set[tuple[str, str]] = set()
+        self._recipes: dict[tuple[Any, ...], tuple[str, ModelRecipe]] = {}
         self._left_out: set[tuple[str, str]] = set()  # (tier, entry and why) already logged
         self.problems += checks.configuration_problems(self.settings, self._discovery, self.tier_entries, self.mask)
         checks.log_start(self.settings, self.problems, self._reports)
@@ -323,7 +328,28 @@ class Registry:
         return self._provider_model(provider, model_id, kwargs)
 
     def _provider_model(self, provider: str, model_id: str | None, kwargs: dict[str, Any]) -> Any:
-        """A rotating model of one provider (`get_model` for a provider, or a tier's entry)."""
+        """A rotating model of one provider (`get_model` for a provider, or a tier's entry).
+
+        What a call of one shape (provider, model and keywords) works out, from the configuration and
+        the plugin, is kept (`ModelRecipe`): HFS asks for the same model for every Agent it builds. A
+        keyword whose value cannot be hashed (a dict of ``client_params``) is worked out each time.
+        """
+        shape = (provider, model_id, tuple((name, type(value), value) for name, value in kwargs.items()))
+        try:
+            known = self._recipes.get(shape)
+            kept = True
+        except TypeError:  # a value that cannot be hashed
+            known, kept = None, False
+        if known is None:
+            known = self._recipe(provider, model_id, kwargs)
+            if kept and len(self._recipes) < _MAX_RECIPES:
+                self._recipes[shape] = known
+        name, recipe = known
+        return recipe.build(self.pool(name), self.resources.clients(name))
+
+    def _recipe(self, provider: str, model_id: str | None, kwargs: dict[str, Any]) -> tuple[str, ModelRecipe]:
+        """Provider `provider`'s name and the recipe of its models of `model_id` with `kwargs` (consumed)."""
+        from hfs_core.call import model_recipe
         from hfs_core.pool import CallOptions
 
         name, model_id = self.resolve_model(provider, model_id)
@@ -336,10 +362,8 @@ class Registry:
                               for name, default in (("connect_timeout", Timeouts.connect),
                                                     ("read_timeout", Timeouts.read))))
         model_kwargs = _merge(_sdk_kwargs(pool.spec, base_url, timeouts), kwargs)
-        from hfs_core.call import build_model
-
         try:
-            return build_model(pool, self.resources.clients(name), model_id, options, model_kwargs)
+            return name, model_recipe(pool, self.resources.clients(name), model_id, options, model_kwargs)
         except TypeError as exc:
             raise TypeError(f"get_model({provider!r}): {exc}") from None
 

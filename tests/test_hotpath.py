@@ -23,7 +23,7 @@ import pytest
 from agno.models.message import Message
 from conftest import keys_of, provider_env
 
-from hfs_core import NoAvailableKeyError, Registry
+from hfs_core import HFSError, NoAvailableKeyError, Registry
 from hfs_core.config import Config
 from hfs_core.pool import KeyPool
 from hfs_core.testing.standin import StandIn
@@ -264,6 +264,51 @@ def test_get_model_does_not_wait_for_a_busy_pool(make_registry: Any, standin: St
         release.set()
         replay.join(10)
     assert ask(made[0]).content == "stand-in reply: hi"
+
+
+def test_models_of_one_shape_are_made_alike_and_share_nothing_mutable(make_registry: Any, standin: StandIn) -> None:
+    """The second `get_model` of a shape reuses what the first worked out (the plugin's SDK options
+    are asked once), yet each model is its own object: its fields and nested dicts are its own, and
+    both serve calls on the pool's shared clients."""
+    asked: list[str | None] = []
+    registry, first, _ = groq_model(make_registry, standin, 2, temperature=0.5)
+    spec = registry.pool("groq").spec
+    original = spec.sdk_options
+
+    def counting(base_url: str | None, *rest: Any) -> dict[str, Any]:
+        asked.append(base_url)
+        return {**original(base_url, *rest), "default_headers": {"x-test": "1"}}
+
+    object.__setattr__(spec, "sdk_options", counting)  # the plugin's own spec: put back below
+    try:
+        one = registry.get_model("groq", MODEL, base_url=standin.url, top_p=0.9)
+        two = registry.get_model("groq", MODEL, base_url=standin.url, top_p=0.9)
+        other = registry.get_model("groq", MODEL, base_url=standin.url, top_p=0.8)
+    finally:
+        object.__setattr__(spec, "sdk_options", original)
+    assert asked == [standin.url, standin.url]  # once per shape: (top_p=0.9) and (top_p=0.8)
+    assert one is not two and (one.top_p, two.top_p, other.top_p) == (0.9, 0.9, 0.8)
+    assert one.default_headers == two.default_headers == {"x-test": "1"}
+    assert one.default_headers is not two.default_headers
+    one.default_headers["x-test"] = "changed"
+    assert two.default_headers == {"x-test": "1"}
+    assert first.temperature == 0.5 and one.temperature is None
+    assert one.clients is two.clients is first.clients
+    assert [ask(m).content for m in (one, two, other, first)] == ["stand-in reply: hi"] * 4
+
+
+def test_a_shape_kept_still_checks_each_call_of_get_model(make_registry: Any, standin: StandIn) -> None:
+    """What is kept never skips a check: a value equal to a kept one but of another type (``wait=1``
+    after ``wait=True``) is still refused, a value that cannot be hashed still works, and a registry
+    shut down makes no more models."""
+    registry, _, _ = groq_model(make_registry, standin, 1, wait=True)
+    with pytest.raises(TypeError, match="wait must be True or False, got 1"):
+        registry.get_model("groq", MODEL, base_url=standin.url, wait=1)
+    model = registry.get_model("groq", MODEL, base_url=standin.url, client_params={"max_retries": 0})
+    assert ask(model).content == "stand-in reply: hi"
+    registry.shutdown()
+    with pytest.raises(HFSError, match="shut down"):
+        registry.get_model("groq", MODEL, base_url=standin.url, wait=True)
 
 
 COLD_LOOP_WORKER = Path(__file__).with_name("cold_loop_worker.py")

@@ -5,7 +5,7 @@ itself; a tier (`hfs_core.tier`) passes its entries, and `CallHooks` saying what
 to refuse. Each attempt leases a key from an entry's pool and runs that provider's own Agno code
 with the key's SDK client, so a provider's reply is never read by another's parser.
 
-- `rotating`: `RotatingModel`, `rotating_class`, `build_model`; `run_call` and `arun_call`.
+- `rotating`: `RotatingModel`, `rotating_class`, `build_model` and `model_recipe`; `run_call` and `arun_call`.
 - `attempts`: `Call`, the attempt loop and its failure policy; `CallHooks`.
 - `steps`: the loop's steps and the two drivers (threads, coroutines).
 - `entries`: `Entries`, what each entry has done in one call.
@@ -19,7 +19,15 @@ from hfs_core.call.clients import ClientCache
 from hfs_core.call.entries import Entries, Entry
 from hfs_core.call.messages import SERVED_BY, for_provider
 from hfs_core.call.refusal import label, plain_refusal, tier_refusal, what_failed, why_not
-from hfs_core.call.rotating import RotatingModel, arun_call, build_model, rotating_class, run_call
+from hfs_core.call.rotating import (
+    ModelRecipe,
+    RotatingModel,
+    arun_call,
+    build_model,
+    model_recipe,
+    rotating_class,
+    run_call,
+)
 
 __all__ = [
     "PLAIN",
@@ -29,11 +37,13 @@ __all__ = [
     "ClientCache",
     "Entries",
     "Entry",
+    "ModelRecipe",
     "RotatingModel",
     "arun_call",
     "build_model",
     "for_provider",
     "label",
+    "model_recipe",
     "plain_refusal",
     "rotating_class",
     "run_call",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 from hfs_core.call.attempts import PLAIN, Call, CallHooks, current_lease
@@ -79,11 +79,11 @@ class RotatingModel:
     _hfs_options: CallOptions
     _hfs_signature: str
 
-    def _hfs_attach(self, pool: KeyPool, clients: ClientCache, options: CallOptions) -> None:
+    def _hfs_attach(self, pool: KeyPool, clients: ClientCache, options: CallOptions, signature: str) -> None:
         self._hfs_pool = pool
         self._hfs_clients = clients
         self._hfs_options = options
-        self._hfs_signature = repr(tuple(getattr(self, f, None) for f in _CLIENT_FIELDS))
+        self._hfs_signature = signature
 
     @property
     def pool(self) -> KeyPool:
@@ -214,11 +214,46 @@ def _named_as_the_class_names_it(cls: type, kwargs: dict[str, Any]) -> dict[str,
     return renamed
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelRecipe:
+    """What `get_model` works out once for one shape of call (provider, model and keywords): the
+    next model of that shape costs the Agno class's own constructor and little more.
+
+    Attributes:
+        cls: the rotating Agno class.
+        model_id: the model every call asks for.
+        kwargs: the class's keyword arguments (the plugin's SDK options merged with the caller's).
+        options: how the models' calls wait and retry.
+        signature: the client fields' values, naming which SDK clients the models may share.
+    """
+
+    cls: type
+    model_id: str
+    kwargs: Mapping[str, Any]
+    options: CallOptions
+    signature: str
+
+    def build(self, pool: KeyPool, clients: ClientCache) -> Any:
+        """A new model of this recipe drawing keys from `pool` (nested dicts copied: no two models share one)."""
+        model = self.cls(id=self.model_id, **{name: dict(value) if isinstance(value, dict) else value
+                                               for name, value in self.kwargs.items()})
+        model._hfs_attach(pool, clients, self.options, self.signature)
+        return model
+
+
+def model_recipe(pool: KeyPool, clients: ClientCache, model_id: str, options: CallOptions,
+                 kwargs: dict[str, Any]) -> ModelRecipe:
+    """The recipe of rotating models of `clients`' Agno class drawing keys from `pool`, with `kwargs`
+    passed to the class. Raises TypeError for a keyword the class does not take. Looks up the model's
+    limits now (`KeyPool.prepare`), so that its first call, perhaps on an event loop, finds them at hand."""
+    cls = rotating_class(clients.model_class)
+    named = _named_as_the_class_names_it(cls, kwargs)
+    first = cls(id=model_id, **named)
+    pool.prepare(first.id)
+    return ModelRecipe(cls, model_id, named, options, repr(tuple(getattr(first, f, None) for f in _CLIENT_FIELDS)))
+
+
 def build_model(pool: KeyPool, clients: ClientCache, model_id: str, options: CallOptions,
                 kwargs: dict[str, Any]) -> Any:
     """A rotating model of `clients`' Agno class drawing keys from `pool`, with `kwargs` passed to the class."""
-    cls = rotating_class(clients.model_class)
-    model = cls(id=model_id, **_named_as_the_class_names_it(cls, kwargs))
-    model._hfs_attach(pool, clients, options)
-    pool.prepare(model.id)
-    return model
+    return model_recipe(pool, clients, model_id, options, kwargs).build(pool, clients)
