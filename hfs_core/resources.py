@@ -13,18 +13,18 @@ from typing import TYPE_CHECKING, Any
 from hfs_core import catalog
 from hfs_core.discovery import describe
 from hfs_core.errors import HFSError, ProviderUnavailableError
-from hfs_core.events import EventBus
 from hfs_core.install import CORE, install_command, plugin_command
 from hfs_core.plugin import ProviderSpec
 from hfs_core.settings import USAGE_FIXES, Settings, data_dir
-from hfs_core.telemetry import Telemetry
 from hfs_core.variables import STATE_SECRET_ENV
 
 if TYPE_CHECKING:
     from hfs_core.call import ClientCache
-    from hfs_core.pool import KeyPool
+    from hfs_core.events import EventBus
+    from hfs_core.pool import KeyPool, PoolStatus
     from hfs_core.pool.redis_link import RedisLink
     from hfs_core.pool.shared import StateProbe
+    from hfs_core.telemetry import Telemetry
     from hfs_core.usage import UsageHealth, UsageStore
 
 log = logging.getLogger("hfs_core")
@@ -63,10 +63,39 @@ class Resources:
         self._link: RedisLink | None = None
         self._link_ready = False
         self._closed = False
-        self.events = EventBus()
-        """The subscribers to the pools' and tiers' events."""
-        self.telemetry = telemetry or Telemetry()
-        self.telemetry.watch(lambda: [(name, pool.status()) for name, pool in list(self._pools.items())])
+        self._events: EventBus | None = None
+        self._telemetry = telemetry
+        if telemetry is not None:
+            telemetry.watch(self._statuses)
+
+    @property
+    def events(self) -> EventBus:
+        """The subscribers to the pools' and tiers' events (made when a pool or a subscriber first needs
+        them: a registry that only lists providers never loads `hfs_core.events`)."""
+        if self._events is None:
+            with self.lock:
+                if self._events is None:
+                    from hfs_core.events import EventBus
+
+                    self._events = EventBus()
+        return self._events
+
+    @property
+    def telemetry(self) -> Telemetry:
+        """Where the pools' calls report: the registry's, else the global providers (made with the first pool)."""
+        if self._telemetry is None:
+            with self.lock:
+                if self._telemetry is None:
+                    from hfs_core.telemetry import Telemetry
+
+                    made = Telemetry()
+                    made.watch(self._statuses)
+                    self._telemetry = made
+        return self._telemetry
+
+    def _statuses(self) -> list[tuple[str, PoolStatus]]:
+        """Each built pool's provider and status (the key gauge's reading)."""
+        return [(name, pool.status()) for name, pool in list(self._pools.items())]
 
     def built(self, name: str) -> KeyPool | None:
         """The pool of provider `name` if it has been built."""
@@ -223,4 +252,5 @@ class Resources:
             self._link.close()
         if self._usage is not None:
             self._usage.close()
-        self.events.close()
+        if self._events is not None:
+            self._events.close()

@@ -139,6 +139,18 @@ def test_bad_usage_exits_2(tmp_path: Path, args: tuple[str, ...]) -> None:
     assert "usage: hfs" in run.err and "Traceback" not in run.err
 
 
+def test_a_mistyped_command_is_refused_naming_every_command(tmp_path: Path) -> None:
+    """A command line naming a command builds that command's parser alone; one naming none (a typo)
+    gets the whole parser, whose refusal lists every command, and ``-v`` before a command still counts."""
+    run = hfs("provders", env=clean_env(tmp_path), cwd=tmp_path)
+    assert run.code == 2, run
+    assert "invalid choice: 'provders'" in run.err
+    for command in ("providers", "check", "models", "ask", "demo", "status", "usage", "keys"):
+        assert f"'{command}'" in run.err
+    verbose = hfs("-v", "providers", "--json", env=clean_env(tmp_path), cwd=tmp_path)
+    assert verbose.code == 0 and verbose.out.lstrip().startswith("{"), verbose
+
+
 # -- providers and check ------------------------------------------------------------------------
 
 

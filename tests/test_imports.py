@@ -206,9 +206,11 @@ def test_a_sqlite_history_read_before_connecting_is_the_connected_read(isolated:
 
 
 LISTING_NEVER_LOADS = ("importlib.metadata", "email", "zipfile", "importlib.resources", "difflib", "shutil",
-                       "zoneinfo", "subprocess", "queue", "json", "platformdirs")
+                       "zoneinfo", "subprocess", "queue", "json", "platformdirs", "hfs_core.events",
+                       "hfs_core.telemetry")
 """What no listing loads once the entry-point cache is warm: the installed distributions' metadata, the
-code of suggestions and of the commands it does not run, the events' queue (no subscriber), JSON."""
+code of suggestions and of the commands it does not run, the events and telemetry of pools it does not
+build, JSON."""
 COMMANDS_NOT_RUN = ("hfs_core.cli.ask", "hfs_core.cli.check", "hfs_core.cli.demo", "hfs_core.cli.status",
                     "hfs_core.cli.usage", "hfs_core.cli.keys")
 LISTING_MUST_NOT_LOAD = {

@@ -14,6 +14,6 @@ is printed and logged, `common` for the registry and the error every command sha
 `main` for the parser and error handling.
 """
 
-from hfs_core.cli.main import main
+from hfs_core.cli.main import main, run
 
-__all__ = ["main"]
+__all__ = ["main", "run"]

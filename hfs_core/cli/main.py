@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from hfs_core import __version__
 from hfs_core.cli.arguments import (
@@ -160,8 +162,79 @@ def _global_options(where: str) -> argparse.ArgumentParser:
     return options
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``hfs`` and its commands."""
+def _providers(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def _check(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strict", action="store_true", help="fail on warnings too")
+    parser.add_argument("--skip-db", action="store_true", help="do not try to reach the usage database")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def _models(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("provider", nargs="?", metavar="PROVIDER", help="one provider (default: all installed)")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def _ask(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("-p", "--provider", metavar="PROVIDER", help="provider to use (default: first with keys)")
+    which.add_argument("-m", "--model", type=provider_model, metavar="PROVIDER:MODEL",
+                       help="provider and model, e.g. groq:openai/gpt-oss-20b")
+    which.add_argument("-t", "--tier", metavar="TIER", help="a tier, e.g. fast: its first entry that can serve")
+    parser.add_argument("--no-stream", dest="stream", action="store_false", help="print the answer when complete")
+    parser.add_argument("--base-url", metavar="URL", help="send the call to this URL (a proxy or a local stand-in)")
+    parser.add_argument("--timeout", type=positive_float, default=ASK_TIMEOUT, metavar="S",
+                        help=f"seconds to wait for a free key and in back-off (default {ASK_TIMEOUT:g})")
+    parser.add_argument("prompt", nargs="+", metavar="PROMPT", help="the prompt; - reads it from stdin")
+
+
+def _demo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-p", "--provider", metavar="PROVIDER", help="provider to show (default: groq, else the "
+                        "first installed)")
+
+
+def _status(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-p", "--provider", metavar="PROVIDER", help="only this provider")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="print JSON for scripts")
+    shown.add_argument("--watch", action="store_true", help="redraw every second until Ctrl-C, as top does")
+
+
+def _usage(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-p", "--provider", metavar="PROVIDER", help="only this provider")
+    parser.add_argument("--since", type=parse_since, default="24h", metavar="AGE",
+                        help="how far back: 30m, 24h (default), 7d, or all")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def _keys(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", title="actions", required=True)
+    revive = actions.add_parser("revive", help="put a retired key back in service",
+                                description="Put a retired key back in service for every process sharing the "
+                                            "state.", formatter_class=_Formatter)
+    revive.add_argument("provider", metavar="PROVIDER", help="the provider, e.g. groq")
+    revive.add_argument("suffix", metavar="SUFFIX", help=f"the key's last {SUFFIX_SHORTEST} to {SUFFIX_LONGEST} "
+                        f"characters, as logs and `{PROG} usage` show")
+
+
+_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "providers": _providers, "check": _check, "models": _models, "ask": _ask, "demo": _demo, "status": _status,
+    "usage": _usage, "keys": _keys,
+}
+"""Each command's own arguments, in the order ``hfs --help`` lists the commands."""
+
+
+def named_command(argv: Sequence[str]) -> str | None:
+    """The command `argv` names (its first word that is not an option), if it is one of ``hfs``'s."""
+    word = next((arg for arg in argv if not arg.startswith("-")), None)
+    return word if word in _ARGUMENTS else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of ``hfs`` and its commands; given `command`, of that command alone (what
+    parsing its command line needs: a listing then builds one command's parser, not nine)."""
     common = _global_options("after")
     parser = argparse.ArgumentParser(
         prog=PROG, description="Rotating, rate-limited Agno models from many providers: inspect and use them.",
@@ -169,60 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__} (hfs-core, Python "
                         f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro})")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-
-    def command(name: str) -> argparse.ArgumentParser:
-        summary, epilog = _COMMANDS[name]
-        return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
-                                   epilog=epilog, formatter_class=_Formatter,
-                                   parents=[common])
-
-    providers = command("providers")
-    providers.add_argument("--json", action="store_true", help="print JSON for scripts")
-
-    check = command("check")
-    check.add_argument("--strict", action="store_true", help="fail on warnings too")
-    check.add_argument("--skip-db", action="store_true", help="do not try to reach the usage database")
-    check.add_argument("--json", action="store_true", help="print JSON for scripts")
-
-    models = command("models")
-    models.add_argument("provider", nargs="?", metavar="PROVIDER", help="one provider (default: all installed)")
-    models.add_argument("--json", action="store_true", help="print JSON for scripts")
-
-    ask = command("ask")
-    which = ask.add_mutually_exclusive_group()
-    which.add_argument("-p", "--provider", metavar="PROVIDER", help="provider to use (default: first with keys)")
-    which.add_argument("-m", "--model", type=provider_model, metavar="PROVIDER:MODEL",
-                       help="provider and model, e.g. groq:openai/gpt-oss-20b")
-    which.add_argument("-t", "--tier", metavar="TIER", help="a tier, e.g. fast: its first entry that can serve")
-    ask.add_argument("--no-stream", dest="stream", action="store_false", help="print the answer when complete")
-    ask.add_argument("--base-url", metavar="URL", help="send the call to this URL (a proxy or a local stand-in)")
-    ask.add_argument("--timeout", type=positive_float, default=ASK_TIMEOUT, metavar="S",
-                     help=f"seconds to wait for a free key and in back-off (default {ASK_TIMEOUT:g})")
-    ask.add_argument("prompt", nargs="+", metavar="PROMPT", help="the prompt; - reads it from stdin")
-
-    demo = command("demo")
-    demo.add_argument("-p", "--provider", metavar="PROVIDER", help="provider to show (default: groq, else the "
-                      "first installed)")
-
-    status = command("status")
-    status.add_argument("-p", "--provider", metavar="PROVIDER", help="only this provider")
-    shown = status.add_mutually_exclusive_group()
-    shown.add_argument("--json", action="store_true", help="print JSON for scripts")
-    shown.add_argument("--watch", action="store_true", help="redraw every second until Ctrl-C, as top does")
-
-    usage = command("usage")
-    usage.add_argument("-p", "--provider", metavar="PROVIDER", help="only this provider")
-    usage.add_argument("--since", type=parse_since, default="24h", metavar="AGE",
-                       help="how far back: 30m, 24h (default), 7d, or all")
-    usage.add_argument("--json", action="store_true", help="print JSON for scripts")
-
-    actions = command("keys").add_subparsers(dest="action", metavar="ACTION", title="actions", required=True)
-    revive = actions.add_parser("revive", help="put a retired key back in service",
-                                description="Put a retired key back in service for every process sharing the "
-                                            "state.", formatter_class=_Formatter)
-    revive.add_argument("provider", metavar="PROVIDER", help="the provider, e.g. groq")
-    revive.add_argument("suffix", metavar="SUFFIX", help=f"the key's last {SUFFIX_SHORTEST} to {SUFFIX_LONGEST} "
-                        f"characters, as logs and `{PROG} usage` show")
+    for name, arguments in _ARGUMENTS.items():
+        if command in (None, name):
+            summary, epilog = _COMMANDS[name]
+            arguments(commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                                          epilog=epilog, formatter_class=_Formatter, parents=[common]))
     return parser
 
 
@@ -285,9 +309,23 @@ def _fail(exc: BaseException, debug: bool) -> int:
     return 1
 
 
+def run() -> NoReturn:
+    """The ``hfs`` console script (and ``python -m hfs_core.cli``): `main` on the command line, then exit.
+
+    Before the interpreter tears itself down, the objects alive are frozen out of the cyclic garbage
+    collector (`gc.freeze`): the collections CPython runs while finalizing would only look over a
+    process that is about to end (a tenth of ``hfs providers``' time; docs/cli.md, "Start-up cost").
+    The exit handlers (the usage store's last flush) still run, and `main` called from Python is
+    left as it is.
+    """
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``hfs`` with `argv` (default: the command line); returns the exit status."""
-    parser = build_parser()
+    parser = build_parser(named_command(sys.argv[1:] if argv is None else argv))
     args = _parse(parser, argv)
     debug = bool(args.debug) or _env_flag(DEBUG_ENV)
     args.debug = debug
