@@ -273,14 +273,13 @@ class Plugins:
         found = installed_entry_points()
         claims: dict[str, list[Claim]] = {}
         for ep in found:
-            dist_name, version = ep.distribution, ep.version
             if only is not None and ep.name not in only:
-                self.infos.append(PluginInfo(ep.name, dist_name, version, "skipped"))
+                self.infos.append(PluginInfo(ep.name, ep.distribution, ep.version, "skipped"))
                 continue
-            loaded = self._load_one(ep, dist_name, version)
+            loaded = self._load_one(ep)
             if isinstance(loaded, PluginInfo):
                 self.infos.append(loaded)
-                log.warning("plugin %s (%s) failed to load: %s", ep.name, dist_name or "?", loaded.error)
+                log.warning("plugin %s (%s) failed to load: %s", ep.name, ep.distribution or "?", loaded.error)
             else:
                 claims.setdefault(loaded[2].name, []).append(loaded)
         for provider, claimants in claims.items():
@@ -330,22 +329,21 @@ class Plugins:
     def _env_prefix(claimants: list[Claim]) -> str:
         return "/".join(sorted({spec.env_prefix for _, _, spec in claimants}))
 
-    def _load_one(self, ep: InstalledEntryPoint, dist: str | None,
-                  version: str | None) -> PluginInfo | Claim:
+    def _load_one(self, ep: InstalledEntryPoint) -> PluginInfo | Claim:
         """Import one plugin and ask it for its spec: the plugin's claim, or a failed PluginInfo.
 
         Plugin code runs with a time limit, and whatever it raises (``SystemExit`` too, but
         not ``KeyboardInterrupt``) is the plugin's failure, never the registry's.
         """
         def failed(error: str, hooks: tuple[str, ...] = ()) -> PluginInfo:
-            return PluginInfo(ep.name, dist, version, "failed", hooks=hooks, error=self._mask(error))
+            return PluginInfo(ep.name, ep.distribution, ep.version, "failed", hooks=hooks, error=self._mask(error))
 
         try:
             module = self._plugin_code(ep.load, f"importing plugin {ep.name}")
         except _PluginFault as fault:
             return failed(f"import failed: {fault.detail}" if fault.raised else f"import {fault}")
         try:
-            self._manager.register(module, name=f"{ep.name}:{dist}")
+            self._manager.register(module, name=f"{ep.name}:{ep.distribution}")
         except Exception as exc:
             return failed(f"not a valid hfs plugin: {describe(exc)}")
         hooks = tuple(sorted(h.name for h in self._manager.get_hookcallers(module) or []))
@@ -360,7 +358,7 @@ class Plugins:
         if not isinstance(spec, ProviderSpec):
             self._manager.unregister(module)
             return failed(f"register_provider returned {type(spec).__name__}, not a ProviderSpec", hooks)
-        return PluginInfo(ep.name, dist, version, "loaded", provider=spec.name, hooks=hooks), module, spec
+        return PluginInfo(ep.name, ep.distribution, ep.version, "loaded", provider=spec.name, hooks=hooks), module, spec
 
     def _plugin_code(self, work: Callable[[], Any], what: str) -> Any:
         """Run plugin code within `hook_timeout`; raise `_PluginFault` for anything it raises or a hang."""

@@ -11,13 +11,10 @@ their last four characters.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import queue
 
 log = logging.getLogger("hfs_core.events")
 
@@ -95,9 +92,6 @@ class Subscription:
         """Events left out because the queue was full."""
         self.failures = 0
         """Times the subscriber raised."""
-        import queue  # loaded with the first subscriber: a registry without one (a listing) never needs it
-
-        self._full = queue.Full
         self._queue: queue.Queue[object] = queue.Queue(QUEUE_SIZE)
         self._thread = threading.Thread(target=self._deliver, name="hfs-events", daemon=True)
         self._thread.start()
@@ -106,7 +100,7 @@ class Subscription:
         """Queue `event` for the subscriber, or drop it when the queue is full; never waits."""
         try:
             self._queue.put_nowait(event)
-        except self._full:
+        except queue.Full:
             self.dropped += 1
             if self.dropped == 1:
                 log.warning("event subscriber %r is slower than the events: dropping them (%d queued)",
@@ -132,7 +126,7 @@ class Subscription:
         """Deliver what is queued, then end the thread (waiting at most `timeout` seconds for it)."""
         try:
             self._queue.put(_STOP, timeout=timeout)
-        except self._full:
+        except queue.Full:
             return
         self._thread.join(timeout)
 
